@@ -1,0 +1,51 @@
+"""Awaiting a coroutine inside a given ``contextvars.Context`` without a task.
+
+A task is the usual way to give a coroutine its own context, but a task costs
+a trip through the scheduler. For a receiver awaited in the sender's own task
+this trampoline steps the coroutine with ``Context.run``, so every step sees the
+send's context copy and nothing it sets reaches the sender. Whatever the
+coroutine yields to the event loop (asyncio futures, trio traps) passes through
+untouched, and whatever the loop throws in (cancellation) is thrown into it.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import types
+from collections.abc import Awaitable, Generator
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+@types.coroutine
+def await_in_context(
+    context: contextvars.Context, awaitable: Awaitable[T]
+) -> Generator[Any, Any, T]:
+    """Await ``awaitable`` with every step run in ``context``.
+
+    The caller's task stays the current task throughout, so cancel scopes and
+    timeouts that the awaited code enters bind as they would to a nested call.
+    """
+    steps = context.run(awaitable.__await__)
+    send = steps.send
+    value: Any = None
+    thrown: BaseException | None = None
+    while True:
+        try:
+            if thrown is None:
+                yielded = context.run(send, value)
+            else:
+                yielded = context.run(steps.throw, thrown)
+        except StopIteration as stop:
+            result: T = stop.value
+            return result
+        finally:
+            # Break the frame -> exception -> frame cycle before the next step.
+            thrown = None
+        try:
+            value = yield yielded
+        except BaseException as exc:
+            # Cancellation (or GeneratorExit on close) belongs to the coroutine.
+            thrown = exc
+            value = None

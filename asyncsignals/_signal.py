@@ -1,0 +1,694 @@
+"""The Signal: Django's signal API with structured, concurrent async dispatch."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import inspect
+import itertools
+import logging
+import sys
+import threading
+import weakref
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
+from typing import Any, Final, TypeVar
+
+import anyio
+import anyio.from_thread
+import anyio.lowlevel
+import anyio.to_thread
+
+from ._context import await_in_context
+from ._receivers import (
+    check_accepts,
+    describe,
+    inspect_receiver,
+    is_async_callable,
+    receiver_key,
+    reference,
+)
+
+__all__ = ["Signal", "receiver"]
+
+logger: Final = logging.getLogger("asyncsignals")
+
+ReceiverT = TypeVar("ReceiverT", bound=Callable[..., Any])
+
+# How a connection's receiver is run.
+_INLINE: Final = 0  # sync: called on the loop's thread, in connection order
+_ASYNC: Final = 1  # async: awaited concurrently with the other async receivers
+_THREAD: Final = 2  # sync with to_thread=True: run in a worker thread
+
+# A connection: (receiver or weak reference to it, is weak, how it runs,
+# takes signal=, connection sequence number). A plain tuple: it is read on
+# every send, and unpacking a tuple is the cheapest way to read five fields.
+_Connection = tuple[Any, bool, int, bool, int]
+_NO_CONNECTIONS: tuple[_Connection, ...] = ()
+
+
+def _live_receiver(connection: _Connection) -> Any:
+    target = connection[0]
+    return target() if connection[1] else target
+
+
+class _SenderRef(weakref.ref[Any]):
+    """Weak reference to a sender, remembering the ``id()`` it is filed under."""
+
+    __slots__ = ("sender_id",)
+    sender_id: int
+
+
+class _StrongSenderRef:
+    """Holds a sender that cannot be weakly referenced (``object()``, str, int).
+
+    Such a sender is kept until its last connection is removed: matching by
+    identity needs the object itself, and a bare ``id()`` could be reused.
+    """
+
+    __slots__ = ("sender",)
+
+    def __init__(self, sender: object) -> None:
+        self.sender = sender
+
+    def __call__(self) -> object:
+        return self.sender
+
+
+class _SenderConnections:
+    """The connections made for one specific sender."""
+
+    __slots__ = ("cache", "connections", "sender_ref")
+
+    def __init__(self, sender_ref: Callable[[], object]) -> None:
+        self.sender_ref = sender_ref
+        self.connections: dict[Hashable, _Connection] = {}
+        # (version it was built for, any-sender and own connections merged)
+        self.cache: tuple[object, tuple[_Connection, ...]] = (None, _NO_CONNECTIONS)
+
+
+class Signal:
+    """A signal that receivers connect to and senders send, Django-style.
+
+    Args:
+        providing_args: The names of the keyword arguments every send provides.
+            When given, ``send*`` raises ``TypeError`` for an unknown or missing
+            name before any receiver runs, and ``connect`` refuses a receiver
+            that cannot accept one of them.
+        use_caching: Accepted for compatibility with Django; lookups are cached
+            either way, and the cache never keeps a sender alive.
+        name: Shown in ``repr``, error messages, exception notes and logs.
+
+    Receivers are called with keyword arguments only:
+    ``receiver(signal=<this signal>, sender=<sender>, **payload)``, where
+    ``signal=`` is passed only to receivers whose signature accepts it.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_any_cache",
+        "_any_sender",
+        "_dirty",
+        "_lock",
+        "_on_collected",
+        "_providing_args",
+        "_sequence",
+        "_senders",
+        "_version",
+        "name",
+    )
+
+    def __init__(
+        self,
+        *,
+        providing_args: Iterable[str] | None = None,
+        use_caching: bool = False,
+        name: str | None = None,
+    ) -> None:
+        if isinstance(providing_args, str):
+            raise TypeError(
+                f"providing_args must be a list of names, not the string {providing_args!r}"
+            )
+        if providing_args is not None:
+            provided = frozenset(providing_args)
+            for argument in provided:
+                if not isinstance(argument, str) or not argument.isidentifier():
+                    raise TypeError(f"providing_args entry {argument!r} is not a valid argument name")
+            reserved = provided & {"sender", "signal"}
+            if reserved:
+                raise TypeError(
+                    f"providing_args cannot include {sorted(reserved)}: "
+                    "'sender' and 'signal' are passed by the signal itself"
+                )
+            self._providing_args: frozenset[str] | None = provided
+        else:
+            self._providing_args = None
+        del use_caching  # lookups are always cached, see _connections_for
+        self.name = name
+        self._lock = threading.Lock()
+        self._sequence = itertools.count()
+        self._any_sender: dict[Hashable, _Connection] = {}
+        self._senders: dict[int, _SenderConnections] = {}
+        # Any change to the connections replaces _version; a cache is valid
+        # while it was built for the current one. Replacing an attribute is
+        # atomic, so weakref callbacks (which may run in any thread, at any
+        # allocation) can invalidate caches without taking the lock.
+        self._version: object = object()
+        self._any_cache: tuple[object, tuple[_Connection, ...]] = (None, _NO_CONNECTIONS)
+        self._dirty = False
+        self._on_collected = self._mark_dirty
+
+    def __repr__(self) -> str:
+        if self.name is not None:
+            return f"<Signal {self.name}>"
+        return f"<Signal at {id(self):#x}>"
+
+    @property
+    def providing_args(self) -> frozenset[str] | None:
+        """The names every send provides, or None when the signal does not say."""
+        return self._providing_args
+
+    @property
+    def _label(self) -> str:
+        return self.name if self.name is not None else repr(self)
+
+    # -- connecting ---------------------------------------------------------
+
+    def connect(
+        self,
+        receiver: ReceiverT,
+        sender: object = None,
+        weak: bool = True,
+        dispatch_uid: Hashable | None = None,
+        *,
+        to_thread: bool = False,
+    ) -> ReceiverT:
+        """Connect ``receiver`` to this signal and return it.
+
+        Args:
+            receiver: A sync or async callable, called with keyword arguments.
+            sender: Only sends from this object (matched by identity) reach
+                the receiver; None means every sender. The signal never keeps
+                a weakly referenceable sender alive.
+            weak: Hold the receiver by weak reference (``WeakMethod`` for bound
+                methods); it disappears from the signal when collected.
+            dispatch_uid: Identifies the connection instead of the receiver.
+                The same receiver, or the same ``dispatch_uid``, connects once
+                per sender: a repeated connect is ignored.
+            to_thread: Run this sync receiver in a worker thread, concurrently
+                with the async receivers.
+
+        Raises:
+            TypeError: ``receiver`` is not callable; cannot be weakly referenced
+                and ``weak`` is true; cannot accept ``sender`` or a name in
+                ``providing_args``; requires an argument the signal does not
+                provide; or is async and ``to_thread`` is true.
+
+        Thread-safe, and allowed from inside a receiver: a send already in
+        flight keeps the receivers it started with.
+        """
+        if not callable(receiver):
+            raise TypeError(f"receiver must be callable, got {receiver!r}")
+        is_async = is_async_callable(receiver)
+        if to_thread and is_async:
+            raise TypeError(
+                f"receiver {describe(receiver)} is async; to_thread=True is only for sync receivers"
+            )
+        shape = inspect_receiver(receiver)
+        check_accepts(receiver, shape, self._providing_args, self._label)
+        takes_signal = shape is not None and shape.accepts("signal")
+        kind = _ASYNC if is_async else _THREAD if to_thread else _INLINE
+        target: Any = reference(receiver, self._on_collected) if weak else receiver
+        key = ("dispatch_uid", dispatch_uid) if dispatch_uid is not None else receiver_key(receiver)
+
+        with self._lock:
+            if self._dirty:
+                self._purge()
+            if sender is None:
+                connections = self._any_sender
+            else:
+                record = self._record_for(sender)
+                if record is None:
+                    record = _SenderConnections(self._sender_ref(sender))
+                    self._senders[id(sender)] = record
+                connections = record.connections
+            existing = connections.get(key)
+            if existing is None or _live_receiver(existing) is None:
+                connections[key] = (target, weak, kind, takes_signal, next(self._sequence))
+                self._version = object()
+        return receiver
+
+    def disconnect(
+        self,
+        receiver: Callable[..., Any] | None = None,
+        sender: object = None,
+        dispatch_uid: Hashable | None = None,
+    ) -> bool:
+        """Remove a connection; True when one was removed.
+
+        Without ``sender`` this removes the any-sender connection only; with
+        it, the connection made for that sender. A connection made with a
+        ``dispatch_uid`` is removed by that ``dispatch_uid``.
+
+        Raises:
+            TypeError: neither ``receiver`` nor ``dispatch_uid`` is given.
+        """
+        if dispatch_uid is not None:
+            key: Hashable = ("dispatch_uid", dispatch_uid)
+        elif receiver is not None:
+            key = receiver_key(receiver)
+        else:
+            raise TypeError("disconnect() needs the receiver or the dispatch_uid to remove")
+        with self._lock:
+            if sender is None:
+                removed = self._any_sender.pop(key, None)
+            else:
+                record = self._record_for(sender)
+                if record is None:
+                    return False
+                removed = record.connections.pop(key, None)
+                if not record.connections:
+                    del self._senders[id(sender)]
+            if removed is None:
+                return False
+            self._version = object()
+            return True
+
+    def has_listeners(self, sender: object = None) -> bool:
+        """True when a send from ``sender`` would reach at least one live receiver.
+
+        ``sender=None`` asks about the receivers connected for any sender.
+        """
+        return any(_live_receiver(c) is not None for c in self._connections_for(sender))
+
+    def receivers_for(self, sender: object) -> list[Callable[..., Any]]:
+        """The live receivers a send from ``sender`` reaches, in connection order."""
+        live = [_live_receiver(c) for c in self._connections_for(sender)]
+        return [receiver for receiver in live if receiver is not None]
+
+    # -- bookkeeping --------------------------------------------------------
+
+    def _mark_dirty(self, _reference: object) -> None:
+        # A weakly held receiver or sender was collected. Only flag it: this
+        # runs inside the garbage collector, possibly while another thread
+        # iterates the connections, so the cleanup waits for the lock.
+        self._dirty = True
+        self._version = object()
+
+    def _sender_ref(self, sender: object) -> Callable[[], object]:
+        try:
+            sender_ref = _SenderRef(sender, self._on_collected)
+        except TypeError:
+            return _StrongSenderRef(sender)
+        sender_ref.sender_id = id(sender)
+        return sender_ref
+
+    def _record_for(self, sender: object) -> _SenderConnections | None:
+        record = self._senders.get(id(sender))
+        # A record whose sender died belongs to an object that merely had the
+        # same id(); it is never matched.
+        if record is None or record.sender_ref() is not sender:
+            return None
+        return record
+
+    def _purge(self) -> None:
+        """Drop connections whose receiver or sender was collected (lock held)."""
+        self._dirty = False
+        self._any_sender = {k: c for k, c in self._any_sender.items() if _live_receiver(c) is not None}
+        for sender_id, record in list(self._senders.items()):
+            if record.sender_ref() is None:
+                del self._senders[sender_id]
+                continue
+            record.connections = {
+                k: c for k, c in record.connections.items() if _live_receiver(c) is not None
+            }
+            if not record.connections:
+                del self._senders[sender_id]
+        self._version = object()
+
+    def _connections_for(self, sender: object) -> tuple[_Connection, ...]:
+        """The connections a send from ``sender`` reaches, in connection order.
+
+        Cached per sender (and for "any sender") until the connections change,
+        so a send costs the same however many other senders have receivers.
+        """
+        if sender is not None and self._senders:
+            record = self._record_for(sender)
+            if record is not None:
+                cached_version, connections = record.cache
+                if cached_version is self._version:
+                    return connections
+                return self._rebuild(record)
+        cached_version, connections = self._any_cache
+        if cached_version is self._version:
+            return connections
+        return self._rebuild(None)
+
+    def _rebuild(self, record: _SenderConnections | None) -> tuple[_Connection, ...]:
+        with self._lock:
+            if self._dirty:
+                self._purge()
+            version = self._version
+            merged = list(self._any_sender.values())
+            if record is not None:
+                merged.extend(record.connections.values())
+                merged.sort(key=lambda connection: connection[4])
+            connections = tuple(merged)
+            if record is None:
+                self._any_cache = (version, connections)
+            else:
+                record.cache = (version, connections)
+            return connections
+
+    # -- sending ------------------------------------------------------------
+
+    def _check_payload(self, named: dict[str, Any]) -> None:
+        if "signal" in named:
+            raise TypeError(
+                f"'signal' is reserved: {self._label} passes itself as signal=; "
+                "rename that payload argument"
+            )
+        provided = self._providing_args
+        if provided is not None and named.keys() != provided:
+            unknown = sorted(named.keys() - provided)
+            missing = sorted(provided - named.keys())
+            problems = []
+            if unknown:
+                problems.append(f"unknown argument(s) {unknown}")
+            if missing:
+                problems.append(f"missing argument(s) {missing}")
+            raise TypeError(
+                f"signal {self._label} was sent with {' and '.join(problems)}; "
+                f"it provides {sorted(provided)}"
+            )
+
+    async def send(self, sender: object, **named: Any) -> list[tuple[Callable[..., Any], Any]]:
+        """Call every live receiver for ``sender`` and return their results.
+
+        Sync receivers run inline on the event loop's thread, in connection
+        order; async receivers (and sync ones connected with
+        ``to_thread=True``) run concurrently in one task group. The result is
+        ``[(receiver, result), ...]`` in connection order.
+
+        Fails fast: the first exception cancels every receiver still running
+        and is raised as itself, with a note naming the receiver and the
+        signal; several receivers failing at once raise an ``ExceptionGroup``.
+        Nothing is left running when ``send`` returns or raises.
+
+        Yields and cancellation: a send that has no async receiver to run
+        completes without yielding to the event loop. A send that runs async
+        receivers first raises if the caller is already cancelled, then waits
+        for them; cancelling it cancels them and propagates.
+
+        Raises:
+            TypeError: the payload uses the reserved name ``signal``, or does
+                not match ``providing_args``; raised before any receiver runs.
+        """
+        return await self._send(sender, named, robust=False)
+
+    async def send_robust(
+        self, sender: object, **named: Any
+    ) -> list[tuple[Callable[..., Any], Any]]:
+        """Like :meth:`send`, but each receiver's ``Exception`` is its result.
+
+        Every receiver runs to completion; each exception is returned in that
+        receiver's slot and logged at ERROR on the ``asyncsignals`` logger with
+        its traceback. Cancellation, ``KeyboardInterrupt`` and ``SystemExit``
+        are never caught: they propagate as in :meth:`send`.
+        """
+        return await self._send(sender, named, robust=True)
+
+    async def _send(
+        self, sender: object, named: dict[str, Any], robust: bool
+    ) -> list[tuple[Callable[..., Any], Any]]:
+        connections = self._connections_for(sender)
+        self._check_payload(named)
+        if not connections:
+            return []
+        context = contextvars.copy_context()
+        results, pending = self._call_inline(connections, context, sender, named, robust)
+        if pending:
+            await self._await_pending(results, pending, context, robust)
+        return results
+
+    def _call_inline(
+        self,
+        connections: Sequence[_Connection],
+        context: contextvars.Context,
+        sender: object,
+        named: dict[str, Any],
+        robust: bool,
+        in_thread: bool = False,
+    ) -> tuple[list[tuple[Callable[..., Any], Any]], list[_Pending]]:
+        """Run the inline receivers in connection order; collect the rest.
+
+        ``in_thread`` (for the sync entry points) runs ``to_thread`` receivers
+        inline too, in the calling thread.
+        """
+        arguments = {"sender": sender, **named}
+        arguments_with_signal = {"signal": self, **arguments}
+        results: list[tuple[Callable[..., Any], Any]] = []
+        pending: list[_Pending] = []
+        try:
+            for target, weak, kind, takes_signal, _ in connections:
+                receiver = target() if weak else target
+                if receiver is None:
+                    continue
+                kwargs = arguments_with_signal if takes_signal else arguments
+                if kind == _ASYNC or (kind == _THREAD and not in_thread):
+                    pending.append((len(results), receiver, kind, kwargs))
+                    results.append((receiver, None))
+                    continue
+                try:
+                    result = context.run(receiver, **kwargs)
+                except Exception as exc:
+                    if not robust:
+                        self._annotate(exc, receiver)
+                        raise
+                    result = self._report(exc, receiver)
+                else:
+                    if result is not None and inspect.isawaitable(result):
+                        # A sync function that returned an awaitable: await it
+                        # with the async receivers rather than drop it.
+                        pending.append((len(results), receiver, _AWAITABLE, result))
+                results.append((receiver, result))
+        except BaseException:
+            _close_awaitables(pending)
+            raise
+        return results, pending
+
+    async def _await_pending(
+        self,
+        results: list[tuple[Callable[..., Any], Any]],
+        pending: list[_Pending],
+        context: contextvars.Context,
+        robust: bool,
+    ) -> None:
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        if len(pending) == 1 and pending[0][2] != _THREAD:
+            # One receiver needs no task: await it in this task, stepped in
+            # the send's context copy.
+            index, receiver, kind, call = pending[0]
+            try:
+                awaitable = call if kind == _AWAITABLE else context.run(receiver, **call)
+                value = await await_in_context(context, awaitable)
+            except Exception as exc:
+                if not robust:
+                    self._annotate(exc, receiver)
+                    raise
+                value = self._report(exc, receiver)
+            results[index] = (receiver, value)
+            return
+        try:
+            async with anyio.create_task_group() as task_group:
+                for item in pending:
+                    task_group.start_soon(self._run_pending, results, item, robust)
+        except BaseExceptionGroup as group:
+            error = _collapse(group, self._label)
+        else:
+            return
+        # Raised outside the except block, so the group does not become the
+        # error's __context__.
+        raise error
+
+    async def _run_pending(
+        self,
+        results: list[tuple[Callable[..., Any], Any]],
+        item: _Pending,
+        robust: bool,
+    ) -> None:
+        index, receiver, kind, call = item
+        try:
+            if kind == _ASYNC:
+                value = await receiver(**call)
+            elif kind == _THREAD:
+                value = await anyio.to_thread.run_sync(functools.partial(receiver, **call))
+            else:
+                value = await call
+        except Exception as exc:
+            if not robust:
+                self._annotate(exc, receiver)
+                raise
+            value = self._report(exc, receiver)
+        results[index] = (receiver, value)
+
+    def _annotate(self, exc: BaseException, receiver: object) -> None:
+        note = f"raised by receiver {describe(receiver)} of signal {self._label}"
+        if note not in getattr(exc, "__notes__", ()):
+            exc.add_note(note)
+
+    def _report(self, exc: Exception, receiver: object) -> Exception:
+        logger.error(
+            "receiver %s of signal %s raised %s",
+            describe(receiver),
+            self._label,
+            type(exc).__name__,
+            exc_info=exc,
+        )
+        return exc
+
+    # -- sending from synchronous code --------------------------------------
+
+    def send_sync(self, sender: object, **named: Any) -> list[tuple[Callable[..., Any], Any]]:
+        """:meth:`send` for synchronous code.
+
+        From an anyio worker thread (a FastAPI sync endpoint), async receivers
+        run on that thread's event loop; from a thread with no event loop, on
+        a temporary one. On an event loop's own thread it works while only
+        sync receivers are connected and raises ``RuntimeError`` when an
+        async receiver would have to run. Sync receivers, including
+        ``to_thread`` ones, run in the calling thread.
+        """
+        return self._send_sync(sender, named, robust=False)
+
+    def send_robust_sync(
+        self, sender: object, **named: Any
+    ) -> list[tuple[Callable[..., Any], Any]]:
+        """:meth:`send_robust` for synchronous code; see :meth:`send_sync`."""
+        return self._send_sync(sender, named, robust=True)
+
+    def _send_sync(
+        self, sender: object, named: dict[str, Any], robust: bool
+    ) -> list[tuple[Callable[..., Any], Any]]:
+        connections = self._connections_for(sender)
+        self._check_payload(named)
+        if not connections:
+            return []
+        on_loop_thread = _running_event_loop()
+        if on_loop_thread:
+            asynchronous = [
+                describe(receiver)
+                for connection in connections
+                if connection[2] == _ASYNC and (receiver := _live_receiver(connection)) is not None
+            ]
+            if asynchronous:
+                names = ", ".join(asynchronous)
+                raise RuntimeError(
+                    f"{self._label} has async receivers ({names}) that send_sync cannot "
+                    "run on the event loop's own thread; use 'await signal.send(...)'"
+                )
+        context = contextvars.copy_context()
+        results, pending = self._call_inline(
+            connections, context, sender, named, robust, in_thread=True
+        )
+        if not pending:
+            return results
+        if on_loop_thread:
+            _close_awaitables(pending)
+            raise RuntimeError(
+                f"receiver {describe(pending[0][1])} of {self._label} returned an awaitable, "
+                "which send_sync cannot await on the event loop's own thread; "
+                "use 'await signal.send(...)'"
+            )
+
+        async def finish() -> None:
+            # Both ways below run this in a copy of the calling thread's
+            # context, so the async receivers see what the caller set.
+            nonlocal started
+            started = True
+            await self._await_pending(results, pending, context, robust)
+
+        started = False
+        try:
+            anyio.from_thread.run(finish)
+        except anyio.NoEventLoopError:
+            if started:
+                raise
+            # Not an anyio worker thread: no loop to go back to.
+            anyio.run(finish)
+        return results
+
+
+_AWAITABLE: Final = 3  # pending only: an awaitable returned by a sync receiver
+
+# (result index, receiver, how to run it, its kwargs or the awaitable)
+_Pending = tuple[int, Any, int, Any]
+
+
+def _close_awaitables(pending: list[_Pending]) -> None:
+    for _, _, kind, call in pending:
+        if kind == _AWAITABLE:
+            close = getattr(call, "close", None)
+            if close is not None:
+                close()
+
+
+def _collapse(group: BaseExceptionGroup[BaseException], label: str) -> BaseException:
+    """The error(s) of a failed dispatch, minus the cancellations it caused."""
+    cancelled = anyio.get_cancelled_exc_class()
+    errors: list[BaseException] = []
+
+    def collect(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                collect(inner)
+        elif not isinstance(exc, cancelled):
+            errors.append(exc)
+
+    collect(group)
+    if not errors:
+        return group  # only cancellation: the backend's to handle as it is
+    if len(errors) == 1:
+        return errors[0]
+    message = f"{len(errors)} receivers of signal {label} failed"
+    if all(isinstance(error, Exception) for error in errors):
+        return ExceptionGroup(message, errors)  # type: ignore[type-var]
+    return BaseExceptionGroup(message, errors)
+
+
+def _running_event_loop() -> bool:
+    """True on a thread that is running an asyncio or trio event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        return True
+    trio = sys.modules.get("trio")
+    return trio is not None and bool(trio.lowlevel.in_trio_run())
+
+
+def receiver(
+    signal: Signal | Iterable[Signal], **connect_kwargs: Any
+) -> Callable[[ReceiverT], ReceiverT]:
+    """Decorator: connect the function to ``signal`` (or to each of a list).
+
+    ``connect_kwargs`` are passed to :meth:`Signal.connect`; the function is
+    returned unchanged.
+    """
+    signals = [signal] if isinstance(signal, Signal) else list(signal)
+    for each in signals:
+        if not isinstance(each, Signal):
+            raise TypeError(f"receiver() expects a Signal or a list of them, got {each!r}")
+
+    def decorator(function: ReceiverT) -> ReceiverT:
+        for each in signals:
+            each.connect(function, **connect_kwargs)
+        return function
+
+    return decorator
+
+
+# Public names show their public path in reprs and tracebacks.
+Signal.__module__ = "asyncsignals"
+receiver.__module__ = "asyncsignals"
