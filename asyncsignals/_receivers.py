@@ -40,8 +40,8 @@ def is_async_callable(obj: object) -> bool:
         return True
     if isinstance(obj, (types.FunctionType, types.MethodType, type)):
         return False
-    call = getattr(type(obj), "__call__", None)
-    return call is not None and _is_marked_async(call)
+    # Only ever asked of callables (connect checks first), so __call__ exists.
+    return _is_marked_async(type(obj).__call__)
 
 
 class ReceiverShape:
@@ -49,7 +49,9 @@ class ReceiverShape:
 
     __slots__ = ("accepts_any", "keywords", "required")
 
-    def __init__(self, accepts_any: bool, keywords: frozenset[str], required: frozenset[str]) -> None:
+    def __init__(
+        self, accepts_any: bool, keywords: frozenset[str], required: frozenset[str]
+    ) -> None:
         self.accepts_any = accepts_any
         self.keywords = keywords
         self.required = required
@@ -148,8 +150,7 @@ def reference(
         return weakref.ref(receiver, on_collected)
     except TypeError:
         raise TypeError(
-            f"receiver {describe(receiver)} cannot be weakly referenced; "
-            "connect it with weak=False"
+            f"receiver {describe(receiver)} cannot be weakly referenced; connect it with weak=False"
         ) from None
 
 

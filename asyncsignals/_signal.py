@@ -11,7 +11,7 @@ import logging
 import sys
 import threading
 import weakref
-from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any, Final, TypeVar
 
 import anyio
@@ -112,8 +112,8 @@ class Signal:
         "_lock",
         "_on_collected",
         "_providing_args",
-        "_sequence",
         "_senders",
+        "_sequence",
         "_version",
         "name",
     )
@@ -133,7 +133,9 @@ class Signal:
             provided = frozenset(providing_args)
             for argument in provided:
                 if not isinstance(argument, str) or not argument.isidentifier():
-                    raise TypeError(f"providing_args entry {argument!r} is not a valid argument name")
+                    raise TypeError(
+                        f"providing_args entry {argument!r} is not a valid argument name"
+                    )
             reserved = provided & {"sender", "signal"}
             if reserved:
                 raise TypeError(
@@ -314,7 +316,9 @@ class Signal:
     def _purge(self) -> None:
         """Drop connections whose receiver or sender was collected (lock held)."""
         self._dirty = False
-        self._any_sender = {k: c for k, c in self._any_sender.items() if _live_receiver(c) is not None}
+        self._any_sender = {
+            k: c for k, c in self._any_sender.items() if _live_receiver(c) is not None
+        }
         for sender_id, record in list(self._senders.items()):
             if record.sender_ref() is None:
                 del self._senders[sender_id]
@@ -601,6 +605,8 @@ class Signal:
                 "use 'await signal.send(...)'"
             )
 
+        started = False
+
         async def finish() -> None:
             # Both ways below run this in a copy of the calling thread's
             # context, so the async receivers see what the caller set.
@@ -608,7 +614,6 @@ class Signal:
             started = True
             await self._await_pending(results, pending, context, robust)
 
-        started = False
         try:
             anyio.from_thread.run(finish)
         except anyio.NoEventLoopError:
