@@ -1,0 +1,81 @@
+"""Helpers shared by the behaviour tests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import threading
+import warnings
+from collections.abc import AsyncIterator, Iterator
+
+import anyio
+import anyio.to_thread
+import trio
+
+# A test that takes longer than this is hung, not slow.
+TEST_TIMEOUT = 5.0
+
+
+def current_backend() -> str:
+    """The name of the async backend running the current thread's event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return "trio"
+    return "asyncio"
+
+
+def running_tasks() -> set[object]:
+    """Every task alive on the current event loop, on either backend."""
+    if current_backend() == "asyncio":
+        return set(asyncio.all_tasks())
+    tasks: set[object] = set()
+    pending = [trio.lowlevel.current_root_task()]
+    while pending:
+        task = pending.pop()
+        tasks.add(task)
+        for nursery in task.child_nurseries:
+            pending.extend(nursery.child_tasks)
+    return tasks
+
+
+@contextlib.contextmanager
+def no_unawaited_coroutines() -> Iterator[None]:
+    """Fail when a coroutine created inside the block is dropped without being awaited."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+        gc.collect()
+    never_awaited = [str(w.message) for w in caught if "never awaited" in str(w.message)]
+    assert never_awaited == []
+
+
+@contextlib.asynccontextmanager
+async def native_timeout(seconds: float) -> AsyncIterator[None]:
+    """The backend's own timeout: ``asyncio.timeout`` or ``trio.fail_after``."""
+    if current_backend() == "asyncio":
+        async with asyncio.timeout(seconds):
+            yield
+    else:
+        with trio.fail_after(seconds):
+            yield
+
+
+def native_timeout_error() -> type[BaseException]:
+    """What ``native_timeout`` raises when it expires."""
+    return TimeoutError if current_backend() == "asyncio" else trio.TooSlowError
+
+
+def start_thread(function: object) -> threading.Thread:
+    """Start ``function`` in a daemon thread and return the thread."""
+    assert callable(function)
+    thread = threading.Thread(target=function, daemon=True)
+    thread.start()
+    return thread
+
+
+async def join_thread(thread: threading.Thread) -> None:
+    """Join a thread without blocking the event loop; fail if it does not end."""
+    await anyio.to_thread.run_sync(thread.join, TEST_TIMEOUT)
+    assert not thread.is_alive()
