@@ -1,0 +1,5 @@
+"""``python -m benchmarks``: see README.md in this directory."""
+
+from benchmarks.run import main
+
+raise SystemExit(main())

@@ -1,0 +1,379 @@
+"""The benchmark command: ``python -m benchmarks [--quick | --smoke] [--python X.Y ...]``.
+
+Without ``--python`` everything runs in this interpreter, in one process:
+every dispatcher, every scenario, on every backend. With ``--python`` (once
+per interpreter) the same harness runs under each one, in a virtual
+environment of its own under ``benchmarks/.venvs``, and the reports are merged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import functools
+import importlib.metadata
+import json
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from benchmarks import _report
+from benchmarks._backends import BACKENDS, Backend, available
+from benchmarks._implementations import Implementation, implementations
+from benchmarks._measure import (
+    DEFAULT,
+    QUICK,
+    Settings,
+    connect_cost,
+    memory_cost,
+    smoke_case,
+    smoke_robust_failures,
+    supports,
+    time_case,
+)
+from benchmarks._scenarios import scenarios
+
+BENCHMARKS = Path(__file__).resolve().parent
+REPOSITORY = BENCHMARKS.parent
+RESULTS = BENCHMARKS / "results"
+VENVS = BENCHMARKS / ".venvs"
+
+SENDERS = 10_000  # the many-senders case, and receivers connected for connect cost
+MEMORY_RECEIVERS = 1_000
+MEMORY_CYCLES = 10_000
+PEERS = (
+    "asyncsignals",
+    "django",
+    "blinker",
+    "aiosignal",
+    "async-signals",
+    "anyio",
+    "trio",
+    "uvloop",
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="asyncsignals side by side with Django, blinker, aiosignal, async-signals "
+        "and hand-written floors, on asyncio, uvloop and trio.",
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="fewer, shorter repeats (~1 minute)")
+    mode.add_argument(
+        "--smoke",
+        action="store_true",
+        help="run every case once, untimed, checking each dispatcher's results (CI)",
+    )
+    parser.add_argument(
+        "--backend",
+        action="append",
+        choices=BACKENDS,
+        help="only this backend (repeatable; default: every one installed)",
+    )
+    parser.add_argument(
+        "--python",
+        action="append",
+        metavar="VERSION_OR_PATH",
+        help="run under this interpreter (e.g. 3.12) in a venv under benchmarks/.venvs "
+        "(repeatable; the reports are merged)",
+    )
+    parser.add_argument("--json", type=Path, help="also write the raw results to this file")
+    parser.add_argument(
+        "--no-write", action="store_true", help="print the report; write nothing to results/"
+    )
+    return parser
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _backends(requested: list[Backend] | None) -> list[Backend]:
+    chosen = list(requested) if requested else list(BACKENDS)
+    missing = [backend for backend in chosen if not available(backend)]
+    if requested and missing:
+        raise SystemExit(f"backend(s) not installed: {', '.join(missing)}")
+    return [backend for backend in chosen if backend not in missing]
+
+
+def _versions() -> dict[str, str]:
+    versions: dict[str, str] = {}
+    for name in PEERS:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def smoke(backends: list[Backend]) -> int:
+    """Every case once, no timing; each wrong result or error is reported, then exit 1."""
+    started = time.perf_counter()
+    checks: list[tuple[str, Callable[[], object]]] = []
+    everything = implementations()
+    quick_settings = Settings(repeats=1, repeat_ns=0, warmup_ns=0)
+    for backend in backends:
+        for scenario in scenarios(senders=100):
+            for implementation in everything:
+                if supports(implementation, scenario, backend):
+                    checks.append(
+                        (
+                            f"{implementation.label}: {scenario.label} on {backend}",
+                            functools.partial(smoke_case, implementation, scenario, backend),
+                        )
+                    )
+        for implementation in everything:
+            if implementation.missing is None and backend in implementation.backends:
+                checks.append(
+                    (
+                        f"{implementation.label}: send_robust with failing receivers on {backend}",
+                        functools.partial(smoke_robust_failures, implementation, backend),
+                    )
+                )
+    for implementation in everything:
+        if implementation.registry is not None and implementation.missing is None:
+            checks.append(
+                (
+                    f"{implementation.label}: connect and disconnect",
+                    functools.partial(connect_cost, implementation, 100, quick_settings, 20),
+                )
+            )
+            checks.append(
+                (
+                    f"{implementation.label}: memory",
+                    functools.partial(memory_cost, implementation, 10, 10),
+                )
+            )
+    failures = 0
+    for label, check in checks:
+        try:
+            check()
+        except Exception as exc:
+            failures += 1
+            print(f"FAIL {label}: {type(exc).__name__}: {exc}")
+    elapsed = time.perf_counter() - started
+    passed = len(checks) - failures
+    print(f"smoke: {passed} of {len(checks)} checks passed in {elapsed:.1f} s")
+    return 1 if failures else 0
+
+
+def measure(backends: list[Backend], settings: Settings, mode: str, command: str) -> dict[str, Any]:
+    """Run every timed case and return the results as plain data."""
+    everything = implementations()
+    rows = scenarios(senders=SENDERS)
+    timings: dict[str, dict[str, dict[str, Any]]] = {}
+    for backend in backends:
+        timings[backend] = {}
+        for scenario in rows:
+            cells: dict[str, Any] = {}
+            for implementation in everything:
+                if not supports(implementation, scenario, backend):
+                    continue
+                try:
+                    median, samples, iterations = time_case(
+                        implementation, scenario, backend, settings
+                    )
+                except Exception as exc:
+                    # One broken dispatcher must not cost the whole run.
+                    _progress(
+                        f"ERROR {implementation.label} {scenario.label} on {backend}: {exc!r}"
+                    )
+                    continue
+                cells[implementation.name] = {
+                    "median_ns": median,
+                    "samples_ns": samples,
+                    "iterations": iterations,
+                }
+            _progress(
+                f"{backend:8} {scenario.label:48} "
+                + "  ".join(f"{k}={_report.format_ns(v['median_ns'])}" for k, v in cells.items())
+            )
+            timings[backend][scenario.key] = cells
+    registries = [i for i in everything if i.registry is not None and i.missing is None]
+    connect: dict[str, Any] = {}
+    memory: dict[str, Any] = {}
+    for implementation in registries:
+        cost = connect_cost(implementation, SENDERS, settings)
+        connect[implementation.name] = vars(cost)
+        memory[implementation.name] = vars(
+            memory_cost(implementation, MEMORY_RECEIVERS, MEMORY_CYCLES)
+        )
+        _progress(f"registry {implementation.label}: {connect[implementation.name]}")
+    version = platform.python_version()
+    return {
+        "interpreter": f"{platform.python_implementation()} {version}",
+        "python_short": ".".join(version.split(".")[:2]),
+        "date": datetime.date.today().isoformat(),
+        "mode": mode,
+        "command": command,
+        "platform": f"{platform.platform()}, {platform.machine()}",
+        "versions": _versions(),
+        "labels": {i.name: i.label for i in everything},
+        "missing": {i.name: i.missing for i in everything if i.missing is not None},
+        "scenarios": [{"key": s.key, "label": s.label} for s in rows],
+        "senders": SENDERS,
+        "connected": SENDERS,
+        "timings": timings,
+        "connect": connect,
+        "memory": memory,
+    }
+
+
+def _stem(results: dict[str, Any]) -> str:
+    interpreter = results["interpreter"].split()[0].lower()
+    suffix = "-quick" if results["mode"] == "quick" else ""
+    return f"{interpreter}-{results['python_short']}-{results['date']}{suffix}"
+
+
+def write_report(results: dict[str, Any], write: bool) -> str:
+    """Write the markdown, the chart and the raw JSON to results/; return the markdown."""
+    chart_name: str | None = None
+    if write:
+        RESULTS.mkdir(exist_ok=True)
+        stem = _stem(results)
+        if _report.chart(results, RESULTS / f"{stem}.png"):
+            chart_name = f"{stem}.png"
+        (RESULTS / f"{stem}.json").write_text(json.dumps(results, indent=1) + "\n")
+    text = _report.markdown(results, chart_name)
+    if write:
+        (RESULTS / f"{_stem(results)}.md").write_text(text)
+    return text
+
+
+def _interpreter(spec: str) -> str:
+    """A Python executable for ``spec``: a path, or a version like ``3.12``."""
+    if Path(spec).exists():
+        return spec
+    if spec == f"{sys.version_info.major}.{sys.version_info.minor}":
+        return sys.executable
+    found = shutil.which(f"python{spec}")
+    if found:
+        return found
+    candidates = sorted((Path.home() / ".pyenv" / "versions").glob(f"{spec}*/bin/python{spec}"))
+    if candidates:
+        return str(candidates[-1])
+    raise SystemExit(f"no interpreter found for Python {spec}")
+
+
+def _environment(spec: str) -> str:
+    """The interpreter to benchmark ``spec`` with, in a venv with the bench extra."""
+    interpreter = _interpreter(spec)
+    if interpreter == sys.executable:
+        return interpreter
+    name = "python" + spec if not Path(spec).exists() else Path(spec).name
+    venv = VENVS / name
+    python = venv / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
+    if not python.exists():
+        _progress(f"creating {venv.relative_to(REPOSITORY)}")
+        subprocess.run([interpreter, "-m", "venv", str(venv)], check=True)
+    probe = "import asyncsignals, django, blinker, aiosignal, async_signals, trio, matplotlib"
+    if subprocess.run([str(python), "-c", probe], check=False, capture_output=True).returncode:
+        _progress(f"installing asyncsignals[bench] into {venv.relative_to(REPOSITORY)}")
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", "-e", f"{REPOSITORY}[bench]"], check=True
+        )
+    return str(python)
+
+
+def drive(arguments: argparse.Namespace, passthrough: list[str]) -> int:
+    """Run the harness under each ``--python`` and merge the reports."""
+    merged: list[dict[str, Any]] = []
+    for spec in arguments.python:
+        python = _environment(spec)
+        with tempfile.TemporaryDirectory() as directory:
+            output = Path(directory) / "results.json"
+            command = [python, "-m", "benchmarks", *passthrough, "--json", str(output)]
+            _progress(f"== Python {spec}")
+            completed = subprocess.run(command, check=False, cwd=REPOSITORY)
+            if completed.returncode:
+                return completed.returncode
+            if arguments.smoke:
+                continue
+            merged.append(json.loads(output.read_text()))
+    if arguments.smoke:
+        return 0
+    sections = [write_report(results, not arguments.no_write) for results in merged]
+    text = "\n".join(
+        section.replace("\n## ", "\n### ").replace("\n# ", "\n## ") for section in sections
+    )
+    text = "# asyncsignals benchmarks across interpreters\n\n" + text.lstrip().replace(
+        "## ", "## ", 1
+    )
+    if not arguments.no_write:
+        names = "+".join(results["python_short"] for results in merged)
+        suffix = "-quick" if arguments.quick else ""
+        (RESULTS / f"merged-{names}-{datetime.date.today().isoformat()}{suffix}.md").write_text(
+            text
+        )
+    print(text)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m benchmarks``."""
+    raw = sys.argv[1:] if argv is None else argv
+    arguments = _parser().parse_args(raw)
+    if arguments.python:
+        passthrough = [a for a in raw if a not in {"--quick", "--smoke", "--no-write"}]
+        passthrough = _without_python(passthrough)
+        passthrough += [
+            flag for flag, on in (("--quick", arguments.quick), ("--smoke", arguments.smoke)) if on
+        ]
+        passthrough += ["--no-write"]  # the driver writes the reports itself
+        return drive(arguments, passthrough)
+    backends = _backends(arguments.backend)
+    if arguments.smoke:
+        return smoke(backends)
+    settings = QUICK if arguments.quick else DEFAULT
+    command = " ".join(["python -m benchmarks", *_without_json(raw)])
+    started = time.perf_counter()
+    results = measure(backends, settings, "quick" if arguments.quick else "full", command)
+    _progress(f"measured in {time.perf_counter() - started:.0f} s")
+    if arguments.json is not None:
+        arguments.json.write_text(json.dumps(results) + "\n")
+    text = write_report(results, not arguments.no_write)
+    print(text)
+    return 0
+
+
+def _without_python(arguments: list[str]) -> list[str]:
+    kept: list[str] = []
+    skip = False
+    for argument in arguments:
+        if skip:
+            skip = False
+            continue
+        if argument == "--python":
+            skip = True
+            continue
+        if argument.startswith("--python="):
+            continue
+        kept.append(argument)
+    return _without_json(kept)
+
+
+def _without_json(arguments: list[str]) -> list[str]:
+    kept: list[str] = []
+    skip = False
+    for argument in arguments:
+        if skip:
+            skip = False
+            continue
+        if argument == "--json":
+            skip = True
+            continue
+        if argument.startswith("--json="):
+            continue
+        kept.append(argument)
+    return kept
+
+
+__all__ = ["Implementation", "main"]
