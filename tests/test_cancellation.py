@@ -1,0 +1,333 @@
+"""Cancellation: of the caller, of receivers, and what is (not) a checkpoint."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import anyio
+import anyio.from_thread
+import pytest
+
+from asyncsignals import Signal
+from helpers import (
+    backends_with_bug_on,
+    native_timeout,
+    native_timeout_error,
+    no_unawaited_coroutines,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.mark.parametrize("receiver_count", [1, 3])
+@pytest.mark.parametrize("method", ["send", "send_robust"])
+async def test_caller_cancellation_cancels_receivers_and_propagates(
+    receiver_count: int, method: str
+) -> None:
+    """Cancelling the caller cancels running receivers; the send raises, it returns no result."""
+    started = 0
+    all_started = anyio.Event()
+    cancelled: list[int] = []
+    returned: list[object] = []
+
+    async def waits(sender: object, number: int = 0, **kwargs: Any) -> None:
+        nonlocal started
+        started += 1
+        if started == receiver_count:
+            all_started.set()
+        try:
+            await anyio.sleep_forever()
+        except anyio.get_cancelled_exc_class():
+            cancelled.append(1)
+            raise
+
+    signal = Signal()
+    for _ in range(receiver_count):
+        # Distinct functions, so each is its own connection.
+        signal.connect(lambda **kwargs: waits(**kwargs), weak=False)
+
+    async with anyio.create_task_group() as task_group:
+
+        async def sender() -> None:
+            with anyio.CancelScope() as scope:
+                scopes.append(scope)
+                returned.append(await getattr(signal, method)(None))
+
+        scopes: list[anyio.CancelScope] = []
+        task_group.start_soon(sender)
+        await all_started.wait()
+        scopes[0].cancel()
+    assert scopes[0].cancelled_caught
+    assert returned == []
+    assert len(cancelled) == receiver_count
+
+
+@pytest.mark.parametrize("receiver_count", [1, 3])
+async def test_timeout_around_send_cancels_receivers(receiver_count: int) -> None:
+    """A timeout around send stops it; receivers see cancellation and the timeout is raised."""
+    cancelled: list[int] = []
+
+    async def waits(sender: object, **kwargs: Any) -> None:
+        try:
+            await anyio.sleep_forever()
+        except anyio.get_cancelled_exc_class():
+            cancelled.append(1)
+            raise
+
+    signal = Signal()
+    for _ in range(receiver_count):
+        signal.connect(lambda **kwargs: waits(**kwargs), weak=False)
+    with pytest.raises(TimeoutError):
+        with anyio.fail_after(0.05):
+            await signal.send(None)
+    assert len(cancelled) == receiver_count
+
+
+@pytest.mark.parametrize(
+    "anyio_backend",
+    backends_with_bug_on(
+        "asyncio",
+        "BUG: on asyncio a cancelled send returns while its to_thread receiver still runs",
+    ),
+)
+async def test_to_thread_receiver_cancellation_waits_for_it_to_return() -> None:
+    """A to_thread receiver cannot be interrupted: the cancelled send waits for it to return."""
+    started = anyio.Event()
+    release = threading.Event()
+    receiver_returned = threading.Event()
+    send_ended = anyio.Event()
+    returned_when_send_ended: list[bool] = []
+
+    def blocking(sender: object, **kwargs: Any) -> str:
+        anyio.from_thread.run_sync(started.set)
+        assert release.wait(5)
+        receiver_returned.set()
+        return "done"
+
+    async def waits(sender: object, **kwargs: Any) -> None:
+        await anyio.sleep_forever()
+
+    signal = Signal()
+    signal.connect(blocking, to_thread=True)
+    signal.connect(waits)
+
+    async with anyio.create_task_group() as task_group:
+
+        async def sender() -> None:
+            try:
+                with anyio.CancelScope() as scope:
+                    scopes.append(scope)
+                    await signal.send(None)
+            finally:
+                returned_when_send_ended.append(receiver_returned.is_set())
+                send_ended.set()
+
+        scopes: list[anyio.CancelScope] = []
+        task_group.start_soon(sender)
+        await started.wait()
+        scopes[0].cancel()
+        await anyio.wait_all_tasks_blocked()
+        assert not send_ended.is_set()
+        release.set()
+        await send_ended.wait()
+    assert returned_when_send_ended == [True]
+    assert scopes[0].cancelled_caught
+
+
+@pytest.mark.parametrize("method", ["send", "send_robust"])
+async def test_send_with_only_sync_receivers_does_not_yield(method: str) -> None:
+    """A send with no async receiver runs like a function call: no other task runs meanwhile."""
+    other_ran = False
+
+    def sync_receiver(sender: object, **kwargs: Any) -> str:
+        return "sync"
+
+    signal = Signal()
+    signal.connect(sync_receiver)
+    signal.connect(lambda **kwargs: "lambda", weak=False)
+
+    async def other() -> None:
+        nonlocal other_ran
+        other_ran = True
+
+    async with anyio.create_task_group() as task_group:
+        task_group.start_soon(other)
+        for _ in range(10):
+            await getattr(signal, method)(None)
+        assert not other_ran
+        await getattr(Signal(), method)(None)
+        assert not other_ran
+
+
+async def test_send_with_only_sync_receivers_is_not_a_cancellation_point() -> None:
+    """Inside a cancelled scope a send with only sync receivers completes and returns."""
+
+    def sync_receiver(sender: object, **kwargs: Any) -> str:
+        return "sync"
+
+    signal = Signal()
+    signal.connect(sync_receiver)
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        assert await signal.send(None) == [(sync_receiver, "sync")]
+        assert await signal.send_robust(None) == [(sync_receiver, "sync")]
+        assert await Signal().send(None) == []
+    assert not scope.cancelled_caught
+
+
+@pytest.mark.parametrize(
+    "anyio_backend",
+    backends_with_bug_on(
+        "asyncio",
+        "BUG: on asyncio an already-cancelled send runs its async receivers and may "
+        "return normally",
+    ),
+)
+@pytest.mark.parametrize("receiver_count", [1, 2])
+@pytest.mark.parametrize("method", ["send", "send_robust"])
+async def test_send_with_async_receivers_raises_when_already_cancelled(
+    receiver_count: int, method: str
+) -> None:
+    """An already-cancelled caller gets a cancellation before any async receiver runs."""
+    calls: list[str] = []
+
+    async def never_checkpoints(sender: object, **kwargs: Any) -> None:
+        calls.append("async")
+
+    signal = Signal()
+    for _ in range(receiver_count):
+        signal.connect(lambda **kwargs: never_checkpoints(**kwargs), weak=False)
+    with no_unawaited_coroutines():
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await getattr(signal, method)(None)
+            pytest.fail("the send did not raise the cancellation")  # pragma: no cover
+    assert scope.cancelled_caught
+    assert calls == []
+
+
+@pytest.mark.xfail(
+    reason="BUG: sync receivers run before an already-cancelled send raises, so their "
+    "effects happen but their results are lost",
+    strict=True,
+)
+async def test_already_cancelled_send_runs_no_sync_receiver_either() -> None:
+    """An already-cancelled send with async receivers runs none of its receivers."""
+    calls: list[str] = []
+
+    def sync_receiver(sender: object, **kwargs: Any) -> None:
+        calls.append("sync")
+
+    async def async_one(sender: object, **kwargs: Any) -> None:
+        calls.append("async")
+
+    signal = Signal()
+    signal.connect(sync_receiver)
+    signal.connect(async_one)
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await signal.send(None)
+    assert scope.cancelled_caught
+    assert calls == []
+
+
+async def test_already_cancelled_send_closes_awaitable_from_sync_receiver() -> None:
+    """An awaitable returned by a sync receiver is not left un-awaited by a cancelled send."""
+
+    async def work() -> None:
+        pass
+
+    def returns_coroutine(sender: object, **kwargs: Any) -> object:
+        return work()
+
+    signal = Signal()
+    signal.connect(returns_coroutine)
+    with no_unawaited_coroutines():
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await signal.send(None)
+
+
+@pytest.mark.parametrize("receiver_count", [1, 3])
+async def test_receiver_fail_after_binds_to_the_receiver(receiver_count: int) -> None:
+    """anyio.fail_after inside a receiver times out that receiver, not the sender."""
+    outcomes: list[str] = []
+
+    async def times_out(sender: object, **kwargs: Any) -> str:
+        try:
+            with anyio.fail_after(0.01):
+                await anyio.sleep_forever()
+        except TimeoutError:
+            outcomes.append("timed out")
+        await anyio.lowlevel.checkpoint()  # the sender's task is not cancelled
+        return "recovered"
+
+    signal = Signal()
+    for _ in range(receiver_count):
+        signal.connect(lambda **kwargs: times_out(**kwargs), weak=False)
+    results = await signal.send(None)
+    assert [value for _, value in results] == ["recovered"] * receiver_count
+    assert outcomes == ["timed out"] * receiver_count
+    await anyio.lowlevel.checkpoint()
+
+
+@pytest.mark.parametrize("receiver_count", [1, 3])
+async def test_receiver_move_on_after_binds_to_the_receiver(receiver_count: int) -> None:
+    """anyio.move_on_after inside a receiver stops only that receiver's wait."""
+
+    async def moves_on(sender: object, **kwargs: Any) -> bool:
+        with anyio.move_on_after(0.01) as scope:
+            await anyio.sleep_forever()
+        await anyio.lowlevel.checkpoint()
+        return scope.cancelled_caught
+
+    signal = Signal()
+    for _ in range(receiver_count):
+        signal.connect(lambda **kwargs: moves_on(**kwargs), weak=False)
+    with anyio.CancelScope() as outer:
+        results = await signal.send(None)
+    assert not outer.cancelled_caught
+    assert [value for _, value in results] == [True] * receiver_count
+
+
+@pytest.mark.parametrize("receiver_count", [1, 3])
+async def test_receiver_native_timeout_binds_to_the_receiver(receiver_count: int) -> None:
+    """The backend's own timeout (asyncio.timeout, trio.fail_after) binds to the receiver."""
+    expired = native_timeout_error()
+
+    async def times_out(sender: object, **kwargs: Any) -> str:
+        try:
+            async with native_timeout(0.01):
+                await anyio.sleep_forever()
+        except expired:
+            pass
+        await anyio.lowlevel.checkpoint()
+        return "recovered"
+
+    signal = Signal()
+    for _ in range(receiver_count):
+        signal.connect(lambda **kwargs: times_out(**kwargs), weak=False)
+    results = await signal.send(None)
+    assert [value for _, value in results] == ["recovered"] * receiver_count
+    # The sender's own task can still wait: nothing leaked a cancellation into it.
+    await anyio.sleep(0)
+
+
+async def test_receiver_cancelling_itself_does_not_cancel_the_sender() -> None:
+    """A receiver that cancels its own cancel scope leaves the sender and siblings running."""
+
+    async def cancels_own_scope(sender: object, **kwargs: Any) -> str:
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await anyio.sleep_forever()
+        return "own scope"
+
+    async def sibling(sender: object, **kwargs: Any) -> str:
+        await anyio.lowlevel.checkpoint()
+        return "sibling"
+
+    signal = Signal()
+    signal.connect(cancels_own_scope)
+    signal.connect(sibling)
+    assert await signal.send(None) == [(cancels_own_scope, "own scope"), (sibling, "sibling")]
