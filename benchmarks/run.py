@@ -248,19 +248,24 @@ def write_report(results: dict[str, Any], write: bool) -> str:
     return text
 
 
+def _runs(python: str, spec: str) -> bool:
+    check = f"import sys; sys.exit(sys.version.startswith('{spec}.') is False)"
+    return subprocess.run([python, "-c", check], check=False, capture_output=True).returncode == 0
+
+
 def _interpreter(spec: str) -> str:
     """A Python executable for ``spec``: a path, or a version like ``3.12``."""
     if Path(spec).exists():
         return spec
     if spec == f"{sys.version_info.major}.{sys.version_info.minor}":
         return sys.executable
-    found = shutil.which(f"python{spec}")
-    if found:
-        return found
+    # pyenv's own builds first: its shims fail for versions that are not selected.
     candidates = sorted((Path.home() / ".pyenv" / "versions").glob(f"{spec}*/bin/python{spec}"))
-    if candidates:
-        return str(candidates[-1])
-    raise SystemExit(f"no interpreter found for Python {spec}")
+    found = shutil.which(f"python{spec}")
+    for candidate in [*reversed([str(c) for c in candidates]), *([found] if found else [])]:
+        if _runs(candidate, spec):
+            return candidate
+    raise SystemExit(f"no working interpreter found for Python {spec}")
 
 
 def _environment(spec: str) -> str:
