@@ -1,10 +1,10 @@
-"""Awaiting a coroutine inside a given ``contextvars.Context`` without a task.
+"""Awaiting an awaitable inside a given ``contextvars.Context`` without a task.
 
 A task is the usual way to give a coroutine its own context, but a task costs
-a trip through the scheduler. For a receiver awaited in the sender's own task
-this trampoline steps the coroutine with ``Context.run``, so every step sees the
-send's context copy and nothing it sets reaches the sender. Whatever the
-coroutine yields to the event loop (asyncio futures, trio traps) passes through
+a trip through the scheduler. For a receiver awaited in the sender's own task,
+this steps the coroutine with ``Context.run``, so every step sees the send's
+context copy and nothing it sets reaches the sender. Whatever the coroutine
+yields to the event loop (asyncio futures, trio traps) passes through
 untouched, and whatever the loop throws in (cancellation) is thrown into it.
 """
 
@@ -25,9 +25,12 @@ def await_in_context(
     """Await ``awaitable`` with every step run in ``context``.
 
     The caller's task stays the current task throughout, so cancel scopes and
-    timeouts that the awaited code enters bind as they would to a nested call.
+    timeouts that the awaited code enters bind as they would in a nested call.
     """
-    steps = context.run(awaitable.__await__)
+    # A coroutine is its own iterator; other awaitables hand one out.
+    steps: Any = (
+        awaitable if type(awaitable) is types.CoroutineType else context.run(awaitable.__await__)
+    )
     send = steps.send
     value: Any = None
     thrown: BaseException | None = None
@@ -46,6 +49,6 @@ def await_in_context(
         try:
             value = yield yielded
         except BaseException as exc:
-            # Cancellation (or GeneratorExit on close) belongs to the coroutine.
+            # Cancellation (or GeneratorExit on close) belongs to the awaitable.
             thrown = exc
             value = None

@@ -11,7 +11,7 @@ import logging
 import sys
 import threading
 import weakref
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from typing import Any, Final, TypeVar
 
 import anyio
@@ -19,6 +19,7 @@ import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
 
+from ._concurrent import run_asyncio_tasks, run_in_task_group, run_to_completion
 from ._context import await_in_context
 from ._receivers import (
     check_accepts,
@@ -44,7 +45,10 @@ _THREAD: Final = 2  # sync with to_thread=True: run in a worker thread
 # takes signal=, connection sequence number). A plain tuple: it is read on
 # every send, and unpacking a tuple is the cheapest way to read five fields.
 _Connection = tuple[Any, bool, int, bool, int]
-_NO_CONNECTIONS: tuple[_Connection, ...] = ()
+# What a send from one sender reaches: its connections in connection order,
+# and whether any of them must be awaited (async or to_thread).
+_Snapshot = tuple[tuple[_Connection, ...], bool]
+_NOTHING: _Snapshot = ((), False)
 
 
 def _live_receiver(connection: _Connection) -> Any:
@@ -84,7 +88,7 @@ class _SenderConnections:
         self.sender_ref = sender_ref
         self.connections: dict[Hashable, _Connection] = {}
         # (version it was built for, any-sender and own connections merged)
-        self.cache: tuple[object, tuple[_Connection, ...]] = (None, _NO_CONNECTIONS)
+        self.cache: tuple[object, _Snapshot] = (None, _NOTHING)
 
 
 class Signal:
@@ -156,7 +160,7 @@ class Signal:
         # atomic, so weakref callbacks (which may run in any thread, at any
         # allocation) can invalidate caches without taking the lock.
         self._version: object = object()
-        self._any_cache: tuple[object, tuple[_Connection, ...]] = (None, _NO_CONNECTIONS)
+        self._any_cache: tuple[object, _Snapshot] = (None, _NOTHING)
         self._dirty = False
         self._on_collected = self._mark_dirty
 
@@ -281,11 +285,13 @@ class Signal:
 
         ``sender=None`` asks about the receivers connected for any sender.
         """
-        return any(_live_receiver(c) is not None for c in self._connections_for(sender))
+        connections, _ = self._connections_for(sender)
+        return any(_live_receiver(c) is not None for c in connections)
 
     def receivers_for(self, sender: object) -> list[Callable[..., Any]]:
         """The live receivers a send from ``sender`` reaches, in connection order."""
-        live = [_live_receiver(c) for c in self._connections_for(sender)]
+        connections, _ = self._connections_for(sender)
+        live = [_live_receiver(c) for c in connections]
         return [receiver for receiver in live if receiver is not None]
 
     # -- bookkeeping --------------------------------------------------------
@@ -330,7 +336,7 @@ class Signal:
                 del self._senders[sender_id]
         self._version = object()
 
-    def _connections_for(self, sender: object) -> tuple[_Connection, ...]:
+    def _connections_for(self, sender: object) -> _Snapshot:
         """The connections a send from ``sender`` reaches, in connection order.
 
         Cached per sender (and for "any sender") until the connections change,
@@ -339,16 +345,16 @@ class Signal:
         if sender is not None and self._senders:
             record = self._record_for(sender)
             if record is not None:
-                cached_version, connections = record.cache
+                cached_version, snapshot = record.cache
                 if cached_version is self._version:
-                    return connections
+                    return snapshot
                 return self._rebuild(record)
-        cached_version, connections = self._any_cache
+        cached_version, snapshot = self._any_cache
         if cached_version is self._version:
-            return connections
+            return snapshot
         return self._rebuild(None)
 
-    def _rebuild(self, record: _SenderConnections | None) -> tuple[_Connection, ...]:
+    def _rebuild(self, record: _SenderConnections | None) -> _Snapshot:
         with self._lock:
             if self._dirty:
                 self._purge()
@@ -357,23 +363,29 @@ class Signal:
             if record is not None:
                 merged.extend(record.connections.values())
                 merged.sort(key=lambda connection: connection[4])
-            connections = tuple(merged)
+            snapshot = (tuple(merged), any(c[2] != _INLINE for c in merged))
             if record is None:
-                self._any_cache = (version, connections)
+                self._any_cache = (version, snapshot)
             else:
-                record.cache = (version, connections)
-            return connections
+                record.cache = (version, snapshot)
+            return snapshot
 
     # -- sending ------------------------------------------------------------
 
     def _check_payload(self, named: dict[str, Any]) -> None:
+        """Raise TypeError for a payload this signal cannot send, before any receiver runs."""
+        provided = self._providing_args
+        if provided is None:
+            if "signal" not in named:
+                return
+        elif named.keys() == provided:
+            return
         if "signal" in named:
             raise TypeError(
                 f"'signal' is reserved: {self._label} passes itself as signal=; "
                 "rename that payload argument"
             )
-        provided = self._providing_args
-        if provided is not None and named.keys() != provided:
+        if provided is not None:
             unknown = sorted(named.keys() - provided)
             missing = sorted(provided - named.keys())
             problems = []
@@ -408,7 +420,14 @@ class Signal:
             TypeError: the payload uses the reserved name ``signal``, or does
                 not match ``providing_args``; raised before any receiver runs.
         """
-        return await self._send(sender, named, robust=False)
+        connections, awaits = self._connections_for(sender)
+        self._check_payload(named)
+        if awaits:
+            await _checkpoint_if_cancelled()
+        results, pending, context = self._call_inline(connections, sender, named, False)
+        if pending:
+            await self._await_pending(results, pending, context, False)
+        return results
 
     async def send_robust(
         self, sender: object, **named: Any
@@ -420,37 +439,53 @@ class Signal:
         its traceback. Cancellation, ``KeyboardInterrupt`` and ``SystemExit``
         are never caught: they propagate as in :meth:`send`.
         """
-        return await self._send(sender, named, robust=True)
-
-    async def _send(
-        self, sender: object, named: dict[str, Any], robust: bool
-    ) -> list[tuple[Callable[..., Any], Any]]:
-        connections = self._connections_for(sender)
+        connections, awaits = self._connections_for(sender)
         self._check_payload(named)
-        if not connections:
-            return []
-        context = contextvars.copy_context()
-        results, pending = self._call_inline(connections, context, sender, named, robust)
+        if awaits:
+            await _checkpoint_if_cancelled()
+        results, pending, context = self._call_inline(connections, sender, named, True)
         if pending:
-            await self._await_pending(results, pending, context, robust)
+            await self._await_pending(results, pending, context, True)
         return results
 
     def _call_inline(
         self,
         connections: Sequence[_Connection],
-        context: contextvars.Context,
         sender: object,
         named: dict[str, Any],
         robust: bool,
         in_thread: bool = False,
+    ) -> tuple[list[tuple[Callable[..., Any], Any]], list[_Pending], contextvars.Context]:
+        """Run the inline receivers in a new copy of the current context.
+
+        Returns the results so far, the receivers still to await, and the
+        context copy they ran in.
+        """
+        context = contextvars.copy_context()
+        if not connections:
+            return [], [], context
+        results, pending = context.run(
+            self._run_inline, connections, sender, named, robust, in_thread
+        )
+        return results, pending, context
+
+    def _run_inline(
+        self,
+        connections: Sequence[_Connection],
+        sender: object,
+        named: dict[str, Any],
+        robust: bool,
+        in_thread: bool,
     ) -> tuple[list[tuple[Callable[..., Any], Any]], list[_Pending]]:
         """Run the inline receivers in connection order; collect the rest.
 
-        ``in_thread`` (for the sync entry points) runs ``to_thread`` receivers
+        Runs inside the send's context copy. Async receivers are called here
+        (creating their coroutines) and left pending with ``to_thread`` ones;
+        ``in_thread`` (the sync entry points) runs ``to_thread`` receivers
         inline too, in the calling thread.
         """
         arguments = {"sender": sender, **named}
-        arguments_with_signal = {"signal": self, **arguments}
+        arguments_with_signal: dict[str, Any] | None = None
         results: list[tuple[Callable[..., Any], Any]] = []
         pending: list[_Pending] = []
         try:
@@ -458,23 +493,33 @@ class Signal:
                 receiver = target() if weak else target
                 if receiver is None:
                     continue
-                kwargs = arguments_with_signal if takes_signal else arguments
-                if kind == _ASYNC or (kind == _THREAD and not in_thread):
-                    pending.append((len(results), receiver, kind, kwargs))
+                if not takes_signal:
+                    kwargs = arguments
+                elif arguments_with_signal is None:
+                    kwargs = arguments_with_signal = {"signal": self, **arguments}
+                else:
+                    kwargs = arguments_with_signal
+                if kind == _THREAD and not in_thread:
+                    pending.append((len(results), receiver, _THREAD, kwargs))
                     results.append((receiver, None))
                     continue
                 try:
-                    result = context.run(receiver, **kwargs)
+                    result = receiver(**kwargs)
                 except Exception as exc:
                     if not robust:
                         self._annotate(exc, receiver)
                         raise
                     result = self._report(exc, receiver)
                 else:
-                    if result is not None and inspect.isawaitable(result):
-                        # A sync function that returned an awaitable: await it
-                        # with the async receivers rather than drop it.
-                        pending.append((len(results), receiver, _AWAITABLE, result))
+                    if kind == _ASYNC or (
+                        result is not None
+                        and type(result) not in _PLAIN_RESULTS
+                        and inspect.isawaitable(result)
+                    ):
+                        # Awaited with the other async receivers; a sync
+                        # function's awaitable too, never dropped.
+                        pending.append((len(results), receiver, _ASYNC, result))
+                        result = None
                 results.append((receiver, result))
         except BaseException:
             _close_awaitables(pending)
@@ -488,13 +533,12 @@ class Signal:
         context: contextvars.Context,
         robust: bool,
     ) -> None:
-        await anyio.lowlevel.checkpoint_if_cancelled()
-        if len(pending) == 1 and pending[0][2] != _THREAD:
-            # One receiver needs no task: await it in this task, stepped in
-            # the send's context copy.
-            index, receiver, kind, call = pending[0]
+        on_trio = _trio_running()
+        if len(pending) == 1 and pending[0][2] == _ASYNC:
+            # One async receiver needs no task: it is awaited in this task,
+            # each step run in the send's context copy.
+            index, receiver, _, awaitable = pending[0]
             try:
-                awaitable = call if kind == _AWAITABLE else context.run(receiver, **call)
                 value = await await_in_context(context, awaitable)
             except Exception as exc:
                 if not robust:
@@ -502,39 +546,29 @@ class Signal:
                     raise
                 value = self._report(exc, receiver)
             results[index] = (receiver, value)
-            return
-        try:
-            async with anyio.create_task_group() as task_group:
-                for item in pending:
-                    task_group.start_soon(self._run_pending, results, item, robust)
-        except BaseExceptionGroup as group:
-            error = _collapse(group, self._label)
         else:
-            return
-        # Raised outside the except block, so the group does not become the
-        # error's __context__.
-        raise error
+            await self._await_concurrently(results, pending, robust, on_trio)
 
-    async def _run_pending(
+    async def _await_concurrently(
         self,
         results: list[tuple[Callable[..., Any], Any]],
-        item: _Pending,
+        pending: list[_Pending],
         robust: bool,
+        on_trio: bool,
     ) -> None:
-        index, receiver, kind, call = item
-        try:
-            if kind == _ASYNC:
-                value = await receiver(**call)
-            elif kind == _THREAD:
-                value = await anyio.to_thread.run_sync(functools.partial(receiver, **call))
-            else:
-                value = await call
-        except Exception as exc:
+        runner = run_in_task_group if on_trio else run_asyncio_tasks
+        values, failed, errors = await runner(
+            [_awaitable_for(item, on_asyncio=not on_trio) for item in pending], robust
+        )
+        if errors:
             if not robust:
-                self._annotate(exc, receiver)
-                raise
-            value = self._report(exc, receiver)
-        results[index] = (receiver, value)
+                for position, error in errors:
+                    self._annotate(error, pending[position][1])
+            raise _combine([error for _, error in errors], self._label)
+        for position in failed:
+            self._report(values[position], pending[position][1])
+        for (index, receiver, _, _), value in zip(pending, values, strict=True):
+            results[index] = (receiver, value)
 
     def _annotate(self, exc: BaseException, receiver: object) -> None:
         note = f"raised by receiver {describe(receiver)} of signal {self._label}"
@@ -574,12 +608,12 @@ class Signal:
     def _send_sync(
         self, sender: object, named: dict[str, Any], robust: bool
     ) -> list[tuple[Callable[..., Any], Any]]:
-        connections = self._connections_for(sender)
+        connections, awaits = self._connections_for(sender)
         self._check_payload(named)
         if not connections:
             return []
         on_loop_thread = _running_event_loop()
-        if on_loop_thread:
+        if on_loop_thread and awaits:
             asynchronous = [
                 describe(receiver)
                 for connection in connections
@@ -591,10 +625,7 @@ class Signal:
                     f"{self._label} has async receivers ({names}) that send_sync cannot "
                     "run on the event loop's own thread; use 'await signal.send(...)'"
                 )
-        context = contextvars.copy_context()
-        results, pending = self._call_inline(
-            connections, context, sender, named, robust, in_thread=True
-        )
+        results, pending, context = self._call_inline(connections, sender, named, robust, True)
         if not pending:
             return results
         if on_loop_thread:
@@ -624,35 +655,50 @@ class Signal:
         return results
 
 
-_AWAITABLE: Final = 3  # pending only: an awaitable returned by a sync receiver
-
-# (result index, receiver, how to run it, its kwargs or the awaitable)
+# (result index, receiver, _ASYNC or _THREAD, its awaitable or its kwargs)
 _Pending = tuple[int, Any, int, Any]
+
+# Result types that are never awaitable: skips the awaitable check for them.
+_PLAIN_RESULTS: Final = frozenset({bool, int, float, str, bytes, tuple, list, dict, set})
+
+
+def _awaitable_for(item: _Pending, on_asyncio: bool) -> Awaitable[Any]:
+    _, receiver, kind, call = item
+    if kind == _THREAD:
+        return _run_in_thread(receiver, call, on_asyncio)
+    awaitable: Awaitable[Any] = call
+    return awaitable
+
+
+def _boxed_call(receiver: Callable[..., Any], kwargs: dict[str, Any]) -> tuple[Any]:
+    # Boxed, so that a coroutine it returns reaches the loop to be awaited
+    # (trio's to_thread refuses a function that returns one).
+    return (receiver(**kwargs),)
+
+
+async def _run_in_thread(
+    receiver: Callable[..., Any], kwargs: dict[str, Any], on_asyncio: bool
+) -> Any:
+    """Run a ``to_thread`` receiver in a worker thread; a cancel waits for it to return."""
+    in_thread = anyio.to_thread.run_sync(functools.partial(_boxed_call, receiver, kwargs))
+    # anyio shields the thread from its own cancel scopes; a bare asyncio
+    # task.cancel() would still return early, so asyncio needs its own shield.
+    (result,) = await (run_to_completion(in_thread) if on_asyncio else in_thread)
+    if result is not None and type(result) not in _PLAIN_RESULTS and inspect.isawaitable(result):
+        result = await result
+    return result
 
 
 def _close_awaitables(pending: list[_Pending]) -> None:
+    """Close the coroutines of receivers that will not run, so none is left un-awaited."""
     for _, _, kind, call in pending:
-        if kind == _AWAITABLE:
-            close = getattr(call, "close", None)
-            if close is not None:
-                close()
+        close = getattr(call, "close", None) if kind == _ASYNC else None
+        if close is not None:
+            close()
 
 
-def _collapse(group: BaseExceptionGroup[BaseException], label: str) -> BaseException:
-    """The error(s) of a failed dispatch, minus the cancellations it caused."""
-    cancelled = anyio.get_cancelled_exc_class()
-    errors: list[BaseException] = []
-
-    def collect(exc: BaseException) -> None:
-        if isinstance(exc, BaseExceptionGroup):
-            for inner in exc.exceptions:
-                collect(inner)
-        elif not isinstance(exc, cancelled):
-            errors.append(exc)
-
-    collect(group)
-    if not errors:
-        return group  # only cancellation: the backend's to handle as it is
+def _combine(errors: list[BaseException], label: str) -> BaseException:
+    """One error as itself; several as a group naming the signal."""
     if len(errors) == 1:
         return errors[0]
     message = f"{len(errors)} receivers of signal {label} failed"
@@ -661,16 +707,27 @@ def _collapse(group: BaseExceptionGroup[BaseException], label: str) -> BaseExcep
     return BaseExceptionGroup(message, errors)
 
 
+def _trio_running() -> bool:
+    """True inside trio (cheaply: asyncio programs never import trio)."""
+    trio = sys.modules.get("trio")
+    return trio is not None and bool(trio.lowlevel.in_trio_run())
+
+
+async def _checkpoint_if_cancelled() -> None:
+    """Raise the caller's cancellation, if it is cancelled, without yielding."""
+    if _trio_running():
+        await sys.modules["trio"].lowlevel.checkpoint_if_cancelled()
+    else:
+        await anyio.lowlevel.checkpoint_if_cancelled()
+
+
 def _running_event_loop() -> bool:
     """True on a thread that is running an asyncio or trio event loop."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        pass
-    else:
-        return True
-    trio = sys.modules.get("trio")
-    return trio is not None and bool(trio.lowlevel.in_trio_run())
+        return _trio_running()
+    return True
 
 
 def receiver(

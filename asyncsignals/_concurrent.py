@@ -1,0 +1,223 @@
+"""Running a send's async receivers concurrently, and nothing longer than the send.
+
+Two ways, one set of rules:
+
+- :func:`run_asyncio_tasks`, the asyncio fast path. anyio's task group costs
+  several times asyncio's own per task, and ``asyncio.TaskGroup`` cannot start
+  tasks eagerly; a send needs neither task names nor a group that accepts new
+  tasks while it runs. On Python 3.12 and newer each task starts eagerly: a
+  receiver that returns without suspending finishes inside ``Task()`` and never
+  meets the scheduler, yet runs as its own task from its first step, so
+  ``asyncio.timeout`` and cancel scopes inside it bind to it.
+- :func:`run_in_task_group`, anyio's task group, for trio and anything else.
+
+The rules: every receiver's outcome is caught by its own task, so no
+exception is lost, reshaped or re-grouped by a task group on its way out, and
+``KeyboardInterrupt`` or ``SystemExit`` reaches the send instead of escaping
+into the event loop (as asyncio does with a bare task). The first failure (any
+exception in ``send``; in ``send_robust`` only a ``BaseException`` that is not
+an ``Exception``) cancels the rest, and awaitables not yet started are closed
+unstarted. A cancelled caller cancels every receiver, then waits for all of
+them before the cancellation propagates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import anyio
+
+T = TypeVar("T")
+
+_EAGER = sys.version_info >= (3, 12)
+
+# (values by position, positions whose value is the Exception it raised in
+#  send_robust, failures that aborted the run in the order they happened)
+Outcomes = tuple[list[Any], list[int], list[tuple[int, BaseException]]]
+
+
+class _Run:
+    """The outcomes of one concurrent run, recorded by each receiver's task."""
+
+    __slots__ = ("abort", "aborting", "errors", "failed", "remaining", "robust", "values", "waiter")
+
+    def __init__(self, size: int, robust: bool, abort: Callable[[], object]) -> None:
+        self.robust = robust
+        self.abort = abort
+        self.aborting = False
+        self.values: list[Any] = [None] * size
+        self.failed: list[int] = []
+        self.errors: list[tuple[int, BaseException]] = []
+        self.remaining = 0
+        self.waiter: asyncio.Future[None] | None = None
+
+    def outcomes(self) -> Outcomes:
+        return self.values, self.failed, self.errors
+
+    def fail(self, index: int, error: BaseException) -> None:
+        self.errors.append((index, error))
+        if not self.aborting:
+            self.aborting = True
+            self.abort()
+
+    def record(self, index: int, error: BaseException) -> None:
+        if self.robust and isinstance(error, Exception):
+            self.values[index] = error
+            self.failed.append(index)
+        else:
+            self.fail(index, error)
+
+    async def run_in_asyncio_task(self, index: int, awaitable: Awaitable[Any]) -> None:
+        try:
+            self.values[index] = await awaitable
+        except asyncio.CancelledError as error:
+            if not self.aborting:
+                # Cancelled by itself, not by this run: never swallowed.
+                self.fail(index, error)
+        except BaseException as error:
+            self.record(index, error)
+        finally:
+            self.remaining -= 1
+            waiter = self.waiter
+            if not self.remaining and waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
+    async def run_in_anyio_task(self, index: int, awaitable: Awaitable[Any]) -> None:
+        try:
+            self.values[index] = await awaitable
+        except anyio.get_cancelled_exc_class():
+            raise  # the task group's own business
+        except BaseException as error:
+            self.record(index, error)
+
+
+def _close(awaitable: Awaitable[Any]) -> None:
+    close = getattr(awaitable, "close", None)
+    if close is not None:
+        close()  # never started, never to be awaited
+
+
+async def run_asyncio_tasks(awaitables: Sequence[Awaitable[Any]], robust: bool) -> Outcomes:
+    """Run ``awaitables`` as asyncio tasks of the current task; wait for them all.
+
+    Raises:
+        asyncio.CancelledError: the caller was cancelled and nothing failed;
+            raised only once every task has ended.
+    """
+    loop = asyncio.get_running_loop()
+    tasks: list[asyncio.Task[None]] = []
+
+    def abort() -> None:
+        for task in tasks:
+            task.cancel()  # a no-op on finished tasks
+
+    run = _Run(len(awaitables), robust, abort)
+    for index, awaitable in enumerate(awaitables):
+        if run.aborting:
+            _close(awaitable)
+            continue
+        run.remaining += 1
+        if _EAGER:
+            task = asyncio.Task(
+                run.run_in_asyncio_task(index, awaitable), loop=loop, eager_start=True
+            )  # type: ignore[call-arg,unused-ignore]
+        else:
+            task = loop.create_task(run.run_in_asyncio_task(index, awaitable))
+        tasks.append(task)
+    while run.remaining:
+        run.waiter = loop.create_future()
+        try:
+            await run.waiter
+        except asyncio.CancelledError:
+            run.aborting = True
+            abort()
+            await _wait_out(run)
+            if not run.errors:
+                raise
+    return run.outcomes()
+
+
+async def _wait_out(run: _Run) -> None:
+    """After the caller's cancellation: wait, uncancellably, for every task to end."""
+    loop = asyncio.get_running_loop()
+    # The shield stops anyio re-delivering its scope's cancellation on every
+    # loop iteration; a bare asyncio cancellation arrives once and is absorbed.
+    with anyio.CancelScope(shield=True):
+        while run.remaining:
+            run.waiter = loop.create_future()
+            try:
+                await run.waiter
+            except asyncio.CancelledError:
+                continue
+
+
+async def run_in_task_group(awaitables: Sequence[Awaitable[Any]], robust: bool) -> Outcomes:
+    """Run ``awaitables`` in an anyio task group; wait for them all.
+
+    Raises:
+        The backend's cancellation: the caller was cancelled and nothing failed.
+    """
+    run = _Run(len(awaitables), robust, lambda: None)
+    try:
+        async with anyio.create_task_group() as task_group:
+            run.abort = task_group.cancel_scope.cancel
+            for index, awaitable in enumerate(awaitables):
+                if run.aborting:
+                    _close(awaitable)
+                else:
+                    task_group.start_soon(run.run_in_anyio_task, index, awaitable)
+    except BaseException:
+        # The caller's cancellation; receivers' failures, when there are
+        # any, are what the send raises instead.
+        if not run.errors:
+            raise
+    return run.outcomes()
+
+
+async def run_to_completion(awaitable: Awaitable[T]) -> T:
+    """On asyncio, await ``awaitable`` so that a cancelled caller still waits for its end.
+
+    For work that cannot be interrupted, such as a thread: the work runs in
+    a task of its own; a cancelled caller waits until it ends, then raises
+    the cancellation.
+    """
+    loop = asyncio.get_running_loop()
+    outcome: list[Any] = []
+
+    async def wrapped() -> None:
+        try:
+            outcome.append(await awaitable)
+        except BaseException as error:
+            # Carried out, so that KeyboardInterrupt does not escape into
+            # the event loop from a bare task.
+            outcome.append(_Raised(error))
+
+    task = loop.create_task(wrapped())
+    cancelled: asyncio.CancelledError | None = None
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError as error:
+        cancelled = error
+        with anyio.CancelScope(shield=True):
+            while not task.done():
+                try:
+                    await asyncio.wait((task,))
+                except asyncio.CancelledError:
+                    continue
+    (result,) = outcome
+    if isinstance(result, _Raised):
+        raise result.error
+    if cancelled is not None:
+        raise cancelled
+    value: T = result
+    return value
+
+
+class _Raised:
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
