@@ -278,6 +278,7 @@ def markdown(results: Results, chart: str | None) -> str:
         "",
         f"Command: `{results['command']}` ({results['mode']} run)  ",
         f"Platform: {results['platform']}  ",
+        f"asyncsignals source: {results.get('source', 'unknown')}  ",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in results["versions"].items()),
         "",
         "Each cell: median time per send (per send in a batch; wall time for the "

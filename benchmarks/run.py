@@ -114,6 +114,28 @@ def _versions() -> dict[str, str]:
     return versions
 
 
+def _source() -> str:
+    """The commit asyncsignals was measured at, and whether its files had local changes."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPOSITORY,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        changes = subprocess.run(
+            ["git", "status", "--porcelain", "--", "asyncsignals"],
+            cwd=REPOSITORY,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return f"{commit} with uncommitted changes" if changes else commit
+
+
 def smoke(backends: list[Backend]) -> int:
     """Every case once, no timing; each wrong result or error is reported, then exit 1."""
     started = time.perf_counter()
@@ -216,6 +238,7 @@ def measure(backends: list[Backend], settings: Settings, mode: str, command: str
         "command": command,
         "platform": f"{platform.platform()}, {platform.machine()}",
         "versions": _versions(),
+        "source": _source(),
         "labels": {i.name: i.label for i in everything},
         "missing": {i.name: i.missing for i in everything if i.missing is not None},
         "scenarios": [{"key": s.key, "label": s.label} for s in rows],
@@ -297,7 +320,10 @@ def drive(arguments: argparse.Namespace, passthrough: list[str]) -> int:
             output = Path(directory) / "results.json"
             command = [python, "-m", "benchmarks", *passthrough, "--json", str(output)]
             _progress(f"== Python {spec}")
-            completed = subprocess.run(command, check=False, cwd=REPOSITORY)
+            # The child's report is printed once, merged, below.
+            completed = subprocess.run(
+                command, check=False, cwd=REPOSITORY, stdout=subprocess.DEVNULL
+            )
             if completed.returncode:
                 return completed.returncode
             if arguments.smoke:
@@ -306,12 +332,9 @@ def drive(arguments: argparse.Namespace, passthrough: list[str]) -> int:
     if arguments.smoke:
         return 0
     sections = [write_report(results, not arguments.no_write) for results in merged]
-    text = "\n".join(
-        section.replace("\n## ", "\n### ").replace("\n# ", "\n## ") for section in sections
-    )
-    text = "# asyncsignals benchmarks across interpreters\n\n" + text.lstrip().replace(
-        "## ", "## ", 1
-    )
+    # Each interpreter's report becomes a section: headings one level down.
+    demoted = [("\n" + section).replace("\n#", "\n##") for section in sections]
+    text = "# asyncsignals benchmarks across interpreters\n" + "".join(demoted)
     if not arguments.no_write:
         names = "+".join(results["python_short"] for results in merged)
         suffix = "-quick" if arguments.quick else ""
