@@ -322,7 +322,10 @@ def drive(arguments: argparse.Namespace, passthrough: list[str]) -> int:
             _progress(f"== Python {spec}")
             # The child's report is printed once, merged, below.
             completed = subprocess.run(
-                command, check=False, cwd=REPOSITORY, stdout=subprocess.DEVNULL
+                command,
+                check=False,
+                cwd=REPOSITORY,
+                stdout=None if arguments.smoke else subprocess.DEVNULL,
             )
             if completed.returncode:
                 return completed.returncode
