@@ -9,7 +9,6 @@ from typing import Any
 
 import anyio
 import pytest
-
 from helpers import TEST_TIMEOUT
 
 

@@ -8,11 +8,9 @@ import gc
 import threading
 import warnings
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
 
 import anyio
 import anyio.to_thread
-import pytest
 import trio
 
 # A test that takes longer than this is hung, not slow.
@@ -81,13 +79,3 @@ async def join_thread(thread: threading.Thread) -> None:
     """Join a thread without blocking the event loop; fail if it does not end."""
     await anyio.to_thread.run_sync(thread.join, TEST_TIMEOUT)
     assert not thread.is_alive()
-
-
-def backends_with_bug_on(backend: str, reason: str) -> list[Any]:
-    """Parameters for ``anyio_backend`` that expect the test to fail on ``backend`` only."""
-    return [
-        pytest.param(name, marks=pytest.mark.xfail(reason=reason, strict=True))
-        if name == backend
-        else name
-        for name in ("asyncio", "trio")
-    ]

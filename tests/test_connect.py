@@ -144,7 +144,7 @@ class AsyncCallable:
         pytest.param(lambda: async_handler, id="async-def"),
         pytest.param(lambda: AsyncCallable().method, id="bound-async-method"),
         pytest.param(lambda: functools.partial(async_handler), id="partial"),
-        pytest.param(lambda: AsyncCallable(), id="async-call"),
+        pytest.param(AsyncCallable, id="async-call"),
     ],
 )
 def test_to_thread_on_async_receiver_is_a_type_error(make_receiver: Any) -> None:
@@ -162,7 +162,7 @@ def test_receiver_without_sender_parameter_is_refused() -> None:
         pass
 
     signal = Signal(name="plain")
-    with pytest.raises(TypeError, match="cannot accept argument 'sender'.*plain"):
+    with pytest.raises(TypeError, match=r"cannot accept argument 'sender'.*plain"):
         signal.connect(no_sender)
 
 
@@ -189,7 +189,7 @@ def test_receiver_requiring_an_argument_the_signal_does_not_provide_is_refused()
         pass
 
     signal = Signal(providing_args=["order"], name="order_placed")
-    with pytest.raises(TypeError, match="requires 'customer'.*order_placed"):
+    with pytest.raises(TypeError, match=r"requires 'customer'.*order_placed"):
         signal.connect(needs_customer)
 
 

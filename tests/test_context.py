@@ -47,9 +47,7 @@ def threaded_reader(sender: object, **kwargs: Any) -> str:
         pytest.param([async_reader], set(), id="single-async"),
         pytest.param([async_reader, other_async_reader], set(), id="task-group"),
         pytest.param([threaded_reader], {threaded_reader}, id="to-thread"),
-        pytest.param(
-            [sync_reader, async_reader, threaded_reader], {threaded_reader}, id="mixed"
-        ),
+        pytest.param([sync_reader, async_reader, threaded_reader], {threaded_reader}, id="mixed"),
     ],
 )
 @pytest.mark.parametrize("method", ["send", "send_robust"])

@@ -6,14 +6,14 @@ from typing import Any
 
 import anyio
 import pytest
+from helpers import no_unawaited_coroutines, running_tasks
 
 from asyncsignals import Signal
-from helpers import no_unawaited_coroutines, running_tasks
 
 pytestmark = pytest.mark.anyio
 
 
-class Boom(Exception):
+class ReceiverError(Exception):
     pass
 
 
@@ -23,7 +23,7 @@ async def waits(sender: object, **kwargs: Any) -> None:
 
 async def fails(sender: object, **kwargs: Any) -> None:
     await anyio.lowlevel.checkpoint()
-    raise Boom
+    raise ReceiverError
 
 
 async def quick(sender: object, **kwargs: Any) -> str:
@@ -36,7 +36,7 @@ async def never_awaits(sender: object, **kwargs: Any) -> str:
 
 
 def fails_sync(sender: object, **kwargs: Any) -> None:
-    raise Boom
+    raise ReceiverError
 
 
 def returns_coroutine(sender: object, **kwargs: Any) -> object:
@@ -69,9 +69,8 @@ async def test_no_task_or_coroutine_left_after_send_raises(receivers: list[Any])
     for receiver in receivers:
         signal.connect(receiver)
     before = running_tasks()
-    with no_unawaited_coroutines():
-        with pytest.raises(Boom):
-            await signal.send(None)
+    with no_unawaited_coroutines(), pytest.raises(ReceiverError):
+        await signal.send(None)
     assert running_tasks() == before
 
 
@@ -95,6 +94,5 @@ async def test_failing_sync_receiver_closes_pending_awaitables() -> None:
     signal.connect(returns_coroutine)
     signal.connect(never_awaits)
     signal.connect(fails_sync)
-    with no_unawaited_coroutines():
-        with pytest.raises(Boom):
-            await signal.send(None)
+    with no_unawaited_coroutines(), pytest.raises(ReceiverError):
+        await signal.send(None)

@@ -12,9 +12,9 @@ from typing import Any
 
 import anyio
 import pytest
+from helpers import no_unawaited_coroutines
 
 from asyncsignals import Signal
-from helpers import no_unawaited_coroutines
 
 pytestmark = pytest.mark.anyio
 
@@ -187,7 +187,7 @@ ASYNC_RECEIVERS: list[Any] = [
     pytest.param(lambda: AsyncCallable().method, id="bound-async-method"),
     pytest.param(lambda: functools.partial(async_receiver), id="partial"),
     pytest.param(lambda: functools.partial(functools.partial(async_receiver)), id="nested-partial"),
-    pytest.param(lambda: AsyncCallable(), id="async-call-object"),
+    pytest.param(AsyncCallable, id="async-call-object"),
     pytest.param(lambda: functools.partial(AsyncCallable()), id="partial-of-async-call-object"),
     pytest.param(lambda: marked_by_asgiref_style, id="asgiref-marker"),
 ]
@@ -260,11 +260,6 @@ async def test_awaitable_returned_by_sync_receiver_is_awaited(
         ]
 
 
-@pytest.mark.xfail(
-    reason="BUG: a to_thread receiver's awaitable result is returned un-awaited "
-    "(asyncio) or rejected by trio.to_thread (TypeError)",
-    strict=True,
-)
 async def test_awaitable_returned_by_to_thread_receiver_is_awaited() -> None:
     """A to_thread receiver that returns an awaitable gets it awaited, not dropped."""
     signal = Signal()

@@ -8,14 +8,14 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import pytest
+from helpers import join_thread, no_unawaited_coroutines, start_thread
 
 from asyncsignals import Signal
-from helpers import join_thread, no_unawaited_coroutines, start_thread
 
 pytestmark = pytest.mark.anyio
 
 
-class Boom(Exception):
+class ReceiverError(Exception):
     pass
 
 
@@ -43,7 +43,7 @@ def returns_coroutine(sender: object, **kwargs: Any) -> object:
 
 async def failing_async(sender: object, **kwargs: Any) -> None:
     await anyio.lowlevel.checkpoint()
-    raise Boom("async")
+    raise ReceiverError("async")
 
 
 def make_signal(*receivers: Any) -> Signal:
@@ -96,11 +96,11 @@ def test_payload_checked_before_any_receiver() -> None:
 def test_send_sync_fails_fast_and_send_robust_sync_returns_errors() -> None:
     """send_sync raises an async receiver's error; send_robust_sync returns it in its slot."""
     signal = make_signal(sync_receiver, failing_async)
-    with pytest.raises(Boom) as caught:
+    with pytest.raises(ReceiverError) as caught:
         signal.send_sync(None)
     assert caught.value.__notes__[0].endswith("of signal synced")
     results = signal.send_robust_sync(None)
-    assert isinstance(results[1][1], Boom)
+    assert isinstance(results[1][1], ReceiverError)
 
 
 @pytest.mark.parametrize("method", ["send_sync", "send_robust_sync"])

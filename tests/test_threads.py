@@ -7,9 +7,9 @@ from typing import Any
 
 import anyio
 import pytest
+from helpers import join_thread, start_thread
 
 from asyncsignals import Signal
-from helpers import join_thread, start_thread
 
 pytestmark = pytest.mark.anyio
 

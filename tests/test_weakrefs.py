@@ -113,7 +113,7 @@ async def test_receiver_collected_then_new_one_connects() -> None:
 
 
 async def test_collected_receiver_of_a_live_sender_is_dropped() -> None:
-    """A sender whose only receiver was collected has no listeners, and other senders keep theirs."""
+    """A sender whose only receiver was collected is left with the any-sender ones."""
     kept_sender, emptied_sender = Listener(), Listener()
     kept = make_function()
     signal = Signal()
