@@ -1,0 +1,242 @@
+"""Edge cases of dispatch: receivers dying mid-send, repeated cancellation, nested failures."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import gc
+import threading
+from collections.abc import Generator
+from typing import Any
+
+import anyio
+import anyio.from_thread
+import pytest
+from helpers import no_unawaited_coroutines
+
+from asyncsignals import Signal
+
+pytestmark = pytest.mark.anyio
+
+
+class ReceiverError(Exception):
+    pass
+
+
+class CustomAwaitable:
+    """An awaitable without close()."""
+
+    def __await__(self) -> Generator[Any, Any, str]:
+        yield from anyio.lowlevel.checkpoint().__await__()
+        return "custom"  # pragma: no cover
+
+
+async def test_receiver_collected_during_send_is_skipped() -> None:
+    """A weakly held receiver collected by an earlier receiver of the same send is skipped."""
+    holder: list[Any] = []
+
+    def doomed(sender: object, **kwargs: Any) -> str:
+        return "doomed"  # pragma: no cover
+
+    def kills_doomed(sender: object, **kwargs: Any) -> str:
+        holder.clear()
+        gc.collect()
+        return "killer"
+
+    holder.append(doomed)
+    signal = Signal()
+    signal.connect(kills_doomed)
+    signal.connect(doomed)
+    del doomed
+    assert await signal.send(None) == [(kills_doomed, "killer")]
+
+
+async def test_failure_in_nested_send_of_same_signal_is_noted_once() -> None:
+    """An error passing through the same receiver of the same signal twice gets one note."""
+    signal = Signal(name="nested")
+
+    async def recurse(sender: object, depth: int) -> None:
+        if depth == 0:
+            raise ReceiverError("deep")
+        await signal.send(sender, depth=depth - 1)
+
+    signal.connect(recurse)
+    with pytest.raises(ReceiverError) as caught:
+        await signal.send(None, depth=2)
+    assert len(caught.value.__notes__) == 1
+    assert "recurse()" in caught.value.__notes__[0]
+
+
+async def test_failing_sync_receiver_after_threaded_and_custom_awaitable() -> None:
+    """A sync failure after a to_thread receiver and a custom awaitable leaves nothing behind."""
+
+    def threaded(sender: object, **kwargs: Any) -> None:
+        pass  # pragma: no cover
+
+    def returns_custom(sender: object, **kwargs: Any) -> CustomAwaitable:
+        return CustomAwaitable()
+
+    def fails(sender: object, **kwargs: Any) -> None:
+        raise ReceiverError
+
+    signal = Signal()
+    signal.connect(threaded, to_thread=True)
+    signal.connect(returns_custom)
+    signal.connect(fails)
+    with no_unawaited_coroutines(), pytest.raises(ReceiverError):
+        await signal.send(None)
+
+
+@pytest.mark.parametrize("receiver_count", [1, 2])
+@pytest.mark.parametrize("method", ["send", "send_robust"])
+async def test_receiver_failing_while_caller_cancels_raises_its_error(
+    receiver_count: int, method: str
+) -> None:
+    """A receiver failing as the caller cancels: send raises its error, send_robust the cancel."""
+    started = anyio.Event()
+
+    async def fails_in_cleanup(sender: object, **kwargs: Any) -> None:
+        started.set()
+        try:
+            await anyio.sleep_forever()
+        finally:
+            raise KeyError("cleanup")
+
+    async def waits(sender: object, **kwargs: Any) -> None:
+        await anyio.sleep_forever()
+
+    signal = Signal()
+    signal.connect(fails_in_cleanup)
+    if receiver_count == 2:
+        signal.connect(waits)
+    outcome: list[BaseException] = []
+
+    async def sender() -> None:
+        try:
+            await getattr(signal, method)(None)
+        except KeyError as error:
+            outcome.append(error)
+
+    async with anyio.create_task_group() as task_group:
+        task_group.start_soon(sender)
+        await started.wait()
+        task_group.cancel_scope.cancel()
+    expected = ["'cleanup'"] if method == "send" else []
+    assert [str(error) for error in outcome] == expected
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_receiver_cancelling_its_own_asyncio_task_is_not_swallowed() -> None:
+    """On asyncio, a receiver whose own task is cancelled natively propagates the cancellation."""
+
+    async def cancels_itself(sender: object, **kwargs: Any) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        await asyncio.sleep(0)
+
+    async def waits(sender: object, **kwargs: Any) -> None:
+        await anyio.sleep_forever()
+
+    signal = Signal()
+    signal.connect(cancels_itself)
+    signal.connect(waits)
+    with pytest.raises(asyncio.CancelledError):
+        await signal.send_robust(None)
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize("threaded", [False, True], ids=["async", "to-thread"])
+async def test_repeated_native_cancellation_still_waits_for_receivers(threaded: bool) -> None:
+    """On asyncio, cancelling the sending task twice still waits for every receiver to end."""
+    started = anyio.Event()
+    release = threading.Event()
+    finished: list[str] = []
+
+    async def slow_cleanup(sender: object, **kwargs: Any) -> None:
+        started.set()
+        try:
+            await anyio.sleep_forever()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(release.wait, 5)
+            finished.append("async")
+
+    def blocking(sender: object, **kwargs: Any) -> None:
+        anyio.from_thread.run_sync(started.set)
+        release.wait(5)
+        finished.append("thread")
+
+    async def waits(sender: object, **kwargs: Any) -> None:
+        await anyio.sleep_forever()
+
+    signal = Signal()
+    if threaded:
+        signal.connect(blocking, to_thread=True)
+    else:
+        signal.connect(slow_cleanup)
+        signal.connect(waits)
+    sending = asyncio.ensure_future(signal.send(None))
+    await started.wait()
+    sending.cancel()
+    await anyio.wait_all_tasks_blocked()
+    sending.cancel()
+    await anyio.wait_all_tasks_blocked()
+    assert not sending.done()
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.shield(sending)
+    assert finished == ["thread" if threaded else "async"]
+
+
+async def test_cancel_after_failure_still_waits_for_thread_receiver() -> None:
+    """A send that failed and is then cancelled still waits for its to_thread receiver."""
+    started = anyio.Event()
+    release = threading.Event()
+    returned = threading.Event()
+    outcome: list[bool] = []
+    scopes: list[anyio.CancelScope] = []
+
+    def blocking(sender: object, **kwargs: Any) -> None:
+        anyio.from_thread.run_sync(started.set)
+        release.wait(5)
+        returned.set()
+
+    async def fails(sender: object, **kwargs: Any) -> None:
+        await started.wait()
+        raise ReceiverError
+
+    signal = Signal()
+    signal.connect(blocking, to_thread=True)
+    signal.connect(fails)
+
+    async def sender() -> None:
+        with anyio.CancelScope() as scope:
+            scopes.append(scope)
+            try:
+                await signal.send(None)
+            except ReceiverError:
+                outcome.append(returned.is_set())
+
+    async with anyio.create_task_group() as task_group:
+        task_group.start_soon(sender)
+        await started.wait()
+        await anyio.wait_all_tasks_blocked()
+        scopes[0].cancel()
+        await anyio.wait_all_tasks_blocked()
+        assert outcome == []
+        release.set()
+    assert outcome == [True]
+
+
+def test_partial_keeps_partial_in_name() -> None:
+    """functools.partial receivers are named after the function they wrap."""
+    signal = Signal(name="named")
+
+    def base(sender: object, **kwargs: Any) -> None:
+        raise ReceiverError
+
+    signal.connect(functools.partial(base), weak=False)
+    with pytest.raises(ReceiverError) as caught:
+        signal.send_sync(None)
+    assert "functools.partial(" in caught.value.__notes__[0]
