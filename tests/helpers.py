@@ -31,7 +31,9 @@ def running_tasks() -> set[object]:
     if current_backend() == "asyncio":
         return set(asyncio.all_tasks())
     tasks: set[object] = set()
-    pending = [trio.lowlevel.current_root_task()]
+    root = trio.lowlevel.current_root_task()
+    assert root is not None
+    pending = [root]
     while pending:
         task = pending.pop()
         tasks.add(task)
