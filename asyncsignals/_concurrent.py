@@ -42,7 +42,17 @@ Outcomes = tuple[list[Any], list[int], list[tuple[int, BaseException]]]
 class _Run:
     """The outcomes of one concurrent run, recorded by each receiver's task."""
 
-    __slots__ = ("abort", "aborting", "errors", "failed", "remaining", "robust", "values", "waiter")
+    __slots__ = (
+        "abort",
+        "aborting",
+        "errors",
+        "failed",
+        "remaining",
+        "robust",
+        "started",
+        "values",
+        "waiter",
+    )
 
     def __init__(self, size: int, robust: bool, abort: Callable[[], object]) -> None:
         self.robust = robust
@@ -52,6 +62,7 @@ class _Run:
         self.failed: list[int] = []
         self.errors: list[tuple[int, BaseException]] = []
         self.remaining = 0
+        self.started = [False] * size
         self.waiter: asyncio.Future[None] | None = None
 
     def outcomes(self) -> Outcomes:
@@ -59,6 +70,9 @@ class _Run:
 
     def fail(self, index: int, error: BaseException) -> None:
         self.errors.append((index, error))
+        self.abort_once()
+
+    def abort_once(self) -> None:
         if not self.aborting:
             self.aborting = True
             self.abort()
@@ -71,6 +85,9 @@ class _Run:
             self.fail(index, error)
 
     async def run_in_asyncio_task(self, index: int, awaitable: Awaitable[Any]) -> None:
+        # A task cancelled before its first step never runs this body: the
+        # abort accounts for it instead (see run_asyncio_tasks).
+        self.started[index] = True
         try:
             self.values[index] = await awaitable
         except asyncio.CancelledError as error:
@@ -111,8 +128,16 @@ async def run_asyncio_tasks(awaitables: Sequence[Awaitable[Any]], robust: bool) 
     tasks: list[asyncio.Task[None]] = []
 
     def abort() -> None:
-        for task in tasks:
-            task.cancel()  # a no-op on finished tasks
+        for index, task in enumerate(tasks):
+            if task.done():
+                continue
+            if not run.started[index]:
+                # Scheduled but not started (before 3.12): it will end
+                # without running a line, so count it out and close its
+                # receiver's coroutine here.
+                run.remaining -= 1
+                _close(awaitables[index])
+            task.cancel()
 
     run = _Run(len(awaitables), robust, abort)
     for index, awaitable in enumerate(awaitables):
@@ -132,8 +157,7 @@ async def run_asyncio_tasks(awaitables: Sequence[Awaitable[Any]], robust: bool) 
         try:
             await run.waiter
         except asyncio.CancelledError:
-            run.aborting = True
-            abort()
+            run.abort_once()
             await _wait_out(run)
             if not run.errors:
                 raise

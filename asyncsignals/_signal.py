@@ -420,14 +420,7 @@ class Signal:
             TypeError: the payload uses the reserved name ``signal``, or does
                 not match ``providing_args``; raised before any receiver runs.
         """
-        connections, awaits = self._connections_for(sender)
-        self._check_payload(named)
-        if awaits:
-            await _checkpoint_if_cancelled()
-        results, pending, context = self._call_inline(connections, sender, named, False)
-        if pending:
-            await self._await_pending(results, pending, context, False)
-        return results
+        return await self._send(sender, named, robust=False)
 
     async def send_robust(
         self, sender: object, **named: Any
@@ -439,13 +432,18 @@ class Signal:
         its traceback. Cancellation, ``KeyboardInterrupt`` and ``SystemExit``
         are never caught: they propagate as in :meth:`send`.
         """
+        return await self._send(sender, named, robust=True)
+
+    async def _send(
+        self, sender: object, named: dict[str, Any], robust: bool
+    ) -> list[tuple[Callable[..., Any], Any]]:
         connections, awaits = self._connections_for(sender)
         self._check_payload(named)
         if awaits:
             await _checkpoint_if_cancelled()
-        results, pending, context = self._call_inline(connections, sender, named, True)
+        results, pending, context = self._call_inline(connections, sender, named, robust)
         if pending:
-            await self._await_pending(results, pending, context, True)
+            await self._await_pending(results, pending, context, robust)
         return results
 
     def _call_inline(
