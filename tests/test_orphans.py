@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from typing import Any
 
 import anyio
@@ -96,3 +97,46 @@ async def test_failing_sync_receiver_closes_pending_awaitables() -> None:
     signal.connect(fails_sync)
     with no_unawaited_coroutines(), pytest.raises(ReceiverError):
         await signal.send(None)
+
+
+async def fails_at_once(sender: object, **kwargs: Any) -> None:
+    raise ReceiverError
+
+
+class CustomAwaitable:
+    """An awaitable with no close() method."""
+
+    def __await__(self) -> Generator[Any, Any, str]:
+        yield from anyio.lowlevel.checkpoint().__await__()
+        return "custom"
+
+
+def returns_custom(sender: object, **kwargs: Any) -> CustomAwaitable:
+    return CustomAwaitable()
+
+
+@pytest.mark.parametrize("method", ["send", "send_robust"])
+async def test_failure_before_siblings_start_leaves_nothing_behind(method: str) -> None:
+    """A receiver failing on its first step leaves no unstarted sibling task or coroutine."""
+    signal = Signal()
+    signal.connect(fails_at_once)
+    signal.connect(quick)
+    signal.connect(returns_coroutine)
+    signal.connect(never_awaits)
+    signal.connect(returns_custom)
+    before = running_tasks()
+    with no_unawaited_coroutines():
+        if method == "send":
+            with pytest.raises(ReceiverError):
+                await signal.send(None)
+        else:
+            results = await signal.send_robust(None)
+            assert isinstance(results[0][1], ReceiverError)
+            assert [value for _, value in results[1:]] == [
+                "quick",
+                "quick",
+                "never awaits",
+                "custom",
+            ]
+            del results
+    assert running_tasks() == before
