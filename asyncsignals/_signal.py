@@ -19,7 +19,7 @@ import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
 
-from ._concurrent import run_asyncio_tasks, run_in_task_group, run_to_completion
+from ._concurrent import run_asyncio_tasks, run_to_completion, run_trio_nursery
 from ._context import await_in_context
 from ._receivers import (
     check_accepts,
@@ -35,6 +35,7 @@ __all__ = ["Signal", "receiver"]
 logger: Final = logging.getLogger("asyncsignals")
 
 ReceiverT = TypeVar("ReceiverT", bound=Callable[..., Any])
+T = TypeVar("T")
 
 # How a connection's receiver is run.
 _INLINE: Final = 0  # sync: called on the loop's thread, in connection order
@@ -102,6 +103,10 @@ class Signal:
         use_caching: Accepted for compatibility with Django; lookups are cached
             either way, and the cache never keeps a sender alive.
         name: Shown in ``repr``, error messages, exception notes and logs.
+        concurrent: True (the default) runs async receivers concurrently.
+            False makes the signal a sequential hook: every receiver, sync or
+            async, runs after the previous one has finished, in connection
+            order, and the first failure in ``send`` stops the rest.
 
     Receivers are called with keyword arguments only:
     ``receiver(signal=<this signal>, sender=<sender>, **payload)``, where
@@ -119,6 +124,7 @@ class Signal:
         "_senders",
         "_sequence",
         "_version",
+        "concurrent",
         "name",
     )
 
@@ -128,6 +134,7 @@ class Signal:
         providing_args: Iterable[str] | None = None,
         use_caching: bool = False,
         name: str | None = None,
+        concurrent: bool = True,
     ) -> None:
         if isinstance(providing_args, str):
             raise TypeError(
@@ -151,6 +158,7 @@ class Signal:
             self._providing_args = None
         del use_caching  # lookups are always cached, see _connections_for
         self.name = name
+        self.concurrent = concurrent
         self._lock = threading.Lock()
         self._sequence = itertools.count()
         self._any_sender: dict[Hashable, _Connection] = {}
@@ -376,16 +384,11 @@ class Signal:
         """Raise TypeError for a payload this signal cannot send, before any receiver runs."""
         provided = self._providing_args
         if provided is None:
-            if "signal" not in named:
-                return
-        elif named.keys() == provided:
-            return
-        if "signal" in named:
-            raise TypeError(
-                f"'signal' is reserved: {self._label} passes itself as signal=; "
-                "rename that payload argument"
-            )
-        if provided is not None:
+            if "signal" in named:
+                raise self._reserved_error()
+        elif named.keys() != provided:
+            if "signal" in named:
+                raise self._reserved_error()
             unknown = sorted(named.keys() - provided)
             missing = sorted(provided - named.keys())
             problems = []
@@ -397,6 +400,12 @@ class Signal:
                 f"signal {self._label} was sent with {' and '.join(problems)}; "
                 f"it provides {sorted(provided)}"
             )
+
+    def _reserved_error(self) -> TypeError:
+        return TypeError(
+            f"'signal' is reserved: {self._label} passes itself as signal=; "
+            "rename that payload argument"
+        )
 
     async def send(self, sender: object, **named: Any) -> list[tuple[Callable[..., Any], Any]]:
         """Call every live receiver for ``sender`` and return their results.
@@ -441,9 +450,44 @@ class Signal:
         self._check_payload(named)
         if awaits:
             await _checkpoint_if_cancelled()
+            if not self.concurrent:
+                return await self._send_in_order(connections, sender, named, robust)
         results, pending, context = self._call_inline(connections, sender, named, robust)
         if pending:
             await self._await_pending(results, pending, context, robust)
+        return results
+
+    async def _send_in_order(
+        self,
+        connections: Sequence[_Connection],
+        sender: object,
+        named: dict[str, Any],
+        robust: bool,
+    ) -> list[tuple[Callable[..., Any], Any]]:
+        """Run every receiver after the previous one, in connection order."""
+        context = contextvars.copy_context()
+        arguments = {"sender": sender, **named}
+        arguments_with_signal = {"signal": self, **arguments}
+        on_asyncio = not _trio_running()
+        results: list[tuple[Callable[..., Any], Any]] = []
+        for target, weak, kind, takes_signal, _ in connections:
+            receiver = target() if weak else target
+            if receiver is None:
+                continue
+            kwargs = arguments_with_signal if takes_signal else arguments
+            try:
+                if kind == _THREAD:
+                    value = await _run_in_thread(receiver, kwargs, on_asyncio)
+                else:
+                    value = context.run(receiver, **kwargs)
+                    if kind == _ASYNC or _is_awaitable(value):
+                        value = await await_in_context(context, value)
+            except Exception as exc:
+                if not robust:
+                    self._annotate(exc, receiver)
+                    raise
+                value = self._report(exc, receiver)
+            results.append((receiver, value))
         return results
 
     def _call_inline(
@@ -509,11 +553,7 @@ class Signal:
                         raise
                     result = self._report(exc, receiver)
                 else:
-                    if kind == _ASYNC or (
-                        result is not None
-                        and type(result) not in _PLAIN_RESULTS
-                        and inspect.isawaitable(result)
-                    ):
+                    if kind == _ASYNC or _is_awaitable(result):
                         # Awaited with the other async receivers; a sync
                         # function's awaitable too, never dropped.
                         pending.append((len(results), receiver, _ASYNC, result))
@@ -554,7 +594,7 @@ class Signal:
         robust: bool,
         on_trio: bool,
     ) -> None:
-        runner = run_in_task_group if on_trio else run_asyncio_tasks
+        runner = run_trio_nursery if on_trio else run_asyncio_tasks
         values, failed, errors = await runner(
             [_awaitable_for(item, on_asyncio=not on_trio) for item in pending], robust
         )
@@ -623,6 +663,10 @@ class Signal:
                     f"{self._label} has async receivers ({names}) that send_sync cannot "
                     "run on the event loop's own thread; use 'await signal.send(...)'"
                 )
+        if awaits and not self.concurrent and not on_loop_thread:
+            return _run_on_a_loop(
+                functools.partial(self._send_in_order, connections, sender, named, robust)
+            )
         results, pending, context = self._call_inline(connections, sender, named, robust, True)
         if not pending:
             return results
@@ -634,23 +678,30 @@ class Signal:
                 "use 'await signal.send(...)'"
             )
 
-        started = False
-
-        async def finish() -> None:
-            # Both ways below run this in a copy of the calling thread's
-            # context, so the async receivers see what the caller set.
-            nonlocal started
-            started = True
-            await self._await_pending(results, pending, context, robust)
-
-        try:
-            anyio.from_thread.run(finish)
-        except anyio.NoEventLoopError:
-            if started:
-                raise
-            # Not an anyio worker thread: no loop to go back to.
-            anyio.run(finish)
+        _run_on_a_loop(functools.partial(self._await_pending, results, pending, context, robust))
         return results
+
+
+def _run_on_a_loop(function: Callable[[], Awaitable[T]]) -> T:
+    """Run ``function`` on this anyio worker thread's event loop, or on a temporary one.
+
+    Either way it runs in a copy of the calling thread's context, so
+    receivers see what the caller set.
+    """
+    started = False
+
+    async def run() -> T:
+        nonlocal started
+        started = True
+        return await function()
+
+    try:
+        return anyio.from_thread.run(run)
+    except anyio.NoEventLoopError:
+        if started:
+            raise
+        # Not an anyio worker thread: no loop to go back to.
+        return anyio.run(run)
 
 
 # (result index, receiver, _ASYNC or _THREAD, its awaitable or its kwargs)
@@ -658,6 +709,11 @@ _Pending = tuple[int, Any, int, Any]
 
 # Result types that are never awaitable: skips the awaitable check for them.
 _PLAIN_RESULTS: Final = frozenset({bool, int, float, str, bytes, tuple, list, dict, set})
+
+
+def _is_awaitable(result: object) -> bool:
+    """Whether a sync receiver returned something to await."""
+    return result is not None and type(result) not in _PLAIN_RESULTS and inspect.isawaitable(result)
 
 
 def _awaitable_for(item: _Pending, on_asyncio: bool) -> Awaitable[Any]:
@@ -682,7 +738,7 @@ async def _run_in_thread(
     # anyio shields the thread from its own cancel scopes; a bare asyncio
     # task.cancel() would still return early, so asyncio needs its own shield.
     (result,) = await (run_to_completion(in_thread) if on_asyncio else in_thread)
-    if result is not None and type(result) not in _PLAIN_RESULTS and inspect.isawaitable(result):
+    if _is_awaitable(result):
         result = await result
     return result
 
