@@ -12,6 +12,7 @@ import sys
 import threading
 import weakref
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
+from types import MethodType
 from typing import Any, Final, TypeVar
 
 import anyio
@@ -22,6 +23,7 @@ import anyio.to_thread
 from ._concurrent import run_asyncio_tasks, run_to_completion, run_trio_nursery
 from ._context import await_in_context
 from ._receivers import (
+    WeakMethodRef,
     check_accepts,
     describe,
     inspect_receiver,
@@ -42,10 +44,15 @@ _INLINE: Final = 0  # sync: called on the loop's thread, in connection order
 _ASYNC: Final = 1  # async: awaited concurrently with the other async receivers
 _THREAD: Final = 2  # sync with to_thread=True: run in a worker thread
 
-# A connection: (receiver or weak reference to it, is weak, how it runs,
+# How a connection holds its receiver.
+_STRONG: Final = 0  # the receiver itself
+_WEAK: Final = 1  # a weakref.ref to it
+_WEAK_METHOD: Final = 2  # a WeakMethodRef to a bound method's object
+
+# A connection: (receiver or weak reference to it, how it is held, how it runs,
 # takes signal=, connection sequence number). A plain tuple: it is read on
 # every send, and unpacking a tuple is the cheapest way to read five fields.
-_Connection = tuple[Any, bool, int, bool, int]
+_Connection = tuple[Any, int, int, bool, int]
 # What a send from one sender reaches: its connections in connection order,
 # and whether any of them must be awaited (async or to_thread).
 _Snapshot = tuple[tuple[_Connection, ...], bool]
@@ -53,8 +60,10 @@ _NOTHING: _Snapshot = ((), False)
 
 
 def _live_receiver(connection: _Connection) -> Any:
-    target = connection[0]
-    return target() if connection[1] else target
+    target, hold = connection[0], connection[1]
+    if hold == _WEAK_METHOD:
+        return target.method()
+    return target() if hold else target
 
 
 class _SenderRef(weakref.ref[Any]):
@@ -204,8 +213,9 @@ class Signal:
             sender: Only sends from this object (matched by identity) reach
                 the receiver; None means every sender. The signal never keeps
                 a weakly referenceable sender alive.
-            weak: Hold the receiver by weak reference (``WeakMethod`` for bound
-                methods); it disappears from the signal when collected.
+            weak: Hold the receiver by weak reference (a bound method by a weak
+                reference to its object); it disappears from the signal when
+                collected.
             dispatch_uid: Identifies the connection instead of the receiver.
                 The same receiver, or the same ``dispatch_uid``, connects once
                 per sender: a repeated connect is ignored.
@@ -229,10 +239,11 @@ class Signal:
                 f"receiver {describe(receiver)} is async; to_thread=True is only for sync receivers"
             )
         shape = inspect_receiver(receiver)
-        check_accepts(receiver, shape, self._providing_args, self._label)
+        check_accepts(receiver, shape, self._providing_args, self)
         takes_signal = shape is not None and shape.accepts("signal")
         kind = _ASYNC if is_async else _THREAD if to_thread else _INLINE
         target: Any = reference(receiver, self._on_collected) if weak else receiver
+        hold = _STRONG if not weak else _WEAK_METHOD if isinstance(target, WeakMethodRef) else _WEAK
         key = ("dispatch_uid", dispatch_uid) if dispatch_uid is not None else receiver_key(receiver)
 
         with self._lock:
@@ -248,7 +259,7 @@ class Signal:
                 connections = record.connections
             existing = connections.get(key)
             if existing is None or _live_receiver(existing) is None:
-                connections[key] = (target, weak, kind, takes_signal, next(self._sequence))
+                connections[key] = (target, hold, kind, takes_signal, next(self._sequence))
                 self._version = object()
         return receiver
 
@@ -470,10 +481,12 @@ class Signal:
         arguments_with_signal = {"signal": self, **arguments}
         on_asyncio = not _trio_running()
         results: list[tuple[Callable[..., Any], Any]] = []
-        for target, weak, kind, takes_signal, _ in connections:
-            receiver = target() if weak else target
+        for target, hold, kind, takes_signal, _ in connections:
+            receiver = target() if hold else target
             if receiver is None:
                 continue
+            if hold == _WEAK_METHOD:
+                receiver = MethodType(target.function, receiver)
             kwargs = arguments_with_signal if takes_signal else arguments
             try:
                 if kind == _THREAD:
@@ -531,10 +544,12 @@ class Signal:
         results: list[tuple[Callable[..., Any], Any]] = []
         pending: list[_Pending] = []
         try:
-            for target, weak, kind, takes_signal, _ in connections:
-                receiver = target() if weak else target
+            for target, hold, kind, takes_signal, _ in connections:
+                receiver = target() if hold else target
                 if receiver is None:
                     continue
+                if hold == _WEAK_METHOD:
+                    receiver = MethodType(target.function, receiver)
                 if not takes_signal:
                     kwargs = arguments
                 elif arguments_with_signal is None:

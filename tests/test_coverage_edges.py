@@ -239,4 +239,4 @@ def test_partial_keeps_partial_in_name() -> None:
     signal.connect(functools.partial(base), weak=False)
     with pytest.raises(ReceiverError) as caught:
         signal.send_sync(None)
-    assert "functools.partial(" in caught.value.__notes__[0]
+    assert "functools.partial of " in caught.value.__notes__[0]

@@ -93,7 +93,7 @@ async def test_note_names_qualified_name_of_methods_objects_and_partials() -> No
     cases: list[tuple[Any, str]] = [
         (listener.on_event, f"{Listener.__qualname__}.on_event()"),
         (FailingCallable(), "FailingCallable()"),
-        (functools.partial(failing_sync), "functools.partial(" + f"{__name__}.failing_sync())"),
+        (functools.partial(failing_sync), f"functools.partial of {__name__}.failing_sync()"),
     ]
     for receiver, described in cases:
         signal = Signal(name="named")

@@ -181,3 +181,26 @@ async def test_receiver_collected_before_its_turn_is_skipped() -> None:
     hook.connect(listeners[0])
     results = await hook.send(None)
     assert results == [(drops_the_listener, "dropped")]
+
+
+async def test_weakly_held_bound_method_runs_in_its_turn() -> None:
+    """A bound method, held by a weak reference to its object, runs in connection order."""
+    log: list[str] = []
+    hook = Signal(concurrent=False)
+
+    class Audit:
+        async def record(self, sender: object, **kwargs: Any) -> str:
+            await anyio.lowlevel.checkpoint()
+            log.append("audit")
+            return "recorded"
+
+    def after(sender: object, **kwargs: Any) -> str:
+        log.append("after")
+        return "after"
+
+    audit = Audit()
+    hook.connect(audit.record)
+    hook.connect(after)
+    results = await hook.send(None)
+    assert results == [(audit.record, "recorded"), (after, "after")]
+    assert log == ["audit", "after"]
