@@ -11,9 +11,9 @@ import logging
 import sys
 import threading
 import weakref
-from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from types import MethodType
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 import anyio
 import anyio.from_thread
@@ -64,6 +64,55 @@ def _live_receiver(connection: _Connection) -> Any:
     if hold == _WEAK_METHOD:
         return target.method()
     return target() if hold else target
+
+
+class SendHook(Protocol):
+    """What ``asyncsignals.testing`` plugs into a signal to watch its sends.
+
+    Private to the package: a signal with no hooks pays one attribute check
+    per send for this.
+    """
+
+    def begin(self, signal: Signal, sender: object, named: Mapping[str, Any]) -> bool:
+        """Before any receiver runs: False mutes the send (nothing runs, result ``[]``)."""
+        ...
+
+    def allows(self, signal: Signal, receiver: Callable[..., Any]) -> bool:
+        """Whether this receiver runs in the send being started."""
+        ...
+
+    def end(
+        self,
+        signal: Signal,
+        sender: object,
+        named: Mapping[str, Any],
+        results: list[tuple[Callable[..., Any], Any]] | None,
+        error: BaseException | None,
+    ) -> None:
+        """After the send: its results, or the exception it raised (results None)."""
+        ...
+
+
+def _notify(
+    hooks: tuple[SendHook, ...],
+    signal: Signal,
+    sender: object,
+    named: Mapping[str, Any],
+    results: list[tuple[Callable[..., Any], Any]] | None,
+    error: BaseException | None,
+) -> None:
+    for hook in hooks:
+        hook.end(signal, sender, named, results, error)
+
+
+# A signal's connections saved by Signal._save_connections.
+_SavedConnections = tuple[
+    dict[Hashable, _Connection],
+    dict[int, tuple["_SenderConnections", dict[Hashable, _Connection]]],
+]
+
+# Every signal alive, so that test helpers can save and restore them all.
+_ALL_SIGNALS: weakref.WeakSet[Signal] = weakref.WeakSet()
 
 
 class _SenderRef(weakref.ref[Any]):
@@ -127,6 +176,7 @@ class Signal:
         "_any_cache",
         "_any_sender",
         "_dirty",
+        "_hooks",
         "_lock",
         "_on_collected",
         "_providing_args",
@@ -180,6 +230,8 @@ class Signal:
         self._any_cache: tuple[object, _Snapshot] = (None, _NOTHING)
         self._dirty = False
         self._on_collected = self._mark_dirty
+        self._hooks: tuple[SendHook, ...] = ()
+        _ALL_SIGNALS.add(self)
 
     def __repr__(self) -> str:
         if self.name is not None:
@@ -455,10 +507,18 @@ class Signal:
         return await self._send(sender, named, robust=True)
 
     async def _send(
-        self, sender: object, named: dict[str, Any], robust: bool
+        self,
+        sender: object,
+        named: dict[str, Any],
+        robust: bool,
+        snapshot: _Snapshot | None = None,
     ) -> list[tuple[Callable[..., Any], Any]]:
-        connections, awaits = self._connections_for(sender)
-        self._check_payload(named)
+        if snapshot is None:
+            snapshot = self._connections_for(sender)
+            self._check_payload(named)
+            if self._hooks:
+                return await self._send_observed(snapshot, sender, named, robust)
+        connections, awaits = snapshot
         if awaits:
             await _checkpoint_if_cancelled()
             if not self.concurrent:
@@ -467,6 +527,62 @@ class Signal:
         if pending:
             await self._await_pending(results, pending, context, robust)
         return results
+
+    async def _send_observed(
+        self, snapshot: _Snapshot, sender: object, named: dict[str, Any], robust: bool
+    ) -> list[tuple[Callable[..., Any], Any]]:
+        """A send with hooks installed: muting, skipped receivers and reporting."""
+        hooks, observed = self._observe(snapshot, sender, named)
+        try:
+            results = [] if observed is None else await self._send(sender, named, robust, observed)
+        except BaseException as error:
+            _notify(hooks, self, sender, named, None, error)
+            raise
+        _notify(hooks, self, sender, named, results, None)
+        return results
+
+    def _observe(
+        self, snapshot: _Snapshot, sender: object, named: dict[str, Any]
+    ) -> tuple[tuple[SendHook, ...], _Snapshot | None]:
+        """Ask the hooks about this send: None when muted, else the receivers it keeps."""
+        hooks = self._hooks
+        if not all(hook.begin(self, sender, named) for hook in hooks):
+            return hooks, None
+        kept = tuple(
+            connection
+            for connection in snapshot[0]
+            if (receiver := _live_receiver(connection)) is not None
+            and all(hook.allows(self, receiver) for hook in hooks)
+        )
+        return hooks, (kept, any(c[2] != _INLINE for c in kept))
+
+    def _add_hook(self, hook: SendHook) -> None:
+        """Observe this signal's sends (for asyncsignals.testing); thread-safe."""
+        with self._lock:
+            self._hooks = (*self._hooks, hook)
+
+    def _remove_hook(self, hook: SendHook) -> None:
+        with self._lock:
+            self._hooks = tuple(each for each in self._hooks if each is not hook)
+
+    def _save_connections(self) -> _SavedConnections:
+        """Every connection as it is now, for :meth:`_restore_connections`."""
+        with self._lock:
+            return (
+                dict(self._any_sender),
+                {key: (record, dict(record.connections)) for key, record in self._senders.items()},
+            )
+
+    def _restore_connections(self, saved: _SavedConnections) -> None:
+        """Put back the connections :meth:`_save_connections` returned (for test isolation)."""
+        any_sender, senders = saved
+        with self._lock:
+            self._any_sender = dict(any_sender)
+            self._senders = {}
+            for key, (record, connections) in senders.items():
+                record.connections = dict(connections)
+                self._senders[key] = record
+            self._version = object()
 
     async def _send_in_order(
         self,
@@ -659,10 +775,27 @@ class Signal:
         return self._send_sync(sender, named, robust=True)
 
     def _send_sync(
-        self, sender: object, named: dict[str, Any], robust: bool
+        self,
+        sender: object,
+        named: dict[str, Any],
+        robust: bool,
+        snapshot: _Snapshot | None = None,
     ) -> list[tuple[Callable[..., Any], Any]]:
-        connections, awaits = self._connections_for(sender)
-        self._check_payload(named)
+        if snapshot is None:
+            snapshot = self._connections_for(sender)
+            self._check_payload(named)
+            if self._hooks:
+                hooks, snapshot = self._observe(snapshot, sender, named)
+                try:
+                    results = (
+                        [] if snapshot is None else self._send_sync(sender, named, robust, snapshot)
+                    )
+                except BaseException as error:
+                    _notify(hooks, self, sender, named, None, error)
+                    raise
+                _notify(hooks, self, sender, named, results, None)
+                return results
+        connections, awaits = snapshot
         if not connections:
             return []
         on_loop_thread = _running_event_loop()
