@@ -659,21 +659,28 @@ class Signal:
         arguments_with_signal: dict[str, Any] | None = None
         results: list[tuple[Callable[..., Any], Any]] = []
         pending: list[_Pending] = []
+        # This loop is the cost of every send: constants are read from locals,
+        # and the awaitable check runs only for results that could be one.
+        plain_results = _PLAIN_RESULTS
+        async_kind, thread_kind, weak_method = _ASYNC, _THREAD, _WEAK_METHOD
         try:
             for target, hold, kind, takes_signal, _ in connections:
-                receiver = target() if hold else target
-                if receiver is None:
-                    continue
-                if hold == _WEAK_METHOD:
-                    receiver = MethodType(target.function, receiver)
+                if hold:
+                    receiver = target()
+                    if receiver is None:
+                        continue
+                    if hold == weak_method:
+                        receiver = MethodType(target.function, receiver)
+                else:
+                    receiver = target
                 if not takes_signal:
                     kwargs = arguments
                 elif arguments_with_signal is None:
                     kwargs = arguments_with_signal = {"signal": self, **arguments}
                 else:
                     kwargs = arguments_with_signal
-                if kind == _THREAD and not in_thread:
-                    pending.append((len(results), receiver, _THREAD, kwargs))
+                if kind == thread_kind and not in_thread:
+                    pending.append((len(results), receiver, thread_kind, kwargs))
                     results.append((receiver, None))
                     continue
                 try:
@@ -684,10 +691,14 @@ class Signal:
                         raise
                     result = self._report(exc, receiver)
                 else:
-                    if kind == _ASYNC or _is_awaitable(result):
+                    if kind == async_kind or (
+                        result is not None
+                        and type(result) not in plain_results
+                        and inspect.isawaitable(result)
+                    ):
                         # Awaited with the other async receivers; a sync
                         # function's awaitable too, never dropped.
-                        pending.append((len(results), receiver, _ASYNC, result))
+                        pending.append((len(results), receiver, async_kind, result))
                         result = None
                 results.append((receiver, result))
         except BaseException:
