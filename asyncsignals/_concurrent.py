@@ -33,8 +33,6 @@ import anyio
 
 T = TypeVar("T")
 
-_EAGER = sys.version_info >= (3, 12)
-
 # (values by position, positions whose value is the Exception it raised in
 #  send_robust, failures that aborted the run in the order they happened)
 Outcomes = tuple[list[Any], list[int], list[tuple[int, BaseException]]]
@@ -146,10 +144,11 @@ async def run_asyncio_tasks(awaitables: Sequence[Awaitable[Any]], robust: bool) 
             _close(awaitable)
             continue
         run.remaining += 1
-        if _EAGER:  # pragma: no cover (Python 3.12+; the 3.12 run covers it)
+        task: asyncio.Task[None]
+        if sys.version_info >= (3, 12):  # pragma: no cover (the 3.12 run covers it)
             task = asyncio.Task(
                 run.run_in_asyncio_task(index, awaitable), loop=loop, eager_start=True
-            )  # type: ignore[call-arg,unused-ignore]
+            )
         else:  # pragma: no cover (before Python 3.12)
             task = loop.create_task(run.run_in_asyncio_task(index, awaitable))
         tasks.append(task)

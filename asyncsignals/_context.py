@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextvars
 import types
 from collections.abc import Awaitable, Generator
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 T = TypeVar("T")
 
@@ -28,8 +28,9 @@ def await_in_context(
     timeouts that the awaited code enters bind as they would in a nested call.
     """
     # A coroutine is its own iterator; other awaitables hand one out.
-    steps: Any = (
-        awaitable if type(awaitable) is types.CoroutineType else context.run(awaitable.__await__)
+    steps = cast(
+        "Generator[Any, Any, T]",
+        awaitable if type(awaitable) is types.CoroutineType else context.run(awaitable.__await__),
     )
     send = steps.send
     value: Any = None

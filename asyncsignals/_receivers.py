@@ -76,10 +76,11 @@ def inspect_receiver(receiver: Callable[..., Any]) -> ReceiverShape | None:
         TypeError: the receiver has a positional-only parameter without a
             default, which a keyword-only call can never fill.
     """
-    function: Any = receiver
-    bound = isinstance(receiver, types.MethodType)
-    if bound:
-        function = receiver.__func__  # type: ignore[attr-defined]
+    function: object = receiver
+    bound = False
+    if isinstance(receiver, types.MethodType):
+        function = receiver.__func__
+        bound = True
     if type(function) is types.FunctionType and not (
         hasattr(function, "__wrapped__") or hasattr(function, "__signature__")
     ):
@@ -146,6 +147,7 @@ def check_accepts(
     receiver: Callable[..., Any],
     shape: ReceiverShape | None,
     provided: Collection[str] | None,
+    required: Collection[str] | None,
     signal: object,
 ) -> None:
     """Raise TypeError when ``receiver`` cannot take what ``signal`` sends it."""
@@ -165,7 +167,7 @@ def check_accepts(
                 f"receiver {describe(receiver)} cannot accept argument {name!r} "
                 f"provided by signal {signal_name}; add a {name!r} parameter or '**kwargs'"
             )
-    missing = sorted(shape.required - {"sender", "signal"} - set(provided))
+    missing = sorted(shape.required - {"sender", "signal"} - set(required or ()))
     if missing:
         names = ", ".join(repr(name) for name in missing)
         raise TypeError(

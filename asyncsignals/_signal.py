@@ -13,12 +13,13 @@ import threading
 import weakref
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from types import MethodType
-from typing import Any, Final, Protocol, TypeVar
+from typing import Any, Final, Generic, Protocol, TypeAlias, cast
 
 import anyio
 import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
+from typing_extensions import ParamSpec, TypeVar
 
 from ._concurrent import run_asyncio_tasks, run_to_completion, run_trio_nursery
 from ._context import await_in_context
@@ -36,8 +37,21 @@ __all__ = ["Signal", "receiver"]
 
 logger: Final = logging.getLogger("asyncsignals")
 
-ReceiverT = TypeVar("ReceiverT", bound=Callable[..., Any])
 T = TypeVar("T")
+
+# A signal's payload, as the parameters its receivers take, and what they return.
+# Unparametrized (Signal()), any payload and any result: Django's untyped style.
+P = ParamSpec("P", default=...)
+R = TypeVar("R", default=Any)
+# The same for functions generic in a signal's payload (Signal.declare, receiver).
+DeclaredP = ParamSpec("DeclaredP")
+DeclaredR = TypeVar("DeclaredR")
+
+#: A receiver of a ``Signal[P, R]``: called with the payload, returns R or an awaitable of R.
+Receiver: TypeAlias = Callable[P, Awaitable[R]] | Callable[P, R]
+
+#: What a send returns: ``(receiver, result)`` in connection order.
+Results: TypeAlias = list[tuple[Callable[..., Any], R]]
 
 # How a connection's receiver is run.
 _INLINE: Final = 0  # sync: called on the loop's thread, in connection order
@@ -150,8 +164,13 @@ class _SenderConnections:
         self.cache: tuple[object, _Snapshot] = (None, _NOTHING)
 
 
-class Signal:
+class Signal(Generic[P, R]):
     """A signal that receivers connect to and senders send, Django-style.
+
+    ``Signal()`` takes any payload, as in Django. To have the type checker
+    and the runtime agree on the payload, declare it once with
+    :meth:`Signal.declare`; the result is a ``Signal[P, R]`` whose ``send``
+    calls and receivers mypy and pyright check.
 
     Args:
         providing_args: The names of the keyword arguments every send provides.
@@ -180,6 +199,7 @@ class Signal:
         "_lock",
         "_on_collected",
         "_providing_args",
+        "_required_args",
         "_senders",
         "_sequence",
         "_version",
@@ -202,7 +222,7 @@ class Signal:
         if providing_args is not None:
             provided = frozenset(providing_args)
             for argument in provided:
-                if not isinstance(argument, str) or not argument.isidentifier():
+                if not isinstance(argument, str) or not argument.isidentifier():  # pyright: ignore[reportUnnecessaryIsInstance] (checks what callers pass)
                     raise TypeError(
                         f"providing_args entry {argument!r} is not a valid argument name"
                     )
@@ -215,9 +235,11 @@ class Signal:
             self._providing_args: frozenset[str] | None = provided
         else:
             self._providing_args = None
+        # The names a send must provide; Signal.declare makes some optional.
+        self._required_args = self._providing_args
         del use_caching  # lookups are always cached, see _connections_for
-        self.name = name
-        self.concurrent = concurrent
+        self.name: str | None = name
+        self.concurrent: bool = concurrent
         self._lock = threading.Lock()
         self._sequence = itertools.count()
         self._any_sender: dict[Hashable, _Connection] = {}
@@ -238,6 +260,73 @@ class Signal:
             return f"<Signal {self.name}>"
         return f"<Signal at {id(self):#x}>"
 
+    @staticmethod
+    def declare(
+        prototype: Callable[DeclaredP, DeclaredR], *, concurrent: bool = True
+    ) -> Signal[DeclaredP, DeclaredR]:
+        """A typed signal, declared by a function whose signature is the payload.
+
+        Use it as a decorator on a function that is never called::
+
+            @Signal.declare
+            def order_shipped(*, sender: Shop, order: Order, tracking_number: str) -> str:
+                ...  # never called: the signature is the declaration
+
+        The signal is named after the function. Its keyword parameters other
+        than ``sender`` are the payload (those with a default may be left
+        out of a send), and its return annotation is what receivers return.
+        Type checkers then check every ``send`` (pass ``sender=`` by
+        keyword), every receiver given to ``connect`` or ``@receiver``, and
+        infer the results; at runtime the same names are enforced as with
+        ``providing_args``. A ``**kwargs`` parameter leaves the payload open.
+
+        Raises:
+            TypeError: the prototype has no ``sender`` parameter, has a
+                ``signal`` or positional-only parameter, or ``*args``.
+        """
+        names: list[str] = []
+        required: list[str] = []
+        open_payload = False
+        has_sender = False
+        for parameter in inspect.signature(prototype).parameters.values():
+            kind = parameter.kind
+            if kind is inspect.Parameter.VAR_KEYWORD:
+                open_payload = True
+            elif kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.POSITIONAL_ONLY):
+                what = (
+                    f"*{parameter.name}"
+                    if kind is inspect.Parameter.VAR_POSITIONAL
+                    else f"the positional-only parameter {parameter.name!r}"
+                )
+                raise TypeError(
+                    f"signal prototype {describe(prototype)} cannot have {what}: "
+                    "receivers are called with keyword arguments only"
+                )
+            elif parameter.name == "sender":
+                has_sender = True
+            elif parameter.name == "signal":
+                raise TypeError(
+                    f"signal prototype {describe(prototype)} cannot have a 'signal' "
+                    "parameter: the signal passes itself to receivers that take one"
+                )
+            else:
+                names.append(parameter.name)
+                if parameter.default is inspect.Parameter.empty:
+                    required.append(parameter.name)
+        if not has_sender:
+            raise TypeError(
+                f"signal prototype {describe(prototype)} needs a 'sender' parameter "
+                "(keyword-only is best: def prototype(*, sender: ..., ...))"
+            )
+        signal: Signal[Any, Any] = Signal(
+            providing_args=None if open_payload else names,
+            name=getattr(prototype, "__name__", None),
+            concurrent=concurrent,
+        )
+        if not open_payload:
+            signal._required_args = frozenset(required)
+        return cast("Signal[DeclaredP, DeclaredR]", signal)
+
     @property
     def providing_args(self) -> frozenset[str] | None:
         """The names every send provides, or None when the signal does not say."""
@@ -251,13 +340,13 @@ class Signal:
 
     def connect(
         self,
-        receiver: ReceiverT,
+        receiver: Receiver[P, R],
         sender: object = None,
         weak: bool = True,
         dispatch_uid: Hashable | None = None,
         *,
         to_thread: bool = False,
-    ) -> ReceiverT:
+    ) -> Receiver[P, R]:
         """Connect ``receiver`` to this signal and return it.
 
         Args:
@@ -291,7 +380,7 @@ class Signal:
                 f"receiver {describe(receiver)} is async; to_thread=True is only for sync receivers"
             )
         shape = inspect_receiver(receiver)
-        check_accepts(receiver, shape, self._providing_args, self)
+        check_accepts(receiver, shape, self._providing_args, self._required_args, self)
         takes_signal = shape is not None and shape.accepts("signal")
         kind = _ASYNC if is_async else _THREAD if to_thread else _INLINE
         target: Any = reference(receiver, self._on_collected) if weak else receiver
@@ -453,8 +542,10 @@ class Signal:
             if "signal" in named:
                 raise self._reserved_error()
             unknown = sorted(named.keys() - provided)
-            missing = sorted(provided - named.keys())
-            problems = []
+            missing = sorted((self._required_args or provided) - named.keys())
+            if not unknown and not missing:
+                return  # only optional names left out
+            problems: list[str] = []
             if unknown:
                 problems.append(f"unknown argument(s) {unknown}")
             if missing:
@@ -470,7 +561,7 @@ class Signal:
             "rename that payload argument"
         )
 
-    async def send(self, sender: object, **named: Any) -> list[tuple[Callable[..., Any], Any]]:
+    async def send(self, *args: P.args, **kwargs: P.kwargs) -> Results[R]:
         """Call every live receiver for ``sender`` and return their results.
 
         Sync receivers run inline on the event loop's thread, in connection
@@ -492,11 +583,9 @@ class Signal:
             TypeError: the payload uses the reserved name ``signal``, or does
                 not match ``providing_args``; raised before any receiver runs.
         """
-        return await self._send(sender, named, robust=False)
+        return await self._send(_pop_sender(args, kwargs, "send"), kwargs, robust=False)
 
-    async def send_robust(
-        self, sender: object, **named: Any
-    ) -> list[tuple[Callable[..., Any], Any]]:
+    async def send_robust(self, *args: P.args, **kwargs: P.kwargs) -> Results[R | Exception]:
         """Like :meth:`send`, but each receiver's ``Exception`` is its result.
 
         Every receiver runs to completion; each exception is returned in that
@@ -504,7 +593,7 @@ class Signal:
         its traceback. Cancellation, ``KeyboardInterrupt`` and ``SystemExit``
         are never caught: they propagate as in :meth:`send`.
         """
-        return await self._send(sender, named, robust=True)
+        return await self._send(_pop_sender(args, kwargs, "send_robust"), kwargs, robust=True)
 
     async def _send(
         self,
@@ -767,7 +856,7 @@ class Signal:
 
     # -- sending from synchronous code --------------------------------------
 
-    def send_sync(self, sender: object, **named: Any) -> list[tuple[Callable[..., Any], Any]]:
+    def send_sync(self, *args: P.args, **kwargs: P.kwargs) -> Results[R]:
         """:meth:`send` for synchronous code.
 
         From an anyio worker thread (a FastAPI sync endpoint), async receivers
@@ -777,13 +866,11 @@ class Signal:
         async receiver would have to run. Sync receivers, including
         ``to_thread`` ones, run in the calling thread.
         """
-        return self._send_sync(sender, named, robust=False)
+        return self._send_sync(_pop_sender(args, kwargs, "send_sync"), kwargs, robust=False)
 
-    def send_robust_sync(
-        self, sender: object, **named: Any
-    ) -> list[tuple[Callable[..., Any], Any]]:
+    def send_robust_sync(self, *args: P.args, **kwargs: P.kwargs) -> Results[R | Exception]:
         """:meth:`send_robust` for synchronous code; see :meth:`send_sync`."""
-        return self._send_sync(sender, named, robust=True)
+        return self._send_sync(_pop_sender(args, kwargs, "send_robust_sync"), kwargs, robust=True)
 
     def _send_sync(
         self,
@@ -839,6 +926,23 @@ class Signal:
 
         _run_on_a_loop(functools.partial(self._await_pending, results, pending, context, robust))
         return results
+
+
+def _pop_sender(args: tuple[object, ...], kwargs: dict[str, Any], method: str) -> object:
+    """The sender of a send, given as its one positional argument or as ``sender=``."""
+    if len(args) == 1 and "sender" not in kwargs:
+        return args[0]
+    if not args:
+        try:
+            return kwargs.pop("sender")
+        except KeyError:
+            raise TypeError(
+                f"{method}() missing the sender: pass sender=... (None for any)"
+            ) from None
+    raise TypeError(
+        f"{method}() takes the sender and keyword arguments only, got {len(args)} "
+        "positional argument(s)" + (" and sender=" if "sender" in kwargs else "")
+    )
 
 
 def _run_on_a_loop(function: Callable[[], Awaitable[T]]) -> T:
@@ -915,8 +1019,9 @@ def _combine(errors: list[BaseException], label: str) -> BaseException:
     if len(errors) == 1:
         return errors[0]
     message = f"{len(errors)} receivers of signal {label} failed"
-    if all(isinstance(error, Exception) for error in errors):
-        return ExceptionGroup(message, errors)  # type: ignore[type-var]
+    exceptions = [error for error in errors if isinstance(error, Exception)]
+    if len(exceptions) == len(errors):
+        return ExceptionGroup(message, exceptions)
     return BaseExceptionGroup(message, errors)
 
 
@@ -944,19 +1049,21 @@ def _running_event_loop() -> bool:
 
 
 def receiver(
-    signal: Signal | Iterable[Signal], **connect_kwargs: Any
-) -> Callable[[ReceiverT], ReceiverT]:
+    signal: Signal[DeclaredP, DeclaredR] | Iterable[Signal[DeclaredP, DeclaredR]],
+    **connect_kwargs: Any,
+) -> Callable[[Receiver[DeclaredP, DeclaredR]], Receiver[DeclaredP, DeclaredR]]:
     """Decorator: connect the function to ``signal`` (or to each of a list).
 
     ``connect_kwargs`` are passed to :meth:`Signal.connect`; the function is
-    returned unchanged.
+    returned unchanged. For a declared signal the type checker checks the
+    function against the signal's payload.
     """
     signals = [signal] if isinstance(signal, Signal) else list(signal)
     for each in signals:
-        if not isinstance(each, Signal):
+        if not isinstance(each, Signal):  # pyright: ignore[reportUnnecessaryIsInstance] (checks what callers pass)
             raise TypeError(f"receiver() expects a Signal or a list of them, got {each!r}")
 
-    def decorator(function: ReceiverT) -> ReceiverT:
+    def decorator(function: Receiver[DeclaredP, DeclaredR]) -> Receiver[DeclaredP, DeclaredR]:
         for each in signals:
             each.connect(function, **connect_kwargs)
         return function

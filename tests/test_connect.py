@@ -35,7 +35,7 @@ def test_non_callable_receiver_is_a_type_error() -> None:
     """Connecting something that is not callable raises TypeError and connects nothing."""
     signal = Signal()
     with pytest.raises(TypeError, match="callable"):
-        signal.connect(42)  # type: ignore[type-var]
+        signal.connect(42)  # type: ignore[arg-type]
     assert not signal.has_listeners()
 
 

@@ -1,0 +1,159 @@
+"""Signal.declare: one declaration drives the type checker and the runtime checks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from asyncsignals import Signal
+
+pytestmark = pytest.mark.anyio
+
+
+class Order:
+    pass
+
+
+@Signal.declare
+def order_shipped(*, sender: object, order: Order, tracking_number: str) -> str:
+    """An order left the warehouse."""
+    raise NotImplementedError
+
+
+@Signal.declare
+def order_cancelled(*, sender: object, order: Order, reason: str = "") -> None:
+    """An order was cancelled; the reason may be left out."""
+    raise NotImplementedError
+
+
+def test_declared_signal_is_named_after_its_prototype() -> None:
+    """The prototype's name is the signal's name, and its payload names are provided."""
+    assert order_shipped.name == "order_shipped"
+    assert repr(order_shipped) == "<Signal order_shipped>"
+    assert order_shipped.providing_args == frozenset({"order", "tracking_number"})
+
+
+def test_declared_signal_can_be_sequential() -> None:
+    """Signal.declare passes concurrent= through."""
+
+    def hook(*, sender: object) -> None:
+        raise NotImplementedError
+
+    assert Signal.declare(hook, concurrent=False).concurrent is False
+
+
+async def test_send_checks_the_declared_payload() -> None:
+    """A send missing a required name, or with an unknown one, fails before any receiver runs."""
+    calls: list[str] = []
+
+    def receiver(sender: object, **kwargs: Any) -> str:
+        calls.append("ran")
+        return "ran"
+
+    order_shipped.connect(receiver)
+    try:
+        with pytest.raises(TypeError, match=r"missing argument\(s\) \['tracking_number'\]"):
+            await order_shipped.send(sender=None, order=Order())  # type: ignore[call-arg]
+        with pytest.raises(TypeError, match=r"unknown argument\(s\) \['extra'\]"):
+            await order_shipped.send(  # type: ignore[call-arg]
+                sender=None, order=Order(), tracking_number="1", extra=1
+            )
+        assert calls == []
+        results = await order_shipped.send(sender=None, order=Order(), tracking_number="1")
+        assert results == [(receiver, "ran")]
+    finally:
+        order_shipped.disconnect(receiver)
+
+
+async def test_optional_payload_names_may_be_left_out() -> None:
+    """A prototype parameter with a default is a payload name a send may omit."""
+    received: list[dict[str, Any]] = []
+
+    def receiver(sender: object, **kwargs: Any) -> None:
+        received.append(kwargs)
+
+    order = Order()
+    order_cancelled.connect(receiver)
+    try:
+        await order_cancelled.send(sender=None, order=order)
+        await order_cancelled.send(sender=None, order=order, reason="late")
+        with pytest.raises(TypeError, match=r"missing argument\(s\) \['order'\]"):
+            await order_cancelled.send(sender=None, reason="late")  # type: ignore[call-arg]
+    finally:
+        order_cancelled.disconnect(receiver)
+    assert received == [
+        {"signal": order_cancelled, "order": order},
+        {"signal": order_cancelled, "order": order, "reason": "late"},
+    ]
+
+
+def test_connect_refuses_a_receiver_that_needs_an_optional_name() -> None:
+    """A receiver requiring a name that a send may leave out is refused at connect."""
+
+    def needs_reason(*, sender: object, order: Order, reason: str) -> None:
+        pass
+
+    with pytest.raises(TypeError, match=r"requires 'reason', which signal order_cancelled"):
+        order_cancelled.connect(needs_reason)  # type: ignore[arg-type]
+
+
+def test_connect_refuses_a_receiver_that_cannot_take_the_payload() -> None:
+    """The runtime refuses at connect what the type checker refuses statically."""
+
+    def misses_tracking_number(*, sender: object, order: Order) -> str:
+        return "?"
+
+    with pytest.raises(TypeError, match="cannot accept argument 'tracking_number'"):
+        order_shipped.connect(misses_tracking_number)  # type: ignore[arg-type]
+
+
+async def test_open_prototype_leaves_the_payload_unchecked() -> None:
+    """A prototype with **kwargs declares an open payload: any names may be sent."""
+
+    @Signal.declare
+    def audit_event(*, sender: object, **details: Any) -> None:
+        raise NotImplementedError
+
+    assert audit_event.providing_args is None
+    audit_event.connect(lambda **kwargs: kwargs, weak=False)
+    results = await audit_event.send(sender=None, user="ada", action="login")
+    assert results[0][1] == {
+        "sender": None,
+        "signal": audit_event,
+        "user": "ada",
+        "action": "login",
+    }
+
+
+@pytest.mark.parametrize(
+    ("prototype_source", "message"),
+    [
+        ("def p(*, order): ...", "needs a 'sender' parameter"),
+        ("def p(sender, /, *, order): ...", "cannot have the positional-only parameter 'sender'"),
+        ("def p(*args, sender): ...", r"cannot have \*args"),
+        ("def p(*, sender, signal): ...", "cannot have a 'signal' parameter"),
+    ],
+)
+def test_bad_prototypes_are_refused(prototype_source: str, message: str) -> None:
+    """A prototype that receivers could not be called by is a clear TypeError."""
+    namespace: dict[str, Any] = {}
+    exec(prototype_source, namespace)
+    with pytest.raises(TypeError, match=message):
+        Signal.declare(namespace["p"])
+
+
+@pytest.mark.parametrize("method", ["send_sync", "send_robust_sync"])
+def test_sender_by_position_or_by_keyword(method: str) -> None:
+    """Every send takes the sender as its one positional argument or as sender=."""
+    signal = Signal()
+    signal.connect(lambda sender, **kwargs: sender, weak=False)
+    send = getattr(signal, method)
+    assert [value for _, value in send("by position")] == ["by position"]
+    assert [value for _, value in send(sender="by keyword")] == ["by keyword"]
+    with pytest.raises(TypeError, match=rf"{method}\(\) missing the sender"):
+        send()
+    with pytest.raises(TypeError, match=r"got 2 positional argument\(s\)$"):
+        send("one", "two")
+    with pytest.raises(TypeError, match=r"got 1 positional argument\(s\) and sender="):
+        send("one", sender="two")

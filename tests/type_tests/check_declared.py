@@ -1,0 +1,128 @@
+"""Typed signals: what mypy and pyright must accept, and what they must reject.
+
+Never run, only type-checked. Each line a checker must reject carries that
+checker's own ignore comment; both report unused ignores, so an expected
+error that disappears fails the check.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, assert_type
+
+from asyncsignals import Signal, receiver
+
+
+class Order:
+    pass
+
+
+class Shop:
+    pass
+
+
+@Signal.declare
+def order_shipped(*, sender: Shop, order: Order, tracking_number: str) -> str:
+    """An order left the warehouse; each receiver returns a note."""
+    raise NotImplementedError
+
+
+@Signal.declare
+def order_cancelled(*, sender: Shop, order: Order, reason: str = "") -> None:
+    """An order was cancelled; the reason may be left out."""
+    raise NotImplementedError
+
+
+# -- receivers that fit ---------------------------------------------------
+
+
+def audit(sender: Shop, **kwargs: Any) -> str:
+    return "audited"
+
+
+async def notify_warehouse(*, sender: Shop, order: Order, tracking_number: str) -> str:
+    return "released"
+
+
+class Mailer:
+    async def on_shipped(self, *, sender: object, order: Order, **kwargs: Any) -> str:
+        return "mailed"
+
+
+def with_prefix(prefix: str, *, sender: Shop, order: Order, tracking_number: str) -> str:
+    return prefix + tracking_number
+
+
+order_shipped.connect(audit)
+order_shipped.connect(notify_warehouse, sender=Shop(), dispatch_uid="warehouse")
+order_shipped.connect(Mailer().on_shipped)
+order_shipped.connect(functools.partial(with_prefix, "note: "))
+
+
+@receiver(order_shipped)
+def decorated(*, sender: Shop, order: Order, tracking_number: str) -> str:
+    return tracking_number
+
+
+@receiver([order_shipped])
+async def decorated_async(sender: Shop, **kwargs: Any) -> str:
+    return "ok"
+
+
+def forgets_reason(*, sender: Shop, order: Order, **kwargs: Any) -> None:
+    pass
+
+
+order_cancelled.connect(forgets_reason)
+
+# -- receivers that do not fit ---------------------------------------------
+
+
+def misses_tracking_number(*, sender: Shop, order: Order) -> str:
+    return "?"
+
+
+def returns_a_number(sender: Shop, **kwargs: Any) -> int:
+    return 1
+
+
+def wants_another_sender(*, sender: Order, order: Order, tracking_number: str) -> str:
+    return "?"
+
+
+order_shipped.connect(misses_tracking_number)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+order_shipped.connect(returns_a_number)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+order_shipped.connect(wants_another_sender)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+
+
+@receiver(order_shipped)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+def decorated_wrongly(*, sender: Shop) -> str:
+    return "?"
+
+
+# -- sending -----------------------------------------------------------------
+
+
+async def sends(shop: Shop, order: Order) -> None:
+    results = await order_shipped.send(sender=shop, order=order, tracking_number="1Z")
+    assert_type(results, list[tuple[Callable[..., Any], str]])
+    robust = await order_shipped.send_robust(sender=shop, order=order, tracking_number="1Z")
+    assert_type(robust, list[tuple[Callable[..., Any], str | Exception]])
+    assert_type(
+        order_shipped.send_sync(sender=shop, order=order, tracking_number="1Z"),
+        list[tuple[Callable[..., Any], str]],
+    )
+    assert_type(
+        order_shipped.send_robust_sync(sender=shop, order=order, tracking_number="1Z"),
+        list[tuple[Callable[..., Any], str | Exception]],
+    )
+    await order_cancelled.send(sender=shop, order=order)
+    await order_cancelled.send(sender=shop, order=order, reason="out of stock")
+
+    await order_shipped.send(sender=shop, order=order)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
+    await order_shipped.send(sender=shop, order=order, tracking_number=1)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+    await order_shipped.send(sender=shop, order=order, tracking_number="1Z", extra=1)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
+    await order_shipped.send(sender=order, order=order, tracking_number="1Z")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+    order_shipped.send_sync(sender=shop, order=order)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
+    await order_shipped.send_robust(sender=shop, order="#42", tracking_number="1Z")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
