@@ -1,0 +1,476 @@
+"""Background sends owned by the application's lifespan.
+
+A web handler that must answer quickly hands slow receivers (e-mail, webhooks)
+to a :class:`BackgroundDispatcher` the application entered at startup. The
+dispatcher runs each send with :meth:`Signal.send_robust` inside its own task
+group, keeps at most ``max_pending`` sends queued (backpressure), at most
+``max_concurrent`` running, and at shutdown drains what it can within a grace
+period and reports, by count and by log, every send that did not complete.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import dataclasses
+import itertools
+import logging
+import math
+import reprlib
+from collections.abc import Mapping
+from types import MappingProxyType, TracebackType
+from typing import Any, Final
+
+import anyio
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from ._context import await_in_context
+from ._receivers import describe
+from ._signal import Signal
+
+__all__ = [
+    "BackgroundDispatcher",
+    "BackgroundSend",
+    "DispatcherClosedError",
+    "DispatcherFullError",
+    "ShutdownReport",
+]
+
+logger: Final = logging.getLogger("asyncsignals.background")
+
+# A dispatcher's life: created, entered (accepting sends), shutting down, done.
+_NEW: Final = "not started"
+_RUNNING: Final = "running"
+_CLOSING: Final = "shutting down"
+_CLOSED: Final = "closed"
+
+
+class DispatcherFullError(RuntimeError):
+    """:meth:`BackgroundDispatcher.send` found the queue full; nothing was queued."""
+
+
+class DispatcherClosedError(RuntimeError):
+    """The dispatcher is not accepting sends: not entered yet, or shutting down."""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class BackgroundSend:
+    """A send handed to a :class:`BackgroundDispatcher` that did not complete.
+
+    Attributes:
+        signal: The signal that was to be sent.
+        sender: The sender it was to be sent from.
+        payload: The keyword arguments of the send.
+        started: True when it was cancelled while running; False when it was
+            still queued and never started.
+    """
+
+    signal: Signal
+    sender: object
+    payload: Mapping[str, Any]
+    started: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class ShutdownReport:
+    """What a :class:`BackgroundDispatcher` did in its lifetime, set when it exits.
+
+    ``accepted == completed + len(not_completed)``: every send accepted is
+    either completed or listed here.
+
+    Attributes:
+        accepted: Sends the dispatcher queued.
+        completed: Sends that ran to the end, including those whose receivers
+            raised.
+        errors: Receiver exceptions (and sends that failed as a whole), each
+            logged.
+        not_completed: The sends cancelled while running or never started, in
+            the order they were accepted.
+    """
+
+    accepted: int
+    completed: int
+    errors: int
+    not_completed: tuple[BackgroundSend, ...]
+
+
+class _Queued:
+    """A send waiting in the queue or running: what to send, and in which context."""
+
+    __slots__ = ("context", "number", "payload", "sender", "signal")
+
+    def __init__(
+        self,
+        number: int,
+        signal: Signal,
+        sender: object,
+        payload: dict[str, Any],
+        context: contextvars.Context,
+    ) -> None:
+        self.number = number
+        self.signal = signal
+        self.sender = sender
+        self.payload = payload
+        self.context = context
+
+
+def _label(signal: Signal) -> str:
+    return signal.name if signal.name is not None else repr(signal)
+
+
+class BackgroundDispatcher:
+    """Runs sends in the background, inside the application's lifespan.
+
+    Enter it once, at startup, and hand it sends from request handlers::
+
+        async with BackgroundDispatcher(grace_period=10) as dispatcher:
+            ...  # serve; handlers call dispatcher.send(signal, sender, **payload)
+
+    Each send runs as ``await signal.send_robust(sender, **payload)`` in the
+    context (``contextvars``) of the code that handed it over, in one of
+    ``max_concurrent`` worker tasks of the dispatcher's own task group. Sends
+    start in the order they were accepted; they run concurrently, so they may
+    finish in any order.
+
+    Args:
+        max_pending: How many sends may wait in the queue. When it is full,
+            :meth:`send` raises :class:`DispatcherFullError` and :meth:`send_wait`
+            waits for room.
+        max_concurrent: How many sends run at once.
+        grace_period: Seconds that leaving the ``async with`` block waits for
+            queued and running sends before cancelling the rest.
+            ``math.inf`` waits for all of them.
+        name: Shown in ``repr`` and in logs.
+
+    Errors: a receiver's exception never reaches the code that handed the send
+    over. ``send_robust`` logs it on the ``asyncsignals`` logger (with its
+    traceback) and the dispatcher logs it again at ERROR on
+    ``asyncsignals.background``, naming the signal, the receiver and the
+    sender; :attr:`errors` counts them. A ``BaseException`` that is not an
+    ``Exception`` (``KeyboardInterrupt``, ``SystemExit``) raised by a receiver
+    is never swallowed: it cancels the dispatcher's task group and propagates
+    out of the ``async with`` block, like any task group.
+
+    Shutdown and cancellation: leaving the block refuses new sends
+    (:class:`DispatcherClosedError`, also raised to callers waiting in
+    :meth:`send_wait`), lets the workers drain the queue for up to
+    ``grace_period`` seconds (also when the block raised an ``Exception``),
+    then cancels what is left. When the block is left by cancellation (the
+    lifespan itself is cancelled) or by another ``BaseException``, every
+    running send is cancelled at once and nothing more starts. Either way
+    :attr:`report` then lists every send that did not complete, and each is
+    logged at ERROR on ``asyncsignals.background`` with its signal and sender:
+    nothing is lost silently. No task of the dispatcher outlives the block.
+
+    Not thread-safe: call :meth:`send` and :meth:`send_wait` on the event
+    loop's thread (from a worker thread, through ``anyio.from_thread``).
+    """
+
+    def __init__(
+        self,
+        *,
+        max_pending: int = 1000,
+        max_concurrent: int = 10,
+        grace_period: float = 10.0,
+        name: str | None = None,
+    ) -> None:
+        if max_pending < 1:
+            raise ValueError(f"max_pending must be at least 1, got {max_pending!r}")
+        if max_concurrent < 1:
+            raise ValueError(f"max_concurrent must be at least 1, got {max_concurrent!r}")
+        if not grace_period >= 0:
+            raise ValueError(
+                f"grace_period must be a number of seconds >= 0 (math.inf to wait for "
+                f"every send), got {grace_period!r}"
+            )
+        self.max_pending = max_pending
+        self.max_concurrent = max_concurrent
+        self.grace_period = grace_period
+        self.name = name
+        self._state = _NEW
+        self._accepted = 0
+        self._completed = 0
+        self._errors = 0
+        self._numbers = itertools.count()
+        self._running: dict[int, _Queued] = {}
+        self._report: ShutdownReport | None = None
+        self._task_group: TaskGroup | None = None
+        self._send_stream: MemoryObjectSendStream[_Queued] | None = None
+        self._receive_stream: MemoryObjectReceiveStream[_Queued] | None = None
+        # Set (and replaced) whenever a worker takes a send off a full queue,
+        # and at shutdown: wakes the callers waiting in send_wait. Created on
+        # entry: an anyio event needs the running backend.
+        self._room: anyio.Event | None = None
+        self._waiting_for_room = 0
+
+    def __repr__(self) -> str:
+        name = f" {self.name}" if self.name is not None else ""
+        return (
+            f"<BackgroundDispatcher{name} {self._state}: {self.queued} queued, "
+            f"{self.running} running, {self._completed} completed>"
+        )
+
+    @property
+    def _display_name(self) -> str:
+        return f"dispatcher {self.name}" if self.name is not None else "BackgroundDispatcher"
+
+    # -- counters -----------------------------------------------------------
+
+    @property
+    def queued(self) -> int:
+        """Sends accepted and not started yet."""
+        if self._send_stream is None:
+            return 0
+        return self._send_stream.statistics().current_buffer_used
+
+    @property
+    def running(self) -> int:
+        """Sends running now."""
+        return len(self._running)
+
+    @property
+    def completed(self) -> int:
+        """Sends that ran to the end, including those whose receivers raised."""
+        return self._completed
+
+    @property
+    def errors(self) -> int:
+        """Receiver exceptions so far (and sends that failed as a whole), each logged."""
+        return self._errors
+
+    @property
+    def report(self) -> ShutdownReport | None:
+        """What happened to every send, once the dispatcher has exited; None before."""
+        return self._report
+
+    # -- lifespan -----------------------------------------------------------
+
+    async def __aenter__(self) -> BackgroundDispatcher:
+        """Start the workers; from now on the dispatcher accepts sends.
+
+        Raises:
+            RuntimeError: the dispatcher was entered before; it runs once.
+        """
+        if self._state is not _NEW:
+            raise RuntimeError(f"{self!r} was already entered; a dispatcher runs only once")
+        self._send_stream, self._receive_stream = anyio.create_memory_object_stream[_Queued](
+            self.max_pending
+        )
+        self._room = anyio.Event()
+        task_group = anyio.create_task_group()
+        await task_group.__aenter__()
+        self._task_group = task_group
+        for _ in range(self.max_concurrent):
+            task_group.start_soon(self._work)
+        self._state = _RUNNING
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Drain within the grace period, cancel the rest, and report.
+
+        Waits (a cancellation point) for queued and running sends, for at most
+        ``grace_period`` seconds, unless the block was left by a
+        ``BaseException`` that is not an ``Exception`` (cancellation
+        included): then running sends are cancelled at once. The block's own
+        exception propagates unchanged.
+        """
+        assert self._task_group is not None
+        assert self._send_stream is not None
+        assert self._room is not None
+        self._state = _CLOSING
+        # Workers finish what is queued, then find the stream ended.
+        self._send_stream.close()
+        self._room.set()
+        scope = self._task_group.cancel_scope
+        scope.deadline = min(scope.deadline, anyio.current_time() + self.grace_period)
+        try:
+            if exc is None or isinstance(exc, Exception):
+                # An application error still deserves its pending sends: the
+                # task group does not see it, so it does not cancel them.
+                await self._task_group.__aexit__(None, None, None)
+            else:
+                await self._task_group.__aexit__(exc_type, exc, traceback)
+        finally:
+            self._state = _CLOSED
+            self._report = self._close_and_report()
+
+    def _close_and_report(self) -> ShutdownReport:
+        assert self._receive_stream is not None
+        not_completed = [(queued, True) for queued in self._running.values()]
+        while True:
+            try:
+                queued = self._receive_stream.receive_nowait()
+            except (anyio.WouldBlock, anyio.EndOfStream):
+                break
+            not_completed.append((queued, False))
+        self._receive_stream.close()
+        self._running.clear()
+        not_completed.sort(key=lambda pair: pair[0].number)
+        report = ShutdownReport(
+            accepted=self._accepted,
+            completed=self._completed,
+            errors=self._errors,
+            not_completed=tuple(
+                BackgroundSend(
+                    queued.signal, queued.sender, MappingProxyType(queued.payload), started
+                )
+                for queued, started in not_completed
+            ),
+        )
+        for each in report.not_completed:
+            logger.error(
+                "background send of signal %s from sender %s did not complete: %s",
+                _label(each.signal),
+                reprlib.repr(each.sender),
+                "cancelled while running" if each.started else "cancelled before it started",
+            )
+        if report.not_completed:
+            grace = "unlimited" if math.isinf(self.grace_period) else f"{self.grace_period:g} s"
+            logger.error(
+                "%s: %d of %d background sends did not complete at shutdown (grace period %s)",
+                self._display_name,
+                len(report.not_completed),
+                report.accepted,
+                grace,
+            )
+        return report
+
+    async def _work(self) -> None:
+        assert self._receive_stream is not None
+        async for queued in self._receive_stream:
+            if self._waiting_for_room:
+                assert self._room is not None
+                self._room.set()
+                self._room = anyio.Event()
+            self._running[queued.number] = queued
+            # A cancellation leaves the send in _running: reported at exit.
+            await self._run(queued)
+            del self._running[queued.number]
+            self._completed += 1
+
+    async def _run(self, queued: _Queued) -> None:
+        signal, sender = queued.signal, queued.sender
+        try:
+            results = await await_in_context(
+                queued.context, signal.send_robust(sender, **queued.payload)
+            )
+        except Exception as exc:
+            self._errors += 1
+            logger.exception(
+                "background send of signal %s from sender %s failed: %s",
+                _label(signal),
+                reprlib.repr(sender),
+                type(exc).__name__,
+            )
+            return
+        for receiver, result in results:
+            if isinstance(result, Exception):
+                self._errors += 1
+                # The traceback is on the record send_robust logged just before.
+                logger.error(
+                    "background send of signal %s from sender %s: receiver %s raised %s: %s",
+                    _label(signal),
+                    reprlib.repr(sender),
+                    describe(receiver),
+                    type(result).__name__,
+                    result,
+                )
+
+    # -- sending ------------------------------------------------------------
+
+    def _accept(self, signal: Signal, sender: object, payload: dict[str, Any]) -> _Queued:
+        if not isinstance(signal, Signal):
+            raise TypeError(f"expected a Signal to send, got {signal!r}")
+        if self._state is not _RUNNING:
+            raise self._closed_error()
+        if "sender" in payload:
+            raise TypeError(
+                f"'sender' is reserved: it is the second argument of send(), not a payload "
+                f"argument of signal {_label(signal)}"
+            )
+        signal._check_payload(payload)
+        return _Queued(next(self._numbers), signal, sender, payload, contextvars.copy_context())
+
+    def _closed_error(self) -> DispatcherClosedError:
+        if self._state is _NEW:
+            return DispatcherClosedError(
+                f"{self!r} has not been started: enter it with 'async with' (in the "
+                "application's lifespan) before sending"
+            )
+        return DispatcherClosedError(f"{self!r} is {self._state}; it accepts no new sends")
+
+    def send(self, signal: Signal, sender: object, /, **payload: Any) -> None:
+        """Queue ``signal.send_robust(sender, **payload)`` and return at once.
+
+        Never yields to the event loop, so it can be called from sync code on
+        the loop's thread (a sync receiver, for instance).
+
+        Raises:
+            DispatcherFullError: ``max_pending`` sends are already queued; nothing
+                was queued. Retry later, or ``await send_wait(...)``.
+            DispatcherClosedError: the dispatcher has not been entered, or is
+                shutting down.
+            TypeError: ``signal`` is not a Signal, or the payload does not
+                match it (the reserved names, ``providing_args``): raised here,
+                before anything is queued.
+        """
+        queued = self._accept(signal, sender, payload)
+        assert self._send_stream is not None
+        try:
+            self._send_stream.send_nowait(queued)
+        except anyio.WouldBlock:
+            raise DispatcherFullError(
+                f"{self!r} is full ({self.max_pending} sends queued); use "
+                "'await dispatcher.send_wait(...)' to wait for room, or raise max_pending"
+            ) from None
+        self._accepted += 1
+
+    async def send_wait(self, signal: Signal, sender: object, /, **payload: Any) -> None:
+        """Queue ``signal.send_robust(sender, **payload)``, waiting for room if full.
+
+        When the queue has room it returns without yielding, like
+        :meth:`send`. Otherwise it waits (a cancellation point) until a worker
+        takes a send off the queue; callers waiting together get room in no
+        promised order. Cancelled while waiting, nothing was queued.
+
+        Raises:
+            DispatcherClosedError: the dispatcher has not been entered, or began
+                shutting down (also while this call was waiting): nothing was
+                queued.
+            TypeError: as for :meth:`send`, before anything is queued.
+        """
+        queued = self._accept(signal, sender, payload)
+        assert self._send_stream is not None
+        while True:
+            try:
+                self._send_stream.send_nowait(queued)
+            except anyio.WouldBlock:
+                pass
+            except anyio.ClosedResourceError:
+                raise self._closed_error() from None
+            else:
+                self._accepted += 1
+                return
+            assert self._room is not None
+            self._waiting_for_room += 1
+            try:
+                await self._room.wait()
+            finally:
+                self._waiting_for_room -= 1
+
+
+# Public names show their public path in reprs and tracebacks.
+for _public in (
+    BackgroundDispatcher,
+    BackgroundSend,
+    DispatcherClosedError,
+    DispatcherFullError,
+    ShutdownReport,
+):
+    _public.__module__ = "asyncsignals"
+del _public

@@ -1,0 +1,500 @@
+"""BackgroundDispatcher: sends that return at once, bounded, drained or reported at shutdown."""
+
+from __future__ import annotations
+
+import contextvars
+import math
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import pytest
+from helpers import running_tasks
+
+from asyncsignals import (
+    BackgroundDispatcher,
+    BackgroundSend,
+    DispatcherClosedError,
+    DispatcherFullError,
+    ShutdownReport,
+    Signal,
+)
+
+pytestmark = pytest.mark.anyio
+
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+
+
+class Fatal(BaseException):
+    """A BaseException that is not an Exception, as KeyboardInterrupt is."""
+
+
+async def eventually(condition: Callable[[], bool]) -> None:
+    """Wait (bounded by the test's own timeout) until ``condition()`` holds."""
+    while not condition():  # noqa: ASYNC110 - the condition is another object's counter
+        await anyio.sleep(0.001)
+
+
+class Gate:
+    """An async receiver that records its calls and waits until opened."""
+
+    def __init__(self) -> None:
+        self.opened = anyio.Event()
+        self.calls: list[tuple[object, dict[str, Any]]] = []
+        self.finished = 0
+
+    async def __call__(self, sender: object, **kwargs: Any) -> str:
+        self.calls.append((sender, kwargs))
+        await self.opened.wait()
+        self.finished += 1
+        return "done"
+
+
+def background_records(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "asyncsignals.background"]
+
+
+async def test_send_returns_before_the_receivers_run() -> None:
+    """send() queues and returns without yielding; the receivers run afterwards."""
+    signal = Signal(name="order_shipped")
+    calls: list[tuple[object, dict[str, Any]]] = []
+
+    async def email(sender: object, **kwargs: Any) -> None:
+        calls.append((sender, kwargs))
+
+    signal.connect(email)
+    async with BackgroundDispatcher() as dispatcher:
+        # Already cancelled, yet no Cancelled: send() is not a cancellation point.
+        with anyio.CancelScope() as scope:  # noqa: ASYNC100 - that is the point
+            scope.cancel()
+            dispatcher.send(signal, "shop", order=42)
+        assert not scope.cancelled_caught
+        assert calls == []
+        await eventually(lambda: dispatcher.completed == 1)
+    assert calls == [("shop", {"signal": signal, "order": 42})]
+
+
+async def test_receivers_of_every_kind_run_with_the_senders_context() -> None:
+    """Sync and async receivers run via send_robust, seeing the caller's contextvars."""
+    signal = Signal(providing_args=["order"], name="order_shipped")
+    seen: list[tuple[str, str, int]] = []
+
+    def audit(sender: object, order: int, **kwargs: Any) -> None:
+        seen.append(("audit", request_id.get(), order))
+
+    async def email(sender: object, order: int, **kwargs: Any) -> None:
+        await anyio.lowlevel.checkpoint()
+        seen.append(("email", request_id.get(), order))
+
+    signal.connect(audit)
+    signal.connect(email)
+    async with BackgroundDispatcher() as dispatcher:
+        token = request_id.set("req-1")
+        dispatcher.send(signal, None, order=1)
+        request_id.reset(token)
+        await dispatcher.send_wait(signal, None, order=2)
+    assert sorted(seen) == [
+        ("audit", "-", 2),
+        ("audit", "req-1", 1),
+        ("email", "-", 2),
+        ("email", "req-1", 1),
+    ]
+    assert dispatcher.report == ShutdownReport(accepted=2, completed=2, errors=0, not_completed=())
+
+
+async def test_send_raises_dispatcher_full_when_the_queue_is_full() -> None:
+    """With max_pending queued and every worker busy, send() raises and queues nothing."""
+    signal = Signal(name="order_shipped")
+    gate = Gate()
+    signal.connect(gate)
+    async with BackgroundDispatcher(max_pending=2, max_concurrent=1) as dispatcher:
+        dispatcher.send(signal, 1)
+        await eventually(lambda: dispatcher.running == 1)
+        dispatcher.send(signal, 2)
+        dispatcher.send(signal, 3)
+        assert dispatcher.queued == 2
+        with pytest.raises(DispatcherFullError, match=r"full \(2 sends queued\).*send_wait"):
+            dispatcher.send(signal, 4)
+        gate.opened.set()
+    assert [sender for sender, _ in gate.calls] == [1, 2, 3]
+    assert dispatcher.report is not None
+    assert dispatcher.report.accepted == dispatcher.report.completed == 3
+
+
+async def test_send_wait_waits_for_room_then_queues() -> None:
+    """send_wait() on a full queue waits until a worker takes a send, then queues its own."""
+    signal = Signal(name="order_shipped")
+    gate = Gate()
+    signal.connect(gate)
+    returned = anyio.Event()
+    async with BackgroundDispatcher(max_pending=1, max_concurrent=1) as dispatcher:
+        dispatcher.send(signal, 1)
+        await eventually(lambda: dispatcher.running == 1)
+        dispatcher.send(signal, 2)
+
+        async def wait_for_room() -> None:
+            await dispatcher.send_wait(signal, 3)
+            returned.set()
+
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(wait_for_room)
+            await anyio.sleep(0.01)
+            assert not returned.is_set()
+            assert dispatcher.queued == 1
+            gate.opened.set()
+            await returned.wait()
+    assert [sender for sender, _ in gate.calls] == [1, 2, 3]
+
+
+async def test_send_wait_with_room_does_not_yield() -> None:
+    """send_wait() with room queues without a cancellation point, as send() does."""
+    signal = Signal()
+    async with BackgroundDispatcher() as dispatcher:
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await dispatcher.send_wait(signal, None)
+        assert not scope.cancelled_caught
+    assert dispatcher.report is not None
+    assert dispatcher.report.completed == 1
+
+
+async def test_send_wait_cancelled_while_waiting_queues_nothing() -> None:
+    """A send_wait() cancelled while waiting for room leaves nothing queued."""
+    signal = Signal()
+    gate = Gate()
+    signal.connect(gate)
+    async with BackgroundDispatcher(max_pending=1, max_concurrent=1) as dispatcher:
+        dispatcher.send(signal, 1)
+        await eventually(lambda: dispatcher.running == 1)
+        dispatcher.send(signal, 2)
+        with anyio.move_on_after(0.01) as scope:
+            await dispatcher.send_wait(signal, 3)
+        assert scope.cancelled_caught
+        gate.opened.set()
+    assert [sender for sender, _ in gate.calls] == [1, 2]
+    assert dispatcher.report is not None
+    assert dispatcher.report.accepted == 2
+
+
+async def test_send_wait_waiting_at_shutdown_raises_closed() -> None:
+    """A send_wait() still waiting when shutdown starts raises DispatcherClosedError."""
+    signal = Signal()
+    gate = Gate()
+    signal.connect(gate)
+    errors: list[BaseException] = []
+
+    async def wait_for_room(dispatcher: BackgroundDispatcher) -> None:
+        try:
+            await dispatcher.send_wait(signal, 3)
+        except DispatcherClosedError as error:
+            errors.append(error)
+
+    async with (
+        anyio.create_task_group() as task_group,
+        BackgroundDispatcher(max_pending=1, max_concurrent=1) as dispatcher,
+    ):
+        dispatcher.send(signal, 1)
+        await eventually(lambda: dispatcher.running == 1)
+        dispatcher.send(signal, 2)
+        task_group.start_soon(wait_for_room, dispatcher)
+        await anyio.sleep(0.01)
+        gate.opened.set()
+    assert len(errors) == 1
+    assert "shutting down" in str(errors[0])
+    assert [sender for sender, _ in gate.calls] == [1, 2]
+
+
+async def test_shutdown_drains_queued_and_running_sends_within_grace(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Leaving the block waits for queued and running sends; nothing is reported lost."""
+    signal = Signal(name="order_shipped")
+    finished: list[int] = []
+
+    async def slow_email(sender: int, **kwargs: Any) -> None:
+        await anyio.sleep(0.02)
+        finished.append(sender)
+
+    signal.connect(slow_email)
+    async with BackgroundDispatcher(max_concurrent=2, grace_period=5) as dispatcher:
+        for number in range(6):
+            dispatcher.send(signal, number)
+    assert sorted(finished) == list(range(6))
+    assert dispatcher.report == ShutdownReport(accepted=6, completed=6, errors=0, not_completed=())
+    assert background_records(caplog) == []
+
+
+async def test_after_grace_the_rest_is_cancelled_and_reported(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """After the grace period, running and queued sends are cancelled, counted and logged."""
+    signal = Signal(name="order_shipped")
+    done = Signal(name="order_created")
+
+    async def stuck(sender: object, **kwargs: Any) -> None:
+        await anyio.sleep_forever()
+
+    signal.connect(stuck)
+    async with BackgroundDispatcher(max_concurrent=1, grace_period=0.05) as dispatcher:
+        dispatcher.send(done, "first")
+        await eventually(lambda: dispatcher.completed == 1)
+        dispatcher.send(signal, "order-1", order=1)
+        dispatcher.send(signal, "order-2", order=2)
+    report = dispatcher.report
+    assert report is not None
+    assert (report.accepted, report.completed, report.errors) == (3, 1, 0)
+    assert [(s.signal, s.sender, dict(s.payload), s.started) for s in report.not_completed] == [
+        (signal, "order-1", {"order": 1}, True),
+        (signal, "order-2", {"order": 2}, False),
+    ]
+    assert isinstance(report.not_completed[0], BackgroundSend)
+    assert background_records(caplog) == [
+        "background send of signal order_shipped from sender 'order-1' did not complete: "
+        "cancelled while running",
+        "background send of signal order_shipped from sender 'order-2' did not complete: "
+        "cancelled before it started",
+        "BackgroundDispatcher: 2 of 3 background sends did not complete at shutdown "
+        "(grace period 0.05 s)",
+    ]
+
+
+async def test_receiver_errors_are_logged_with_signal_receiver_and_sender(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A receiver's exception is counted and logged naming signal, receiver and sender."""
+    signal = Signal(name="order_shipped")
+    ran: list[str] = []
+
+    async def broken_email(sender: object, **kwargs: Any) -> None:
+        raise ConnectionError("mail server down")
+
+    def audit(sender: object, **kwargs: Any) -> None:
+        ran.append("audit")
+
+    signal.connect(broken_email)
+    signal.connect(audit)
+    async with BackgroundDispatcher(name="mailer") as dispatcher:
+        dispatcher.send(signal, "shop")
+        await eventually(lambda: dispatcher.completed == 1)
+        assert dispatcher.errors == 1
+        dispatcher.send(signal, "shop")
+    assert ran == ["audit", "audit"]
+    report = dispatcher.report
+    assert report is not None
+    assert (report.completed, report.errors, report.not_completed) == (2, 2, ())
+    expected = (
+        "background send of signal order_shipped from sender 'shop': receiver "
+        f"{__name__}.{broken_email.__qualname__}() raised ConnectionError: mail server down"
+    )
+    assert background_records(caplog) == [expected, expected]
+    # send_robust's own record, with the traceback, is on the parent logger.
+    assert any(r.name == "asyncsignals" and r.exc_info for r in caplog.records)
+
+
+async def test_a_send_failing_as_a_whole_is_logged_and_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A send_robust that itself raises is logged with signal and sender, and counted."""
+
+    class Broken(Signal):
+        async def send_robust(
+            self, sender: object, **named: Any
+        ) -> list[tuple[Callable[..., Any], Any]]:
+            raise RuntimeError("broken signal")
+
+    async with BackgroundDispatcher() as dispatcher:
+        dispatcher.send(Broken(name="broken"), "shop")
+    assert dispatcher.report == ShutdownReport(accepted=1, completed=1, errors=1, not_completed=())
+    [record] = [r for r in caplog.records if r.name == "asyncsignals.background"]
+    assert record.getMessage() == (
+        "background send of signal broken from sender 'shop' failed: RuntimeError"
+    )
+    assert record.exc_info is not None
+
+
+async def test_sends_outside_the_block_raise_closed() -> None:
+    """Before entry and once shutdown began, send() and send_wait() raise DispatcherClosedError."""
+    signal = Signal()
+    dispatcher = BackgroundDispatcher(name="mailer")
+    with pytest.raises(DispatcherClosedError, match=r"has not been started.*async with"):
+        dispatcher.send(signal, None)
+    with pytest.raises(DispatcherClosedError, match="has not been started"):
+        await dispatcher.send_wait(signal, None)
+    async with dispatcher:
+        pass
+    with pytest.raises(DispatcherClosedError, match=r"mailer closed.*accepts no new sends"):
+        dispatcher.send(signal, None)
+    with pytest.raises(DispatcherClosedError, match="accepts no new sends"):
+        await dispatcher.send_wait(signal, None)
+    with pytest.raises(RuntimeError, match="already entered"):
+        async with dispatcher:
+            pass
+
+
+async def test_a_receiver_sending_during_shutdown_gets_closed_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """During the drain, a receiver handing over another send gets DispatcherClosedError."""
+    signal = Signal(name="order_shipped")
+    follow_up = Signal(name="follow_up")
+    dispatcher = BackgroundDispatcher()
+
+    async def chain(sender: object, **kwargs: Any) -> None:
+        await anyio.sleep(0.01)
+        dispatcher.send(follow_up, sender)
+
+    signal.connect(chain)
+    async with dispatcher:
+        dispatcher.send(signal, "shop")
+    assert dispatcher.report is not None
+    assert dispatcher.report.errors == 1
+    assert "raised DispatcherClosedError" in background_records(caplog)[0]
+
+
+async def test_bad_sends_raise_type_error_before_queuing() -> None:
+    """A payload the signal cannot send, or something not a Signal, is a TypeError at once."""
+    checked = Signal(providing_args=["order"], name="order_shipped")
+    async with BackgroundDispatcher() as dispatcher:
+        with pytest.raises(TypeError, match="missing argument"):
+            dispatcher.send(checked, None)
+        with pytest.raises(TypeError, match="'signal' is reserved"):
+            dispatcher.send(Signal(), None, signal=1)
+        with pytest.raises(TypeError, match="'sender' is reserved"):
+            await dispatcher.send_wait(Signal(), None, sender=1)
+        with pytest.raises(TypeError, match="expected a Signal"):
+            dispatcher.send(print, None)  # type: ignore[arg-type]
+    assert dispatcher.report is not None
+    assert dispatcher.report.accepted == 0
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"max_pending": 0}, "max_pending must be at least 1"),
+        ({"max_concurrent": 0}, "max_concurrent must be at least 1"),
+        ({"grace_period": -1}, "grace_period must be"),
+        ({"grace_period": math.nan}, "grace_period must be"),
+    ],
+)
+def test_bad_limits_are_value_errors(arguments: dict[str, Any], message: str) -> None:
+    """Limits must be usable: at least one pending and running send, a grace >= 0."""
+    with pytest.raises(ValueError, match=message):
+        BackgroundDispatcher(**arguments)
+
+
+async def test_concurrency_is_bounded_by_max_concurrent() -> None:
+    """No more than max_concurrent sends run at once; the rest wait in the queue."""
+    signal = Signal()
+    gate = Gate()
+    signal.connect(gate)
+    async with BackgroundDispatcher(max_concurrent=3) as dispatcher:
+        for number in range(10):
+            dispatcher.send(signal, number)
+        await eventually(lambda: dispatcher.running == 3)
+        await anyio.sleep(0.01)
+        assert (dispatcher.running, dispatcher.queued, len(gate.calls)) == (3, 7, 3)
+        gate.opened.set()
+    assert gate.finished == 10
+
+
+async def test_no_task_is_left_after_exit() -> None:
+    """Workers and sends are gone once the block is left, drained or cancelled."""
+    before = running_tasks()
+    signal = Signal()
+
+    async def stuck(sender: object, **kwargs: Any) -> None:
+        await anyio.sleep_forever()
+
+    signal.connect(stuck)
+    async with BackgroundDispatcher(max_concurrent=4, grace_period=0.01) as dispatcher:
+        dispatcher.send(signal, None)
+        await eventually(lambda: dispatcher.running == 1)
+        assert len(running_tasks() - before) >= 4
+    assert running_tasks() - before == set()
+
+
+async def test_cancelling_the_lifespan_cancels_sends_at_once_and_reports_them(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Cancellation of the enclosing scope cancels running sends at once (grace not awaited)."""
+    signal = Signal(name="order_shipped")
+    gate = Gate()
+    signal.connect(gate)
+    before = running_tasks()
+    dispatcher = BackgroundDispatcher(max_concurrent=1, grace_period=math.inf)
+    with anyio.CancelScope() as lifespan:
+        async with dispatcher:
+            dispatcher.send(signal, "order-1")
+            dispatcher.send(signal, "order-2")
+            await eventually(lambda: dispatcher.running == 1)
+            lifespan.cancel()
+            await anyio.sleep_forever()
+    assert lifespan.cancelled_caught
+    report = dispatcher.report
+    assert report is not None
+    assert [(s.sender, s.started) for s in report.not_completed] == [
+        ("order-1", True),
+        ("order-2", False),
+    ]
+    assert gate.finished == 0
+    assert background_records(caplog)[-1] == (
+        "BackgroundDispatcher: 2 of 2 background sends did not complete at shutdown "
+        "(grace period unlimited)"
+    )
+    assert running_tasks() - before == set()
+
+
+async def test_an_application_error_still_drains_then_propagates() -> None:
+    """When the block raises an Exception, pending sends still get their grace period."""
+    signal = Signal()
+    finished: list[object] = []
+
+    async def slow(sender: object, **kwargs: Any) -> None:
+        await anyio.sleep(0.01)
+        finished.append(sender)
+
+    signal.connect(slow)
+    dispatcher = BackgroundDispatcher()
+    with pytest.raises(LookupError, match="startup failed"):  # noqa: PT012
+        async with dispatcher:
+            dispatcher.send(signal, "a")
+            dispatcher.send(signal, "b")
+            raise LookupError("startup failed")
+    assert sorted(finished) == ["a", "b"]  # type: ignore[type-var]
+    assert dispatcher.report is not None
+    assert dispatcher.report.not_completed == ()
+
+
+async def test_a_fatal_base_exception_in_a_receiver_propagates_and_is_reported() -> None:
+    """A receiver's BaseException (not an Exception) is never swallowed; its send is reported."""
+    signal = Signal(name="order_shipped")
+
+    async def fatal(sender: object, **kwargs: Any) -> None:
+        raise Fatal
+
+    signal.connect(fatal)
+    dispatcher = BackgroundDispatcher()
+    with pytest.raises(BaseException) as caught:  # noqa: PT012
+        async with dispatcher:
+            dispatcher.send(signal, "shop")
+            await anyio.sleep_forever()
+    assert isinstance(caught.value, Fatal) or caught.group_contains(Fatal)
+    assert dispatcher.report is not None
+    assert [(s.sender, s.started) for s in dispatcher.report.not_completed] == [("shop", True)]
+
+
+async def test_repr_shows_name_state_and_counts() -> None:
+    """repr names the dispatcher, its state and its queued/running/completed counts."""
+    dispatcher = BackgroundDispatcher(name="mailer")
+    assert repr(dispatcher) == (
+        "<BackgroundDispatcher mailer not started: 0 queued, 0 running, 0 completed>"
+    )
+    async with dispatcher:
+        dispatcher.send(Signal(), None)
+        assert repr(dispatcher) == (
+            "<BackgroundDispatcher mailer running: 1 queued, 0 running, 0 completed>"
+        )
+    assert repr(BackgroundDispatcher()).startswith("<BackgroundDispatcher not started")
+    assert dispatcher.report is not None
+    assert dispatcher.report.completed == 1
