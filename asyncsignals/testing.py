@@ -58,8 +58,8 @@ pytest_plugins = ["asyncsignals._pytest_plugin"]
 
 ReceiverT = TypeVar("ReceiverT", bound=Callable[..., Any])
 
-#: How long :func:`wait_for_send` and :meth:`SignalCapture.wait_for` wait by default.
-DEFAULT_TIMEOUT: Final = 5.0
+# How long wait_for_send and SignalCapture.wait_for wait unless told.
+_DEFAULT_TIMEOUT: Final = 5.0
 
 
 class _AnySender:
@@ -495,7 +495,7 @@ class SignalCapture(_Observer):
         sender: object = _ANY_SENDER,
         # A timeout parameter (not the caller's own scope) so that the error
         # can say what was sent meanwhile.
-        timeout: float | None = DEFAULT_TIMEOUT,  # noqa: ASYNC109
+        timeout: float | None = _DEFAULT_TIMEOUT,  # noqa: ASYNC109
         **payload: Any,
     ) -> Send:
         """Wait for a matching send to finish, and return it.
@@ -599,7 +599,7 @@ async def wait_for_send(
     predicate: Callable[[Send], bool] | None = None,
     *,
     sender: object = _ANY_SENDER,
-    timeout: float | None = DEFAULT_TIMEOUT,  # noqa: ASYNC109
+    timeout: float | None = _DEFAULT_TIMEOUT,  # noqa: ASYNC109
     **payload: Any,
 ) -> Send:
     """Wait for the next send of ``signal`` that matches, and return it once it has finished.
