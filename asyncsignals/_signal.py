@@ -64,9 +64,10 @@ _WEAK: Final = 1  # a weakref.ref to it
 _WEAK_METHOD: Final = 2  # a WeakMethodRef to a bound method's object
 
 # A connection: (receiver or weak reference to it, how it is held, how it runs,
-# takes signal=, connection sequence number). A plain tuple: it is read on
-# every send, and unpacking a tuple is the cheapest way to read five fields.
-_Connection = tuple[Any, int, int, bool, int]
+# takes signal=, connection sequence number, its own timeout or None). A plain
+# tuple: it is read on every send, and unpacking a tuple is the cheapest way
+# to read its fields.
+_Connection = tuple[Any, int, int, bool, int, float | None]
 # What a send from one sender reaches: its connections in connection order,
 # and whether any of them must be awaited (async or to_thread).
 _Snapshot = tuple[tuple[_Connection, ...], bool]
@@ -180,6 +181,13 @@ class Signal(Generic[P, R]):
         use_caching: Accepted for compatibility with Django; lookups are cached
             either way, and the cache never keeps a sender alive.
         name: Shown in ``repr``, error messages, exception notes and logs.
+        timeout: Seconds each async receiver may run (a connection's own
+            ``timeout`` overrides it); past it, the receiver is cancelled and
+            fails with ``TimeoutError``. Sync receivers run inline and
+            ``to_thread`` ones cannot be interrupted, so neither is timed.
+        max_concurrency: At most this many async and ``to_thread`` receivers
+            of this signal run at once, across all its sends (the rest wait
+            their turn, on an anyio ``CapacityLimiter``).
         concurrent: True (the default) runs async receivers concurrently.
             False makes the signal a sequential hook: every receiver, sync or
             async, runs after the previous one has finished, in connection
@@ -196,6 +204,7 @@ class Signal(Generic[P, R]):
         "_any_sender",
         "_dirty",
         "_hooks",
+        "_limiter",
         "_lock",
         "_on_collected",
         "_providing_args",
@@ -204,7 +213,9 @@ class Signal(Generic[P, R]):
         "_sequence",
         "_version",
         "concurrent",
+        "max_concurrency",
         "name",
+        "timeout",
     )
 
     def __init__(
@@ -213,6 +224,8 @@ class Signal(Generic[P, R]):
         providing_args: Iterable[str] | None = None,
         use_caching: bool = False,
         name: str | None = None,
+        timeout: float | None = None,
+        max_concurrency: int | None = None,
         concurrent: bool = True,
     ) -> None:
         if isinstance(providing_args, str):
@@ -239,6 +252,15 @@ class Signal(Generic[P, R]):
         self._required_args = self._providing_args
         del use_caching  # lookups are always cached, see _connections_for
         self.name: str | None = name
+        self.timeout: float | None = _check_timeout(timeout)
+        if max_concurrency is not None and (
+            not isinstance(max_concurrency, int) or max_concurrency < 1
+        ):
+            raise ValueError(
+                f"max_concurrency must be a positive int or None, not {max_concurrency!r}"
+            )
+        self.max_concurrency: int | None = max_concurrency
+        self._limiter: tuple[object, anyio.CapacityLimiter] | None = None
         self.concurrent: bool = concurrent
         self._lock = threading.Lock()
         self._sequence = itertools.count()
@@ -346,6 +368,7 @@ class Signal(Generic[P, R]):
         dispatch_uid: Hashable | None = None,
         *,
         to_thread: bool = False,
+        timeout: float | None = None,
     ) -> Receiver[P, R]:
         """Connect ``receiver`` to this signal and return it.
 
@@ -362,12 +385,17 @@ class Signal(Generic[P, R]):
                 per sender: a repeated connect is ignored.
             to_thread: Run this sync receiver in a worker thread, concurrently
                 with the async receivers.
+            timeout: Seconds this async receiver may run, instead of the
+                signal's ``timeout``; past it the receiver is cancelled and
+                fails with ``TimeoutError``, like any other failure.
 
         Raises:
             TypeError: ``receiver`` is not callable; cannot be weakly referenced
                 and ``weak`` is true; cannot accept ``sender`` or a name in
                 ``providing_args``; requires an argument the signal does not
-                provide; or is async and ``to_thread`` is true.
+                provide; is async and ``to_thread`` is true; or is given a
+                ``timeout`` but is not async.
+            ValueError: ``timeout`` is not a positive number.
 
         Thread-safe, and allowed from inside a receiver: a send already in
         flight keeps the receivers it started with.
@@ -379,6 +407,12 @@ class Signal(Generic[P, R]):
             raise TypeError(
                 f"receiver {describe(receiver)} is async; to_thread=True is only for sync receivers"
             )
+        if timeout is not None and not is_async:
+            raise TypeError(
+                f"receiver {describe(receiver)} is not async, so it cannot be timed out: "
+                "sync receivers run inline and threads cannot be interrupted"
+            )
+        timeout = _check_timeout(timeout)
         shape = inspect_receiver(receiver)
         check_accepts(receiver, shape, self._providing_args, self._required_args, self)
         takes_signal = shape is not None and shape.accepts("signal")
@@ -400,7 +434,14 @@ class Signal(Generic[P, R]):
                 connections = record.connections
             existing = connections.get(key)
             if existing is None or _live_receiver(existing) is None:
-                connections[key] = (target, hold, kind, takes_signal, next(self._sequence))
+                connections[key] = (
+                    target,
+                    hold,
+                    kind,
+                    takes_signal,
+                    next(self._sequence),
+                    timeout,
+                )
                 self._version = object()
         return receiver
 
@@ -685,8 +726,9 @@ class Signal(Generic[P, R]):
         arguments = {"sender": sender, **named}
         arguments_with_signal = {"signal": self, **arguments}
         on_asyncio = not _trio_running()
+        limiter = self._current_limiter()
         results: list[tuple[Callable[..., Any], Any]] = []
-        for target, hold, kind, takes_signal, _ in connections:
+        for target, hold, kind, takes_signal, _, timeout in connections:
             receiver = target() if hold else target
             if receiver is None:
                 continue
@@ -695,11 +737,16 @@ class Signal(Generic[P, R]):
             kwargs = arguments_with_signal if takes_signal else arguments
             try:
                 if kind == _THREAD:
-                    value = await _run_in_thread(receiver, kwargs, on_asyncio)
+                    value = await self._guarded(
+                        _run_in_thread(receiver, kwargs, on_asyncio), receiver, None, limiter
+                    )
                 else:
                     value = context.run(receiver, **kwargs)
                     if kind == _ASYNC or _is_awaitable(value):
-                        value = await await_in_context(context, value)
+                        value = await await_in_context(
+                            context,
+                            self._guarded(value, receiver, self._timeout_of(timeout), limiter),
+                        )
             except Exception as exc:
                 if not robust:
                     self._annotate(exc, receiver)
@@ -753,7 +800,7 @@ class Signal(Generic[P, R]):
         plain_results = _PLAIN_RESULTS
         async_kind, thread_kind, weak_method = _ASYNC, _THREAD, _WEAK_METHOD
         try:
-            for target, hold, kind, takes_signal, _ in connections:
+            for target, hold, kind, takes_signal, _, timeout in connections:
                 if hold:
                     receiver = target()
                     if receiver is None:
@@ -769,7 +816,7 @@ class Signal(Generic[P, R]):
                 else:
                     kwargs = arguments_with_signal
                 if kind == thread_kind and not in_thread:
-                    pending.append((len(results), receiver, thread_kind, kwargs))
+                    pending.append((len(results), receiver, thread_kind, kwargs, None))
                     results.append((receiver, None))
                     continue
                 try:
@@ -787,7 +834,9 @@ class Signal(Generic[P, R]):
                     ):
                         # Awaited with the other async receivers; a sync
                         # function's awaitable too, never dropped.
-                        pending.append((len(results), receiver, async_kind, result))
+                        pending.append(
+                            (len(results), receiver, async_kind, result, self._timeout_of(timeout))
+                        )
                         result = None
                 results.append((receiver, result))
         except BaseException:
@@ -803,12 +852,15 @@ class Signal(Generic[P, R]):
         robust: bool,
     ) -> None:
         on_trio = _trio_running()
+        limiter = self._current_limiter()
         if len(pending) == 1 and pending[0][2] == _ASYNC:
             # One async receiver needs no task: it is awaited in this task,
             # each step run in the send's context copy.
-            index, receiver, _, awaitable = pending[0]
+            index, receiver, _, awaitable, timeout = pending[0]
             try:
-                value = await await_in_context(context, awaitable)
+                value = await await_in_context(
+                    context, self._guarded(awaitable, receiver, timeout, limiter)
+                )
             except Exception as exc:
                 if not robust:
                     self._annotate(exc, receiver)
@@ -816,7 +868,7 @@ class Signal(Generic[P, R]):
                 value = self._report(exc, receiver)
             results[index] = (receiver, value)
         else:
-            await self._await_concurrently(results, pending, robust, on_trio)
+            await self._await_concurrently(results, pending, robust, on_trio, limiter)
 
     async def _await_concurrently(
         self,
@@ -824,11 +876,19 @@ class Signal(Generic[P, R]):
         pending: list[_Pending],
         robust: bool,
         on_trio: bool,
+        limiter: anyio.CapacityLimiter | None,
     ) -> None:
         runner = run_trio_nursery if on_trio else run_asyncio_tasks
-        values, failed, errors = await runner(
-            [_awaitable_for(item, on_asyncio=not on_trio) for item in pending], robust
-        )
+        awaitables = [
+            self._guarded(
+                _run_in_thread(receiver, call, not on_trio) if kind == _THREAD else call,
+                receiver,
+                timeout,
+                limiter,
+            )
+            for _, receiver, kind, call, timeout in pending
+        ]
+        values, failed, errors = await runner(awaitables, robust)
         if errors:
             if not robust:
                 for position, error in errors:
@@ -836,8 +896,50 @@ class Signal(Generic[P, R]):
             raise _combine([error for _, error in errors], self._label)
         for position in failed:
             self._report(values[position], pending[position][1])
-        for (index, receiver, _, _), value in zip(pending, values, strict=True):
+        for (index, receiver, *_), value in zip(pending, values, strict=True):
             results[index] = (receiver, value)
+
+    def _timeout_of(self, own_timeout: float | None) -> float | None:
+        return own_timeout if own_timeout is not None else self.timeout
+
+    def _guarded(
+        self,
+        awaitable: Awaitable[T],
+        receiver: object,
+        timeout: float | None,
+        limiter: anyio.CapacityLimiter | None,
+    ) -> Awaitable[T]:
+        """``awaitable`` under the receiver's timeout and the signal's concurrency limit."""
+        if timeout is None and limiter is None:
+            return awaitable
+        return _limited_and_timed(
+            awaitable,
+            timeout,
+            limiter,
+            lambda: (
+                f"receiver {describe(receiver)} of signal {self._label} "
+                f"did not finish within {timeout:g} s"
+            ),
+        )
+
+    def _current_limiter(self) -> anyio.CapacityLimiter | None:
+        """The concurrency limiter for the running event loop, made on first use.
+
+        A limiter belongs to one event loop, so a signal used from several
+        (asyncio and trio in one test run, temporary loops of send_sync)
+        gets one for each loop in turn.
+        """
+        if self.max_concurrency is None:
+            return None
+        loop: object = (
+            sys.modules["trio"].lowlevel.current_trio_token()
+            if _trio_running()
+            else asyncio.get_running_loop()
+        )
+        current = self._limiter
+        if current is None or current[0] is not loop:
+            current = self._limiter = (loop, anyio.CapacityLimiter(self.max_concurrency))
+        return current[1]
 
     def _annotate(self, exc: BaseException, receiver: object) -> None:
         note = f"raised by receiver {describe(receiver)} of signal {self._label}"
@@ -967,8 +1069,8 @@ def _run_on_a_loop(function: Callable[[], Awaitable[T]]) -> T:
         return anyio.run(run)
 
 
-# (result index, receiver, _ASYNC or _THREAD, its awaitable or its kwargs)
-_Pending = tuple[int, Any, int, Any]
+# (result index, receiver, _ASYNC or _THREAD, its awaitable or its kwargs, timeout)
+_Pending = tuple[int, Any, int, Any, float | None]
 
 # Result types that are never awaitable: skips the awaitable check for them.
 _PLAIN_RESULTS: Final = frozenset({bool, int, float, str, bytes, tuple, list, dict, set})
@@ -979,12 +1081,42 @@ def _is_awaitable(result: object) -> bool:
     return result is not None and type(result) not in _PLAIN_RESULTS and inspect.isawaitable(result)
 
 
-def _awaitable_for(item: _Pending, on_asyncio: bool) -> Awaitable[Any]:
-    _, receiver, kind, call = item
-    if kind == _THREAD:
-        return _run_in_thread(receiver, call, on_asyncio)
-    awaitable: Awaitable[Any] = call
-    return awaitable
+def _check_timeout(timeout: float | None) -> float | None:
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
+    ):
+        raise ValueError(f"timeout must be a positive number of seconds or None, not {timeout!r}")
+    return timeout
+
+
+async def _limited_and_timed(
+    awaitable: Awaitable[T],
+    time_limit: float | None,
+    limiter: anyio.CapacityLimiter | None,
+    describe_failure: Callable[[], str],
+) -> T:
+    borrower = object()  # unique: a nested send in the same task borrows again
+    if limiter is not None:
+        try:
+            await limiter.acquire_on_behalf_of(borrower)
+        except BaseException:
+            _close(awaitable)
+            raise
+    try:
+        if time_limit is None:
+            return await awaitable
+        with anyio.move_on_after(time_limit):
+            return await awaitable
+        raise TimeoutError(describe_failure())
+    finally:
+        if limiter is not None:
+            limiter.release_on_behalf_of(borrower)
+
+
+def _close(awaitable: object) -> None:
+    close = getattr(awaitable, "close", None)
+    if close is not None:
+        close()  # never to be awaited
 
 
 def _boxed_call(receiver: Callable[..., Any], kwargs: dict[str, Any]) -> tuple[Any]:
@@ -1008,10 +1140,9 @@ async def _run_in_thread(
 
 def _close_awaitables(pending: list[_Pending]) -> None:
     """Close the coroutines of receivers that will not run, so none is left un-awaited."""
-    for _, _, kind, call in pending:
-        close = getattr(call, "close", None) if kind == _ASYNC else None
-        if close is not None:
-            close()
+    for _, _, kind, call, _ in pending:
+        if kind == _ASYNC:
+            _close(call)
 
 
 def _combine(errors: list[BaseException], label: str) -> BaseException:
