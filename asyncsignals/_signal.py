@@ -254,7 +254,8 @@ class Signal(Generic[P, R]):
         self.name: str | None = name
         self.timeout: float | None = _check_timeout(timeout)
         if max_concurrency is not None and (
-            not isinstance(max_concurrency, int) or max_concurrency < 1
+            not isinstance(max_concurrency, int)  # pyright: ignore[reportUnnecessaryIsInstance] (checks what callers pass)
+            or max_concurrency < 1
         ):
             raise ValueError(
                 f"max_concurrency must be a positive int or None, not {max_concurrency!r}"
@@ -676,7 +677,8 @@ class Signal(Generic[P, R]):
     ) -> tuple[tuple[SendHook, ...], _Snapshot | None]:
         """Ask the hooks about this send: None when muted, else the receivers it keeps."""
         hooks = self._hooks
-        if not all(hook.begin(self, sender, named) for hook in hooks):
+        # Every hook hears of every send, muted or not.
+        if not all([hook.begin(self, sender, named) for hook in hooks]):  # noqa: C419
             return hooks, None
         kept = tuple(
             connection
@@ -1083,7 +1085,9 @@ def _is_awaitable(result: object) -> bool:
 
 def _check_timeout(timeout: float | None) -> float | None:
     if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)  # pyright: ignore[reportUnnecessaryIsInstance] (checks what callers pass)
+        or not timeout > 0
     ):
         raise ValueError(f"timeout must be a positive number of seconds or None, not {timeout!r}")
     return timeout

@@ -30,7 +30,7 @@ import math
 import reprlib
 import threading
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from types import TracebackType
 from typing import Any, Final, TypeVar
 
@@ -698,7 +698,7 @@ async def sends(
     sender: object = _ANY_SENDER,
     max_buffer: int = 100,
     **payload: Any,
-) -> AsyncIterator[SendStream]:
+) -> AsyncGenerator[SendStream, None]:
     """Stream the matching sends of ``signal`` to an ``async for`` loop.
 
     Use it as ``async with sends(order_shipped) as stream: async for sent in
@@ -741,7 +741,9 @@ async def sends(
 
 
 @contextlib.contextmanager
-def muted(signal: Signal, receiver: Callable[..., Any] | None = None) -> Iterator[None]:
+def muted(
+    signal: Signal, receiver: Callable[..., Any] | None = None
+) -> Generator[None, None, None]:
     """Inside the block, sends of ``signal`` run no receiver (or skip just ``receiver``).
 
     A muted send returns ``[]`` at once; with ``receiver``, only that
@@ -782,7 +784,7 @@ def _connection_numbers(signal: Signal) -> set[int]:
 @contextlib.contextmanager
 def connected_to(
     signal: Signal, receiver: ReceiverT, sender: object = None, **connect_kwargs: Any
-) -> Iterator[ReceiverT]:
+) -> Generator[ReceiverT, None, None]:
     """Connect ``receiver`` to ``signal`` for the block only; yields the receiver.
 
     ``sender`` and ``connect_kwargs`` (``weak``, ``dispatch_uid``,
