@@ -7,6 +7,7 @@ from ._background import (
     DispatcherFullError,
     ShutdownReport,
 )
+from ._instrument import Instrument, SendEvent, add_instrument, remove_instrument
 from ._signal import Signal, receiver
 
 __all__ = [
@@ -14,7 +15,11 @@ __all__ = [
     "BackgroundSend",
     "DispatcherClosedError",
     "DispatcherFullError",
+    "Instrument",
+    "SendEvent",
     "ShutdownReport",
     "Signal",
+    "add_instrument",
     "receiver",
+    "remove_instrument",
 ]

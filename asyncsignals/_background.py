@@ -384,7 +384,7 @@ class BackgroundDispatcher:
     # -- sending ------------------------------------------------------------
 
     def _accept(self, signal: Signal, sender: object, payload: dict[str, Any]) -> _Queued:
-        if not isinstance(signal, Signal):
+        if not isinstance(signal, Signal):  # pyright: ignore[reportUnnecessaryIsInstance] (checks what callers pass)
             raise TypeError(f"expected a Signal to send, got {signal!r}")
         if self._state is not _RUNNING:
             raise self._closed_error()

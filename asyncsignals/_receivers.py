@@ -226,7 +226,12 @@ def reference(
 
 
 def describe(receiver: object) -> str:
-    """A receiver's qualified name, for errors, notes and logs."""
+    """A receiver's qualified name, for errors, notes and logs.
+
+    A wrapper an instrument put around a receiver for one send names the
+    receiver it wraps (its ``__asyncsignals_receiver__``).
+    """
+    receiver = getattr(receiver, "__asyncsignals_receiver__", receiver)
     if isinstance(receiver, functools.partial):
         return f"functools.partial of {describe(receiver.func)}"
     target = receiver.__func__ if isinstance(receiver, types.MethodType) else receiver

@@ -13,7 +13,7 @@ import threading
 import weakref
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from types import MethodType
-from typing import Any, Final, Generic, Protocol, TypeAlias, cast
+from typing import Any, ClassVar, Final, Generic, Protocol, TypeAlias, cast
 
 import anyio
 import anyio.from_thread
@@ -82,42 +82,47 @@ def _live_receiver(connection: _Connection) -> Any:
 
 
 class SendHook(Protocol):
-    """What ``asyncsignals.testing`` plugs into a signal to watch its sends.
+    """What a watcher plugs into a signal: test helpers and instruments.
 
     Private to the package: a signal with no hooks pays one attribute check
-    per send for this.
+    per send for all of this.
     """
 
-    def begin(self, signal: Signal, sender: object, named: Mapping[str, Any]) -> bool:
-        """Before any receiver runs: False mutes the send (nothing runs, result ``[]``)."""
+    def begin(self, signal: Signal, sender: object, named: Mapping[str, Any]) -> SendWatch:
+        """A send is starting, before any receiver runs; watch it."""
         ...
 
-    def allows(self, signal: Signal, receiver: Callable[..., Any]) -> bool:
-        """Whether this receiver runs in the send being started."""
+
+class SendWatch(Protocol):
+    """One hook's view of one send."""
+
+    #: True mutes the send: nothing runs and it returns ``[]``.
+    muted: bool
+
+    def allows(self, receiver: Callable[..., Any]) -> bool:
+        """Whether this receiver runs in this send."""
+        ...
+
+    def wrap(
+        self, receiver: Callable[..., Any], call: Callable[..., Any], is_async: bool
+    ) -> Callable[..., Any]:
+        """What to call instead of ``call`` (``receiver``, or an earlier hook's wrapper)."""
         ...
 
     def end(
-        self,
-        signal: Signal,
-        sender: object,
-        named: Mapping[str, Any],
-        results: list[tuple[Callable[..., Any], Any]] | None,
-        error: BaseException | None,
+        self, results: list[tuple[Callable[..., Any], Any]] | None, error: BaseException | None
     ) -> None:
         """After the send: its results, or the exception it raised (results None)."""
         ...
 
 
-def _notify(
-    hooks: tuple[SendHook, ...],
-    signal: Signal,
-    sender: object,
-    named: Mapping[str, Any],
+def _end_watches(
+    watches: list[SendWatch],
     results: list[tuple[Callable[..., Any], Any]] | None,
     error: BaseException | None,
 ) -> None:
-    for hook in hooks:
-        hook.end(signal, sender, named, results, error)
+    for watch in watches:
+        watch.end(results, error)
 
 
 # A signal's connections saved by Signal._save_connections.
@@ -218,6 +223,9 @@ class Signal(Generic[P, R]):
         "timeout",
     )
 
+    # Hooks every signal gets, new ones too (instruments added everywhere).
+    _every_signal_hooks: ClassVar[tuple[SendHook, ...]] = ()
+
     def __init__(
         self,
         *,
@@ -275,7 +283,7 @@ class Signal(Generic[P, R]):
         self._any_cache: tuple[object, _Snapshot] = (None, _NOTHING)
         self._dirty = False
         self._on_collected = self._mark_dirty
-        self._hooks: tuple[SendHook, ...] = ()
+        self._hooks: tuple[SendHook, ...] = Signal._every_signal_hooks
         _ALL_SIGNALS.add(self)
 
     def __repr__(self) -> str:
@@ -662,31 +670,44 @@ class Signal(Generic[P, R]):
     async def _send_observed(
         self, snapshot: _Snapshot, sender: object, named: dict[str, Any], robust: bool
     ) -> list[tuple[Callable[..., Any], Any]]:
-        """A send with hooks installed: muting, skipped receivers and reporting."""
-        hooks, observed = self._observe(snapshot, sender, named)
+        """A send with hooks installed: muting, skipped or wrapped receivers, reports."""
+        watches, observed, originals = self._observe(snapshot, sender, named)
         try:
             results = [] if observed is None else await self._send(sender, named, robust, observed)
         except BaseException as error:
-            _notify(hooks, self, sender, named, None, error)
+            _end_watches(watches, None, error)
             raise
-        _notify(hooks, self, sender, named, results, None)
+        results = _unwrapped(results, originals)
+        _end_watches(watches, results, None)
         return results
 
     def _observe(
         self, snapshot: _Snapshot, sender: object, named: dict[str, Any]
-    ) -> tuple[tuple[SendHook, ...], _Snapshot | None]:
-        """Ask the hooks about this send: None when muted, else the receivers it keeps."""
-        hooks = self._hooks
+    ) -> tuple[list[SendWatch], _Snapshot | None, dict[Callable[..., Any], Any]]:
+        """Ask the hooks about this send.
+
+        Returns their watches, the connections the send keeps (None when
+        muted; a wrapped receiver is held strongly for the send), and the
+        receiver behind each wrapper.
+        """
         # Every hook hears of every send, muted or not.
-        if not all([hook.begin(self, sender, named) for hook in hooks]):  # noqa: C419
-            return hooks, None
-        kept = tuple(
-            connection
-            for connection in snapshot[0]
-            if (receiver := _live_receiver(connection)) is not None
-            and all(hook.allows(self, receiver) for hook in hooks)
-        )
-        return hooks, (kept, any(c[2] != _INLINE for c in kept))
+        watches = [hook.begin(self, sender, named) for hook in self._hooks]
+        originals: dict[Callable[..., Any], Any] = {}
+        if any(watch.muted for watch in watches):
+            return watches, None, originals
+        kept: list[_Connection] = []
+        for connection in snapshot[0]:
+            receiver = _live_receiver(connection)
+            if receiver is None or not all(watch.allows(receiver) for watch in watches):
+                continue
+            call = receiver
+            for watch in watches:
+                call = watch.wrap(receiver, call, connection[2] == _ASYNC)
+            if call is not receiver:
+                originals[call] = receiver
+                connection = (call, _STRONG, *connection[2:])  # noqa: PLW2901
+            kept.append(connection)
+        return watches, (tuple(kept), any(c[2] != _INLINE for c in kept)), originals
 
     def _add_hook(self, hook: SendHook) -> None:
         """Observe this signal's sends (for asyncsignals.testing); thread-safe."""
@@ -987,15 +1008,16 @@ class Signal(Generic[P, R]):
             snapshot = self._connections_for(sender)
             self._check_payload(named)
             if self._hooks:
-                hooks, snapshot = self._observe(snapshot, sender, named)
+                watches, observed, originals = self._observe(snapshot, sender, named)
                 try:
                     results = (
-                        [] if snapshot is None else self._send_sync(sender, named, robust, snapshot)
+                        [] if observed is None else self._send_sync(sender, named, robust, observed)
                     )
                 except BaseException as error:
-                    _notify(hooks, self, sender, named, None, error)
+                    _end_watches(watches, None, error)
                     raise
-                _notify(hooks, self, sender, named, results, None)
+                results = _unwrapped(results, originals)
+                _end_watches(watches, results, None)
                 return results
         connections, awaits = snapshot
         if not connections:
@@ -1030,6 +1052,15 @@ class Signal(Generic[P, R]):
 
         _run_on_a_loop(functools.partial(self._await_pending, results, pending, context, robust))
         return results
+
+
+def _unwrapped(
+    results: list[tuple[Callable[..., Any], Any]], originals: dict[Callable[..., Any], Any]
+) -> list[tuple[Callable[..., Any], Any]]:
+    """Results naming the receivers that hooks wrapped for a send."""
+    if not originals:
+        return results
+    return [(originals.get(receiver, receiver), value) for receiver, value in results]
 
 
 def _pop_sender(args: tuple[object, ...], kwargs: dict[str, Any], method: str) -> object:

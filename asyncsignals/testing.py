@@ -247,58 +247,66 @@ class _Hub:
     muting and recording see each send in a fixed order.
     """
 
-    __slots__ = ("current", "observers", "running", "users")
+    __slots__ = ("observers", "users")
 
     def __init__(self) -> None:
         self.users = 0
         self.observers: tuple[_Observer, ...] = ()
-        # Sends in flight, by the id() of their payload dict: the core hands
-        # begin() and end() the same dict, alive for the whole send.
-        self.running: dict[int, tuple[Send, tuple[_Observer, ...]]] = {}
-        # The send whose receivers allows() is being asked about: begin() and
-        # those allows() calls run back to back in the sender's thread.
-        self.current = threading.local()
 
-    def begin(self, signal: Signal, sender: object, named: Mapping[str, Any]) -> bool:
+    def begin(self, signal: Signal, sender: object, named: Mapping[str, Any]) -> _Watch:
         muted = _mutes(signal)
         observers = self.observers
         send = None
         if observers:
             send = Send(signal, sender, dict(named), muted)
-            self.running[id(named)] = (send, observers)
             for observer in observers:
                 observer.started(send)
-        self.current.send = send
-        return not muted
+        return _Watch(signal, muted, send, observers)
 
-    def allows(self, signal: Signal, receiver: Callable[..., Any]) -> bool:
+
+class _Watch:
+    """The hub's view of one send: what is muted, and who hears of it."""
+
+    __slots__ = ("muted", "observers", "send", "signal")
+
+    def __init__(
+        self,
+        signal: Signal,
+        muted: bool,
+        send: Send | None,
+        observers: tuple[_Observer, ...],
+    ) -> None:
+        self.signal = signal
+        self.muted = muted
+        self.send = send
+        self.observers = observers
+
+    def allows(self, receiver: Callable[..., Any]) -> bool:
         for block in _MUTED.get():
             if (
                 block.active
-                and block.signal is signal
+                and block.signal is self.signal
                 and block.receiver is not None
                 and block.receiver == receiver
             ):
                 return False
-        send: Send | None = self.current.send
-        if send is not None:
-            send._receivers.append(receiver)
+        if self.send is not None:
+            self.send._receivers.append(receiver)
         return True
 
+    def wrap(
+        self, receiver: Callable[..., Any], call: Callable[..., Any], is_async: bool
+    ) -> Callable[..., Any]:
+        return call
+
     def end(
-        self,
-        signal: Signal,
-        sender: object,
-        named: Mapping[str, Any],
-        results: list[tuple[Callable[..., Any], Any]] | None,
-        error: BaseException | None,
+        self, results: list[tuple[Callable[..., Any], Any]] | None, error: BaseException | None
     ) -> None:
-        entry = self.running.pop(id(named), None)
-        if entry is None:  # nothing was observing when the send began
+        send = self.send
+        if send is None:  # nothing was observing when the send began
             return
-        send, observers = entry
         send._finish(results, error)
-        for observer in observers:
+        for observer in self.observers:
             observer.finished(send)
 
 

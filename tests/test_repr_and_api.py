@@ -13,8 +13,20 @@ pytestmark = pytest.mark.anyio
 
 
 def test_all_is_exactly_the_public_names_sorted() -> None:
-    """asyncsignals.__all__ is exactly ['Signal', 'receiver'], sorted."""
-    assert asyncsignals.__all__ == ["Signal", "receiver"]
+    """asyncsignals.__all__ lists exactly the public names, sorted."""
+    assert asyncsignals.__all__ == [
+        "BackgroundDispatcher",
+        "BackgroundSend",
+        "DispatcherClosedError",
+        "DispatcherFullError",
+        "Instrument",
+        "SendEvent",
+        "ShutdownReport",
+        "Signal",
+        "add_instrument",
+        "receiver",
+        "remove_instrument",
+    ]
     assert asyncsignals.__all__ == sorted(asyncsignals.__all__)
 
 

@@ -1,0 +1,230 @@
+"""Instruments: watch every send and every receiver, free while none is installed.
+
+An instrument is told when a send starts and ends, and when each receiver
+starts and ends, with durations and outcomes: for metrics, logs and tracing
+(``asyncsignals.opentelemetry`` is one). A signal with no instrument pays
+nothing for this; one with instruments sends through a slower path that
+wraps each receiver for that send.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ._signal import _ALL_SIGNALS, Signal
+
+__all__ = ["Instrument", "SendEvent", "add_instrument", "remove_instrument"]
+
+logger = logging.getLogger("asyncsignals.instrument")
+
+
+class SendEvent:
+    """One send, as instruments see it.
+
+    Attributes:
+        signal: The signal being sent.
+        sender: The sender.
+        payload: The keyword arguments of the send (do not change them).
+        started: ``time.perf_counter()`` when the send started.
+        duration: Seconds the send took, once it has finished (else None).
+        results: ``[(receiver, result), ...]`` once it has returned.
+        error: The exception it raised, if it raised.
+        data: Free for instruments to keep their own per-send state (spans,
+            timers), keyed by something of their own.
+    """
+
+    __slots__ = ("data", "duration", "error", "payload", "results", "sender", "signal", "started")
+
+    def __init__(self, signal: Signal[Any, Any], sender: object, payload: Mapping[str, Any]):
+        self.signal = signal
+        self.sender = sender
+        self.payload = payload
+        self.started = time.perf_counter()
+        self.duration: float | None = None
+        self.results: list[tuple[Callable[..., Any], Any]] | None = None
+        self.error: BaseException | None = None
+        self.data: dict[object, Any] = {}
+
+    def __repr__(self) -> str:
+        return f"<SendEvent {self.signal!r} sender={self.sender!r}>"
+
+
+class Instrument:
+    """Base class for instruments: override the methods you need.
+
+    ``send_started`` and ``send_finished`` run in the sender's task (or
+    thread, for ``send_sync``); ``receiver_started`` and ``receiver_finished``
+    run where the receiver runs: in its own task for concurrent async
+    receivers, in a worker thread for ``to_thread`` ones. An exception raised
+    by an instrument is logged on ``asyncsignals.instrument`` and does not
+    disturb the send.
+    """
+
+    def send_started(self, event: SendEvent) -> None:
+        """A send is starting, before any receiver runs."""
+
+    def send_finished(self, event: SendEvent) -> None:
+        """A send has returned (``event.results``) or raised (``event.error``)."""
+
+    def receiver_started(self, event: SendEvent, receiver: Callable[..., Any]) -> None:
+        """A receiver is about to be called."""
+
+    def receiver_finished(
+        self,
+        event: SendEvent,
+        receiver: Callable[..., Any],
+        result: object,
+        error: BaseException | None,
+        duration: float,
+    ) -> None:
+        """A receiver returned ``result`` or raised ``error`` after ``duration`` seconds.
+
+        A cancelled receiver reports its cancellation exception as ``error``.
+        """
+
+
+def _call_safely(instrument: Instrument, method: str, *arguments: object) -> None:
+    try:
+        getattr(instrument, method)(*arguments)
+    except Exception:
+        logger.exception("instrument %r failed in %s", instrument, method)
+
+
+class _InstrumentHook:
+    """Adapts an :class:`Instrument` to the signal's send hooks."""
+
+    __slots__ = ("instrument",)
+
+    def __init__(self, instrument: Instrument) -> None:
+        self.instrument = instrument
+
+    def begin(
+        self, signal: Signal[Any, Any], sender: object, named: Mapping[str, Any]
+    ) -> _InstrumentWatch:
+        event = SendEvent(signal, sender, named)
+        _call_safely(self.instrument, "send_started", event)
+        return _InstrumentWatch(self.instrument, event)
+
+
+class _InstrumentWatch:
+    """One send under one instrument: times each receiver, reports the end."""
+
+    __slots__ = ("event", "instrument")
+    muted = False
+
+    def __init__(self, instrument: Instrument, event: SendEvent) -> None:
+        self.instrument = instrument
+        self.event = event
+
+    def allows(self, receiver: Callable[..., Any]) -> bool:
+        return True
+
+    def wrap(
+        self, receiver: Callable[..., Any], call: Callable[..., Any], is_async: bool
+    ) -> Callable[..., Any]:
+        instrument, event = self.instrument, self.event
+
+        def finished(started: float, result: object, error: BaseException | None) -> None:
+            duration = time.perf_counter() - started
+            _call_safely(instrument, "receiver_finished", event, receiver, result, error, duration)
+
+        if is_async:
+
+            async def timed_async(**kwargs: Any) -> Any:
+                _call_safely(instrument, "receiver_started", event, receiver)
+                started = time.perf_counter()
+                try:
+                    result = await call(**kwargs)
+                except BaseException as error:
+                    finished(started, None, error)
+                    raise
+                finished(started, result, None)
+                return result
+
+            wrapper: Callable[..., Any] = timed_async
+        else:
+
+            def timed(**kwargs: Any) -> Any:
+                _call_safely(instrument, "receiver_started", event, receiver)
+                started = time.perf_counter()
+                try:
+                    result = call(**kwargs)
+                except BaseException as error:
+                    finished(started, None, error)
+                    raise
+                finished(started, result, None)
+                return result
+
+            wrapper = timed
+        functools.update_wrapper(wrapper, receiver)
+        # Errors and logs name the receiver, not this wrapper (see describe()).
+        wrapper.__dict__["__asyncsignals_receiver__"] = receiver
+        return wrapper
+
+    def end(
+        self, results: list[tuple[Callable[..., Any], Any]] | None, error: BaseException | None
+    ) -> None:
+        event = self.event
+        event.duration = time.perf_counter() - event.started
+        event.results = results
+        event.error = error
+        _call_safely(self.instrument, "send_finished", event)
+
+
+_lock = threading.Lock()
+_everywhere: dict[Instrument, _InstrumentHook] = {}
+
+
+def add_instrument(instrument: Instrument, signal: Signal[Any, Any] | None = None) -> None:
+    """Install ``instrument`` on ``signal``, or on every signal, now and future.
+
+    Installing the same instrument twice in the same place is a no-op.
+
+    Raises:
+        TypeError: ``instrument`` is not an :class:`Instrument`.
+    """
+    if not isinstance(instrument, Instrument):  # pyright: ignore[reportUnnecessaryIsInstance] (checks what callers pass)
+        raise TypeError(f"add_instrument() expects an Instrument, got {instrument!r}")
+    with _lock:
+        if signal is not None:
+            if not any(_hook_of(hook) is instrument for hook in signal._hooks):
+                signal._add_hook(_InstrumentHook(instrument))
+            return
+        if instrument in _everywhere:
+            return
+        hook = _everywhere[instrument] = _InstrumentHook(instrument)
+        Signal._every_signal_hooks = (*Signal._every_signal_hooks, hook)
+        for each in list(_ALL_SIGNALS):
+            each._add_hook(hook)
+
+
+def remove_instrument(instrument: Instrument, signal: Signal[Any, Any] | None = None) -> None:
+    """Undo :func:`add_instrument` (for that signal, or everywhere); a no-op if not installed."""
+    with _lock:
+        if signal is not None:
+            for hook in signal._hooks:
+                if _hook_of(hook) is instrument:
+                    signal._remove_hook(hook)
+            return
+        everywhere = _everywhere.pop(instrument, None)
+        if everywhere is None:
+            return
+        Signal._every_signal_hooks = tuple(
+            hook for hook in Signal._every_signal_hooks if hook is not everywhere
+        )
+        for each in list(_ALL_SIGNALS):
+            each._remove_hook(everywhere)
+
+
+def _hook_of(hook: object) -> Instrument | None:
+    return hook.instrument if isinstance(hook, _InstrumentHook) else None
+
+
+# Public names show their public path in reprs and tracebacks.
+for _public in (Instrument, SendEvent, add_instrument, remove_instrument):
+    _public.__module__ = "asyncsignals"
