@@ -179,10 +179,16 @@ def check_accepts(
 def receiver_key(receiver: Callable[..., Any]) -> Hashable:
     """Identity of a receiver for duplicate detection and ``disconnect``.
 
-    A bound method is identified by its object and function, since every
-    attribute access creates a new method object: one int that packs both
-    ids (an id fits in 64 bits), smaller than a tuple of two.
+    A plain function is its own weak reference: functions hash and compare
+    by identity, a weak reference hashes and compares like its referent, and
+    it needs no extra object in the signal (a weakly connected function's
+    reference is its key). A bound method is identified by its object and
+    function, since every attribute access creates a new method object: one
+    int packing both ids (an id fits in 64 bits). Anything else, whose own
+    ``__eq__`` might say two receivers are one, by ``id()``.
     """
+    if type(receiver) is types.FunctionType:
+        return weakref.ref(receiver)
     if isinstance(receiver, types.MethodType):
         return id(receiver.__self__) << 64 | id(receiver.__func__)
     return id(receiver)

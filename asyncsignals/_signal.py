@@ -12,7 +12,7 @@ import sys
 import threading
 import weakref
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
-from types import MethodType
+from types import FunctionType, MethodType
 from typing import Any, ClassVar, Final, Generic, Protocol, TypeAlias, cast
 
 import anyio
@@ -428,7 +428,13 @@ class Signal(Generic[P, R]):
         kind = _ASYNC if is_async else _THREAD if to_thread else _INLINE
         target: Any = reference(receiver, self._on_collected) if weak else receiver
         hold = _STRONG if not weak else _WEAK_METHOD if isinstance(target, WeakMethodRef) else _WEAK
-        key = ("dispatch_uid", dispatch_uid) if dispatch_uid is not None else receiver_key(receiver)
+        key: Hashable
+        if dispatch_uid is not None:
+            key = ("dispatch_uid", dispatch_uid)
+        elif hold == _WEAK and type(receiver) is FunctionType:
+            key = target  # the weak reference is the key: see receiver_key
+        else:
+            key = receiver_key(receiver)
 
         with self._lock:
             if self._dirty:
