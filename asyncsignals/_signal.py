@@ -639,7 +639,13 @@ class Signal(Generic[P, R]):
             TypeError: the payload uses the reserved name ``signal``, or does
                 not match ``providing_args``; raised before any receiver runs.
         """
-        return await self._send(_pop_sender(args, kwargs, "send"), kwargs, robust=False)
+        # The sender is usually the one positional argument: no call for that.
+        sender = (
+            args[0]
+            if len(args) == 1 and "sender" not in kwargs
+            else _pop_sender(args, kwargs, "send")
+        )
+        return await self._send(sender, kwargs, robust=False)
 
     async def send_robust(self, *args: P.args, **kwargs: P.kwargs) -> Results[R | Exception]:
         """Like :meth:`send`, but each receiver's ``Exception`` is its result.
@@ -649,7 +655,12 @@ class Signal(Generic[P, R]):
         its traceback. Cancellation, ``KeyboardInterrupt`` and ``SystemExit``
         are never caught: they propagate as in :meth:`send`.
         """
-        return await self._send(_pop_sender(args, kwargs, "send_robust"), kwargs, robust=True)
+        sender = (
+            args[0]
+            if len(args) == 1 and "sender" not in kwargs
+            else _pop_sender(args, kwargs, "send_robust")
+        )
+        return await self._send(sender, kwargs, robust=True)
 
     async def _send(
         self,
@@ -668,7 +679,10 @@ class Signal(Generic[P, R]):
             await _checkpoint_if_cancelled()
             if not self.concurrent:
                 return await self._send_in_order(connections, sender, named, robust)
-        results, pending, context = self._call_inline(connections, sender, named, robust)
+        if not connections:
+            return []
+        context = contextvars.copy_context()
+        results, pending = context.run(self._run_inline, connections, sender, named, robust, False)
         if pending:
             await self._await_pending(results, pending, context, robust)
         return results
@@ -783,27 +797,6 @@ class Signal(Generic[P, R]):
                 value = self._report(exc, receiver)
             results.append((receiver, value))
         return results
-
-    def _call_inline(
-        self,
-        connections: Sequence[_Connection],
-        sender: object,
-        named: dict[str, Any],
-        robust: bool,
-        in_thread: bool = False,
-    ) -> tuple[list[tuple[Callable[..., Any], Any]], list[_Pending], contextvars.Context]:
-        """Run the inline receivers in a new copy of the current context.
-
-        Returns the results so far, the receivers still to await, and the
-        context copy they ran in.
-        """
-        context = contextvars.copy_context()
-        if not connections:
-            return [], [], context
-        results, pending = context.run(
-            self._run_inline, connections, sender, named, robust, in_thread
-        )
-        return results, pending, context
 
     def _run_inline(
         self,
@@ -1045,7 +1038,8 @@ class Signal(Generic[P, R]):
             return _run_on_a_loop(
                 functools.partial(self._send_in_order, connections, sender, named, robust)
             )
-        results, pending, context = self._call_inline(connections, sender, named, robust, True)
+        context = contextvars.copy_context()
+        results, pending = context.run(self._run_inline, connections, sender, named, robust, True)
         if not pending:
             return results
         if on_loop_thread:
