@@ -150,7 +150,7 @@ async def run_asyncio_tasks(awaitables: Sequence[Awaitable[Any]], robust: bool) 
                 run.run_in_asyncio_task(index, awaitable), loop=loop, eager_start=True
             )
         else:  # pragma: no cover (before Python 3.12)
-            task = loop.create_task(run.run_in_asyncio_task(index, awaitable))
+            task = asyncio.Task(run.run_in_asyncio_task(index, awaitable), loop=loop)
         tasks.append(task)
     while run.remaining:
         run.waiter = loop.create_future()

@@ -902,7 +902,9 @@ class Signal(Generic[P, R]):
     ) -> None:
         runner = run_trio_nursery if on_trio else run_asyncio_tasks
         awaitables = [
-            self._guarded(
+            call
+            if kind == _ASYNC and timeout is None and limiter is None
+            else self._guarded(
                 _run_in_thread(receiver, call, not on_trio) if kind == _THREAD else call,
                 receiver,
                 timeout,
