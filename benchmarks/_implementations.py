@@ -12,6 +12,7 @@ import asyncio
 import functools
 import importlib.util
 import inspect
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ import anyio
 import asyncsignals
 from benchmarks._backends import BACKENDS, Backend
 from benchmarks._receivers import Receiver
+from benchmarks._scenarios import INSTRUMENT_SCENARIOS
 
 Send = Callable[..., Awaitable[Any]]
 SenderPairs = Sequence[tuple[object, Receiver]]
@@ -54,17 +56,26 @@ class Implementation:
     build_for_senders: Callable[[SenderPairs], Send] | None = None
     registry: Callable[[], Registry] | None = None
     missing: str | None = None  # why it cannot run here, when it cannot
+    only: frozenset[str] | None = None  # the scenario keys it runs on (None: every one)
+    instrument_column: bool = False  # reported in the instruments table, not the main one
 
 
 # -- asyncsignals -------------------------------------------------------------
 
 
-def _asyncsignals_build(
-    receivers: Sequence[Receiver], robust: bool, backend: Backend, **options: Any
-) -> Send:
+def _asyncsignals_signal(
+    receivers: Sequence[Receiver], **options: Any
+) -> asyncsignals.Signal[Any, Any]:
     signal = asyncsignals.Signal(name="bench", **options)
     for receiver in receivers:
         signal.connect(receiver)
+    return signal
+
+
+def _asyncsignals_build(
+    receivers: Sequence[Receiver], robust: bool, backend: Backend, **options: Any
+) -> Send:
+    signal = _asyncsignals_signal(receivers, **options)
     return signal.send_robust if robust else signal.send
 
 
@@ -78,6 +89,56 @@ def _asyncsignals_senders(pairs: SenderPairs) -> Send:
 def _asyncsignals_registry() -> Registry:
     signal = asyncsignals.Signal(name="bench")
     return Registry(signal.connect, signal.disconnect)
+
+
+# Each benchmarked signal's neighbour, which carries an instrument: kept alive
+# exactly as long as the benchmarked signal, so no instrument outlives its case.
+_NEIGHBOURS: weakref.WeakKeyDictionary[asyncsignals.Signal[Any, Any], Any] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _instrumented_elsewhere_build(
+    receivers: Sequence[Receiver], robust: bool, backend: Backend
+) -> Send:
+    """asyncsignals' send while an instrument watches another signal, not this one."""
+    signal = _asyncsignals_signal(receivers)
+    neighbour = asyncsignals.Signal(name="bench-neighbour")
+    asyncsignals.add_instrument(asyncsignals.Instrument(), neighbour)
+    _NEIGHBOURS[signal] = neighbour
+    return signal.send_robust if robust else signal.send
+
+
+def _instrumented_build(
+    receivers: Sequence[Receiver],
+    robust: bool,
+    backend: Backend,
+    instrument: Callable[[], asyncsignals.Instrument] = asyncsignals.Instrument,
+) -> Send:
+    """asyncsignals' send with ``instrument()`` installed on the signal itself."""
+    signal = _asyncsignals_signal(receivers)
+    asyncsignals.add_instrument(instrument(), signal)
+    return signal.send_robust if robust else signal.send
+
+
+@functools.cache
+def _tracer_provider() -> Any:
+    # One per process: each TracerProvider registers its own shutdown at exit.
+    from opentelemetry.sdk.trace import TracerProvider
+
+    return TracerProvider()
+
+
+def _opentelemetry_instrument() -> asyncsignals.Instrument:
+    from asyncsignals.opentelemetry import OpenTelemetryInstrument
+
+    return OpenTelemetryInstrument(_tracer_provider())
+
+
+def _opentelemetry_missing() -> str | None:
+    if importlib.util.find_spec("opentelemetry") is None:
+        return "opentelemetry-sdk is not installed"
+    return _missing_module("opentelemetry.sdk")
 
 
 def _sequential_missing() -> str | None:
@@ -435,6 +496,31 @@ def implementations() -> list[Implementation]:
             functools.partial(_asyncsignals_build, concurrent=False),
             concurrent=False,
             missing=_sequential_missing(),
+        ),
+        Implementation(
+            "asyncsignals-instrument-elsewhere",
+            "asyncsignals, instrument on another signal",
+            ANY_BACKEND,
+            _instrumented_elsewhere_build,
+            only=INSTRUMENT_SCENARIOS,
+            instrument_column=True,
+        ),
+        Implementation(
+            "asyncsignals-instrumented",
+            "asyncsignals, no-op instrument on it",
+            ANY_BACKEND,
+            _instrumented_build,
+            only=INSTRUMENT_SCENARIOS,
+            instrument_column=True,
+        ),
+        Implementation(
+            "asyncsignals-opentelemetry",
+            "asyncsignals, OpenTelemetry on it",
+            ANY_BACKEND,
+            functools.partial(_instrumented_build, instrument=_opentelemetry_instrument),
+            only=INSTRUMENT_SCENARIOS,
+            instrument_column=True,
+            missing=_opentelemetry_missing(),
         ),
         Implementation(
             "taskgroup",

@@ -59,6 +59,8 @@ def supports(implementation: Implementation, scenario: Scenario, backend: Backen
     """True when ``implementation`` can run ``scenario`` on ``backend``."""
     if implementation.missing is not None or backend not in implementation.backends:
         return False
+    if implementation.only is not None and scenario.key not in implementation.only:
+        return False
     if scenario.wall and not implementation.concurrent:
         return False  # 100 sleeps of 10 ms one after another: a second, and no news
     if scenario.robust and not implementation.robust:

@@ -52,7 +52,12 @@ def dispatch_table(results: Results, backend: str) -> list[str]:
     """The markdown table of one backend: a row per scenario, a column per dispatcher."""
     timings = results["timings"].get(backend, {})
     labels: dict[str, str] = results["labels"]
-    present = [name for name in labels if any(name in row for row in timings.values())]
+    aside = set(results.get("instrument_columns", ()))
+    present = [
+        name
+        for name in labels
+        if name not in aside and any(name in row for row in timings.values())
+    ]
     group, group_label = _group_name(backend)
     header = ["scenario", *(labels[name] for name in present)]
     header.append(f"asyncsignals ÷ {group_label}")
@@ -75,6 +80,36 @@ def dispatch_table(results: Results, backend: str) -> list[str]:
         cells.append("—" if against_group is None else f"{against_group:.2f}{TIMES}")
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def instruments_table(results: Results) -> list[str]:
+    """asyncsignals' send with no instrument, one on another signal, and one on it."""
+    columns = ["asyncsignals", *results.get("instrument_columns", ())]
+    labels: dict[str, str] = results["labels"]
+    scenario_labels = {row["key"]: row["label"] for row in results["scenarios"]}
+    header = [
+        "backend",
+        "scenario",
+        "asyncsignals, no instrument",
+        *(labels[name] for name in columns[1:]),
+    ]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for backend, timings in results["timings"].items():
+        for key, cells in timings.items():
+            if not any(name in cells for name in columns[1:]):
+                continue
+            row = [backend, scenario_labels[key]]
+            for name in columns:
+                value = _median(results, backend, key, name)
+                ratio = _ratio(results, backend, key, name, "asyncsignals")
+                if value is None:
+                    row.append("—")
+                elif ratio is None or name == "asyncsignals":
+                    row.append(format_ns(value))
+                else:
+                    row.append(f"{format_ns(value)} · {ratio:.2f}{TIMES}")
+            lines.append("| " + " | ".join(row) + " |")
+    return lines if len(lines) > 2 else []
 
 
 def connect_table(results: Results) -> list[str]:
@@ -292,6 +327,19 @@ def markdown(results: Results, chart: str | None) -> str:
         lines += [f"Not measured: {results['labels'][k]} ({why})." for k, why in missing.items()]
     for backend in results["timings"]:
         lines += ["", f"## Dispatch on {backend}", "", *dispatch_table(results, backend)]
+    instruments = instruments_table(results)
+    if instruments:
+        lines += [
+            "",
+            "## Instruments",
+            "",
+            "asyncsignals' own send: with no instrument anywhere, with one installed on "
+            "another signal, and with one installed on this signal (a no-op instrument: the "
+            "cost of the hook itself; OpenTelemetry: a span per send and per receiver, SDK "
+            "tracer provider with no exporter). Ratios are to the send with no instrument.",
+            "",
+            *instruments,
+        ]
     lines += ["", "## Connect and disconnect", "", *connect_table(results)]
     lines += ["", "## Memory (tracemalloc)", "", *memory_table(results)]
     lines += ["", "## Targets (issue 3)", "", *targets_lines(results)]
@@ -312,10 +360,12 @@ def chart(results: Results, path: Path) -> bool:
 
     backends = list(results["timings"])
     labels: dict[str, str] = results["labels"]
+    aside = set(results.get("instrument_columns", ()))
     names = [
         name
         for name in labels
         if name != "loop"
+        and name not in aside
         and any(name in results["timings"][b].get(s, {}) for b in backends for s in CHART_SCENARIOS)
     ]
     figure, axes = plt.subplots(

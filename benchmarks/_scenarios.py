@@ -40,6 +40,11 @@ class Scenario:
         return f"{method} · {self.count} {TIMES} {KIND_LABELS[self.kind]}"
 
 
+# The rows the instrument columns run on: what a send costs with no instrument,
+# with one on another signal, and with one on the signal itself (issue 6).
+INSTRUMENT_SCENARIOS = frozenset({"send/10/sync", "send/1/async"})
+
+
 def scenarios(senders: int = 10_000) -> list[Scenario]:
     """Every dispatch scenario; ``senders`` is the size of the many-senders case."""
     rows: list[Scenario] = []

@@ -37,7 +37,7 @@ from benchmarks._measure import (
     supports,
     time_case,
 )
-from benchmarks._scenarios import scenarios
+from benchmarks._scenarios import Scenario, scenarios
 
 BENCHMARKS = Path(__file__).resolve().parent
 REPOSITORY = BENCHMARKS.parent
@@ -84,6 +84,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="VERSION_OR_PATH",
         help="run under this interpreter (e.g. 3.12) in a venv under benchmarks/.venvs "
         "(repeatable; the reports are merged)",
+    )
+    parser.add_argument(
+        "--scenario",
+        action="append",
+        metavar="KEY",
+        help="only this dispatch scenario, e.g. send/10/sync (repeatable; skips the registry "
+        "and memory measurements)",
     )
     parser.add_argument("--json", type=Path, help="also write the raw results to this file")
     parser.add_argument(
@@ -187,10 +194,29 @@ def smoke(backends: list[Backend]) -> int:
     return 1 if failures else 0
 
 
-def measure(backends: list[Backend], settings: Settings, mode: str, command: str) -> dict[str, Any]:
-    """Run every timed case and return the results as plain data."""
-    everything = implementations()
+def _chosen(keys: list[str] | None) -> list[Scenario]:
     rows = scenarios(senders=SENDERS)
+    if not keys:
+        return rows
+    known = {row.key for row in rows}
+    unknown = [key for key in keys if key not in known]
+    if unknown:
+        raise SystemExit(
+            f"unknown scenario(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
+    return [row for row in rows if row.key in keys]
+
+
+def measure(
+    backends: list[Backend],
+    settings: Settings,
+    mode: str,
+    command: str,
+    only: list[str] | None = None,
+) -> dict[str, Any]:
+    """Run every timed case (or the ``only`` scenarios) and return the results as plain data."""
+    everything = implementations()
+    rows = _chosen(only)
     timings: dict[str, dict[str, dict[str, Any]]] = {}
     for backend in backends:
         timings[backend] = {}
@@ -219,7 +245,9 @@ def measure(backends: list[Backend], settings: Settings, mode: str, command: str
                 + "  ".join(f"{k}={_report.format_ns(v['median_ns'])}" for k, v in cells.items())
             )
             timings[backend][scenario.key] = cells
-    registries = [i for i in everything if i.registry is not None and i.missing is None]
+    registries = [
+        i for i in everything if i.registry is not None and i.missing is None and not only
+    ]
     connect: dict[str, Any] = {}
     memory: dict[str, Any] = {}
     for implementation in registries:
@@ -240,6 +268,8 @@ def measure(backends: list[Backend], settings: Settings, mode: str, command: str
         "versions": _versions(),
         "source": _source(),
         "labels": {i.name: i.label for i in everything},
+        "instrument_columns": [i.name for i in everything if i.instrument_column],
+        "partial": bool(only),
         "missing": {i.name: i.missing for i in everything if i.missing is not None},
         "scenarios": [{"key": s.key, "label": s.label} for s in rows],
         "senders": SENDERS,
@@ -253,6 +283,8 @@ def measure(backends: list[Backend], settings: Settings, mode: str, command: str
 def _stem(results: dict[str, Any]) -> str:
     interpreter = results["interpreter"].split()[0].lower()
     suffix = "-quick" if results["mode"] == "quick" else ""
+    # A run of chosen scenarios never overwrites a whole run's report.
+    suffix += "-partial" if results.get("partial") else ""
     return f"{interpreter}-{results['python_short']}-{results['date']}{suffix}"
 
 
@@ -262,7 +294,8 @@ def write_report(results: dict[str, Any], write: bool) -> str:
     if write:
         RESULTS.mkdir(exist_ok=True)
         stem = _stem(results)
-        if _report.chart(results, RESULTS / f"{stem}.png"):
+        # The chart's headline scenarios are only all there in a whole run.
+        if not results.get("partial") and _report.chart(results, RESULTS / f"{stem}.png"):
             chart_name = f"{stem}.png"
         (RESULTS / f"{stem}.json").write_text(json.dumps(results, indent=1) + "\n")
     text = _report.markdown(results, chart_name)
@@ -341,6 +374,7 @@ def drive(arguments: argparse.Namespace, passthrough: list[str]) -> int:
     if not arguments.no_write:
         names = "+".join(results["python_short"] for results in merged)
         suffix = "-quick" if arguments.quick else ""
+        suffix += "-partial" if arguments.scenario else ""
         (RESULTS / f"merged-{names}-{datetime.date.today().isoformat()}{suffix}.md").write_text(
             text
         )
@@ -363,10 +397,13 @@ def main(argv: list[str] | None = None) -> int:
     backends = _backends(arguments.backend)
     if arguments.smoke:
         return smoke(backends)
+    _chosen(arguments.scenario)  # an unknown name fails before anything is measured
     settings = QUICK if arguments.quick else DEFAULT
     command = " ".join(["python -m benchmarks", *_without_json(raw)])
     started = time.perf_counter()
-    results = measure(backends, settings, "quick" if arguments.quick else "full", command)
+    results = measure(
+        backends, settings, "quick" if arguments.quick else "full", command, arguments.scenario
+    )
     _progress(f"measured in {time.perf_counter() - started:.0f} s")
     if arguments.json is not None:
         arguments.json.write_text(json.dumps(results) + "\n")
