@@ -9,7 +9,6 @@ wraps each receiver for that send.
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import time
@@ -161,7 +160,6 @@ class _InstrumentWatch:
                 return result
 
             wrapper = timed
-        functools.update_wrapper(wrapper, receiver)
         # Errors and logs name the receiver, not this wrapper (see describe()).
         wrapper.__dict__["__asyncsignals_receiver__"] = receiver
         return wrapper

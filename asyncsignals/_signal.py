@@ -720,12 +720,21 @@ class Signal(Generic[P, R]):
             receiver = _live_receiver(connection)
             if receiver is None or not all(watch.allows(receiver) for watch in watches):
                 continue
-            call = receiver
+            is_async = connection[2] == _ASYNC
+            timeout = self._timeout_of(connection[5]) if is_async else None
+            # The receiver's timeout goes innermost, so that a hook's wrapper
+            # sees the TimeoutError it raises, as the send does.
+            call = receiver if timeout is None else self._timed(receiver, timeout)
             for watch in watches:
-                call = watch.wrap(receiver, call, connection[2] == _ASYNC)
+                call = watch.wrap(receiver, call, is_async)
             if call is not receiver:
                 originals[call] = receiver
-                connection = (call, _STRONG, *connection[2:])  # noqa: PLW2901
+                connection = (  # noqa: PLW2901
+                    call,
+                    _STRONG,
+                    *connection[2:5],
+                    connection[5] if timeout is None else _UNTIMED,
+                )
             kept.append(connection)
         return watches, (tuple(kept), any(c[2] != _INLINE for c in kept)), originals
 
@@ -923,6 +932,15 @@ class Signal(Generic[P, R]):
         for (index, receiver, *_), value in zip(pending, values, strict=True):
             results[index] = (receiver, value)
 
+    def _timed(self, receiver: Callable[..., Any], timeout: float) -> Callable[..., Any]:
+        """``receiver`` with its timeout applied to each call, for one observed send."""
+
+        async def timed(**kwargs: Any) -> Any:
+            return await self._guarded(receiver(**kwargs), receiver, timeout, None)
+
+        timed.__dict__["__asyncsignals_receiver__"] = receiver
+        return timed
+
     def _timeout_of(self, own_timeout: float | None) -> float | None:
         return own_timeout if own_timeout is not None else self.timeout
 
@@ -934,6 +952,8 @@ class Signal(Generic[P, R]):
         limiter: anyio.CapacityLimiter | None,
     ) -> Awaitable[T]:
         """``awaitable`` under the receiver's timeout and the signal's concurrency limit."""
+        if timeout is _UNTIMED:
+            timeout = None
         if timeout is None and limiter is None:
             return awaitable
         return _limited_and_timed(
@@ -1114,6 +1134,10 @@ _PLAIN_RESULTS: Final = frozenset({bool, int, float, str, bytes, tuple, list, di
 def _is_awaitable(result: object) -> bool:
     """Whether a sync receiver returned something to await."""
     return result is not None and type(result) not in _PLAIN_RESULTS and inspect.isawaitable(result)
+
+
+# A connection whose timeout is already applied inside its receiver (see _observe).
+_UNTIMED: Final = float("inf")
 
 
 def _check_timeout(timeout: float | None) -> float | None:

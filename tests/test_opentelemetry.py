@@ -369,11 +369,6 @@ async def test_cancelling_the_sender_marks_the_send_and_its_receivers_cancelled(
         assert span.end_time is not None
 
 
-@pytest.mark.xfail(
-    reason="the instrument wrapper runs inside the receiver's timeout scope, so "
-    "receiver_finished is told of a cancellation, not of the TimeoutError the send reports",
-    raises=AssertionError,
-)
 async def test_a_timed_out_receiver_is_recorded_as_its_timeout(
     tracing: Tracing, signal: Signal[Any, Any]
 ) -> None:
