@@ -1,0 +1,860 @@
+"""Signals across processes and hosts, on Redis Streams.
+
+An in-process signal reaches only the receivers of its own process. A service
+that runs as several workers (``uvicorn --workers N``, several hosts) exports
+the signals whose receivers must run elsewhere to a :class:`RedisBridge`,
+entered once in the application's lifespan::
+
+    from asyncsignals.redis import RedisBridge
+
+    bridge = RedisBridge("redis://localhost:6379", group="orders")
+    bridge.export(order_shipped)                      # work queue: one process runs it
+    bridge.export(cache_invalidated, mode="broadcast")  # every process runs it
+
+    async with bridge:
+        await bridge.publish(order_shipped, "shop", order_id=42, tracking_number="1Z")
+
+Needs the ``redis`` extra (``pip install 'asyncsignals[redis]'``); the rest of
+asyncsignals never imports redis. **asyncio only**: redis-py's async client
+(``redis.asyncio``) runs on asyncio (uvloop included), not on trio; entering
+a bridge under trio raises ``RuntimeError``.
+
+Modes:
+
+- ``"work"`` (the default): a work queue on a Redis Streams consumer group.
+  Each event runs ``signal.send_robust(sender, **payload)`` in one process of
+  the group, and is acknowledged (``XACK``) only after that send completed.
+  **At least once**: an event is never lost while Redis keeps it, and may run
+  twice (a process killed after its receivers ran but before the ack, an
+  entry claimed from a consumer that was only slow), so receivers of a work
+  signal must be idempotent. A restarted process resumes where its group
+  left off; entries pending on a dead consumer are claimed (``XAUTOCLAIM``)
+  once idle for ``claim_idle`` seconds, and the bridge keeps the entries it
+  is still working on from looking idle.
+- ``"broadcast"``: every bridge (every process) that exports the signal runs
+  every event published after it started reading (``XREAD``, no group).
+  **At most once**: a process that is down or restarting misses the events
+  published meanwhile. Use it for what a fresh process rebuilds anyway
+  (cache invalidation, websocket pushes).
+
+The wire: one stream per signal, ``<stream_prefix>:signal:<signal name>``,
+whose entries have one field, ``event``, holding UTF-8 JSON
+``{"v": 1, "signal": name, "sender": name or null, "payload": {...}}``.
+Senders travel as names (strings), never as objects; data from Redis is only
+ever parsed as JSON (never unpickled, never evaluated), after a size check.
+An entry that is malformed, oversized, for another signal, or whose payload
+does not match the signal is logged, copied to the dead-letter stream
+(``<stream_prefix>:dead`` by default, with the reason) and acknowledged: it
+never stops the bridge nor delays the entries behind it.
+
+Memory is bounded: the bridge reads at most ``batch_size`` entries at a time
+and reads again only when its ``max_concurrent`` local sends have room
+(backpressure on Redis, not on the heap), and ``publish`` caps each stream
+at about ``maxlen`` entries (``XADD MAXLEN ~``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import math
+import os
+import socket
+import sys
+from collections.abc import Awaitable, Callable, Mapping
+from types import TracebackType
+from typing import Any, Final, Literal, Protocol
+
+import anyio
+import redis.asyncio as aioredis
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.typing import EncodableT, FieldT, KeyT, StreamIdT
+
+from ._receivers import describe
+from ._signal import Signal
+
+__all__ = ["BridgeClosedError", "Codec", "Mode", "RedisBridge", "RejectedMessageError"]
+
+logger: Final = logging.getLogger("asyncsignals.redis")
+
+Mode = Literal["work", "broadcast"]
+
+# A bridge's life: created, entered (publishing and consuming), shutting down, done.
+_NEW: Final = "not started"
+_RUNNING: Final = "running"
+_CLOSING: Final = "shutting down"
+_CLOSED: Final = "closed"
+
+_WIRE_VERSION: Final = 1
+_FIELD: Final = b"event"
+# Reconnection waits double from the first to the last.
+_FIRST_RETRY: Final = 0.05
+_LAST_RETRY: Final = 5.0
+# How long an acknowledgement may take once the send it acknowledges is done.
+_ACK_TIMEOUT: Final = 5.0
+
+
+class BridgeClosedError(RuntimeError):
+    """The bridge is not running: not entered yet, or shutting down."""
+
+
+class RejectedMessageError(ValueError):
+    """An entry read from Redis that the bridge cannot deliver; the reason is the message."""
+
+
+class Codec(Protocol):
+    """Turns a signal's payload into JSON values and back.
+
+    The bridge always sends JSON; a codec lets a payload carry values JSON
+    has no type for (dataclasses, ``Decimal``, ``datetime``). ``decode`` gets
+    only what ``json.loads`` produced, never anything executable. An
+    exception from ``decode`` sends the entry to the dead-letter stream.
+    """
+
+    def encode(self, payload: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The payload as a mapping of JSON-serializable values."""
+        ...
+
+    def decode(self, data: dict[str, Any]) -> dict[str, Any]:
+        """The payload rebuilt from the JSON object ``encode`` made."""
+        ...
+
+
+class _PlainJSON:
+    """The default codec: payload values must be JSON values already."""
+
+    def encode(self, payload: Mapping[str, Any]) -> Mapping[str, Any]:
+        return payload
+
+    def decode(self, data: dict[str, Any]) -> dict[str, Any]:
+        return data
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _Export:
+    signal: Signal[..., Any]
+    name: str
+    stream: str
+    mode: Mode
+    codec: Codec
+    consume: bool
+    senders: Mapping[str, object] | None
+    sender_names: Mapping[int, str]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _Entry:
+    export: _Export
+    id: str
+    fields: Mapping[bytes, bytes] | None
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _reject_constant(constant: str) -> Any:
+    raise RejectedMessageError(f"malformed: {constant} is not JSON")
+
+
+def _stream_entries(response: Any) -> list[tuple[str, list[tuple[Any, Any]]]]:
+    """``[(stream, [(id, fields), ...]), ...]`` from an XREAD or XREADGROUP reply."""
+    return [(_text(stream), list(entries)) for stream, entries in response or ()]
+
+
+class RedisBridge:
+    """Delivers exported signals to the receivers of every other process, on Redis Streams.
+
+    Export signals, enter the bridge in the application's lifespan, and
+    publish::
+
+        bridge = RedisBridge(url, group="orders", consumer=os.environ.get("WORKER_ID"))
+        bridge.export(order_shipped)
+
+        @asynccontextmanager
+        async def lifespan(app):
+            async with bridge:
+                app.state.bridge = bridge
+                yield
+
+        await app.state.bridge.publish(order_shipped, "shop", order_id=42)
+
+    :meth:`publish` does not run local receivers: the event reaches them the
+    way it reaches every other process, through Redis (in work mode, in
+    whichever process of the group reads it first; in broadcast mode, in
+    every process, this one included). Keep ``await signal.send(...)`` for
+    what must run here and now.
+
+    While entered, the bridge reads the exported signals' streams and runs
+    each event as ``await signal.send_robust(sender, **payload)`` in one of
+    ``max_concurrent`` worker tasks; receivers' exceptions are logged (on
+    ``asyncsignals`` by ``send_robust``, and on ``asyncsignals.redis`` with
+    the entry) and counted in :attr:`receiver_errors`, and the event is
+    acknowledged anyway: a receiver that wants a retry handles it itself.
+
+    Args:
+        redis: A ``redis.asyncio.Redis`` client (the bridge never closes it),
+            or a URL for a client the bridge owns. The client must use RESP2
+            and ``decode_responses=False``: the bridge reads raw bytes so that
+            a hostile entry cannot break decoding.
+        group: The consumer group of work mode: processes of one service
+            share it; another service reading the same signals uses another.
+        consumer: This process's name in the group. Default
+            ``<hostname>-<pid>``. A name that survives restarts (a worker
+            slot number) lets a restarted process re-run its own pending
+            entries at once; otherwise they are claimed after ``claim_idle``.
+            Two live processes must not share a name.
+        stream_prefix: Prefix of every key the bridge uses.
+        maxlen: Approximate cap on each stream's length (``XADD MAXLEN ~``);
+            None never trims. Entries trimmed before a consumer read them are
+            lost: size it for the longest outage you tolerate.
+        claim_idle: Seconds after which another consumer may claim an entry
+            pending on a consumer that stopped (``XAUTOCLAIM``); the bridge
+            also checks for such entries about twice per period.
+        dead_letter: Key of the dead-letter stream; default
+            ``<stream_prefix>:dead``.
+        batch_size: Entries read per command, and the size of the local queue.
+        max_concurrent: Local sends running at once.
+        grace_period: Seconds that leaving the ``async with`` block lets
+            running sends finish before cancelling them.
+        max_message_bytes: Largest entry accepted, in bytes of JSON; larger
+            ones are refused by :meth:`publish` and dead-lettered when read.
+        block: Seconds each read waits on Redis for new entries; keep it
+            below the client's ``socket_timeout``.
+        name: Shown in ``repr`` and in logs.
+    """
+
+    def __init__(
+        self,
+        redis: aioredis.Redis | str,
+        *,
+        group: str = "asyncsignals",
+        consumer: str | None = None,
+        stream_prefix: str = "asyncsignals",
+        maxlen: int | None = 100_000,
+        claim_idle: float = 60.0,
+        dead_letter: str | None = None,
+        batch_size: int = 16,
+        max_concurrent: int = 16,
+        grace_period: float = 10.0,
+        max_message_bytes: int = 1 << 20,
+        block: float = 2.0,
+        name: str | None = None,
+    ) -> None:
+        for argument, value in (
+            ("batch_size", batch_size),
+            ("max_concurrent", max_concurrent),
+            ("max_message_bytes", max_message_bytes),
+        ):
+            if value < 1:
+                raise ValueError(f"{argument} must be at least 1, got {value!r}")
+        if maxlen is not None and maxlen < 1:
+            raise ValueError(f"maxlen must be at least 1 or None (no trimming), got {maxlen!r}")
+        for argument, seconds in (("claim_idle", claim_idle), ("block", block)):
+            if not (0 < seconds < math.inf):
+                raise ValueError(f"{argument} must be a number of seconds > 0, got {seconds!r}")
+        if not grace_period >= 0:
+            raise ValueError(f"grace_period must be a number of seconds >= 0, got {grace_period!r}")
+        if isinstance(redis, str):
+            self._client = aioredis.from_url(redis)
+            self._owns_client = True
+        else:
+            options: Mapping[str, Any] = redis.connection_pool.connection_kwargs
+            if options.get("decode_responses") or str(options.get("protocol", 2)) != "2":
+                raise ValueError(
+                    "RedisBridge needs a client with decode_responses=False and protocol=2 "
+                    "(the defaults), or a URL"
+                )
+            self._client = redis
+            self._owns_client = False
+        self.group = group
+        self.consumer = (
+            consumer if consumer is not None else f"{socket.gethostname()}-{os.getpid()}"
+        )
+        self.stream_prefix = stream_prefix
+        self.maxlen = maxlen
+        self.claim_idle = claim_idle
+        self.dead_letter = dead_letter if dead_letter is not None else f"{stream_prefix}:dead"
+        self.batch_size = batch_size
+        self.max_concurrent = max_concurrent
+        self.grace_period = grace_period
+        self.max_message_bytes = max_message_bytes
+        self.block = block
+        self.name = name
+        self._state = _NEW
+        self._exports: dict[Signal[..., Any], _Export] = {}
+        self._by_stream: dict[str, _Export] = {}
+        # Entries read and not finished, by stream and id: never queued twice,
+        # and kept from looking idle to other consumers.
+        self._held: set[tuple[str, str]] = set()
+        self._delivered = 0
+        self._dead_lettered = 0
+        self._receiver_errors = 0
+        self._task_group: TaskGroup | None = None
+        self._readers: anyio.CancelScope | None = None
+        self._send_stream: MemoryObjectSendStream[_Entry] | None = None
+        self._receive_stream: MemoryObjectReceiveStream[_Entry] | None = None
+
+    def __repr__(self) -> str:
+        name = f" {self.name}" if self.name is not None else ""
+        return (
+            f"<RedisBridge{name} {self._state}: consumer {self.consumer!r} in group "
+            f"{self.group!r}, {len(self._exports)} signals, {self._delivered} delivered>"
+        )
+
+    @property
+    def _display_name(self) -> str:
+        return f"bridge {self.name}" if self.name is not None else f"bridge {self.consumer}"
+
+    # -- counters -----------------------------------------------------------
+
+    @property
+    def delivered(self) -> int:
+        """Events this process ran (``send_robust`` completed), in either mode."""
+        return self._delivered
+
+    @property
+    def dead_lettered(self) -> int:
+        """Entries this process refused and copied to the dead-letter stream."""
+        return self._dead_lettered
+
+    @property
+    def receiver_errors(self) -> int:
+        """Exceptions raised by local receivers of delivered events, each logged."""
+        return self._receiver_errors
+
+    # -- exporting ----------------------------------------------------------
+
+    def export(
+        self,
+        signal: Signal[..., Any],
+        *,
+        mode: Mode = "work",
+        codec: Codec | None = None,
+        senders: Mapping[str, object] | None = None,
+        consume: bool = True,
+    ) -> None:
+        """Carry ``signal`` over Redis: publish it here, and run it when read.
+
+        Call it before entering the bridge, in every process that publishes
+        or receives the signal, with the same ``mode`` and ``codec``.
+
+        Args:
+            signal: A signal with a ``name`` (``Signal.declare`` names it
+                after its function): names are what travel.
+            mode: ``"work"`` (each event runs in one process of the group,
+                at least once) or ``"broadcast"`` (in every process, at most
+                once).
+            codec: Converts the payload to JSON values and back; by default
+                the payload must be JSON values already.
+            senders: Local objects by name. :meth:`publish` then takes one
+                of these objects (or its name) as the sender, and receivers
+                get the object back, so ``connect(receiver, sender=Shop)``
+                works across processes; an entry naming another sender is
+                dead-lettered. Without it, receivers get the sender's name
+                (an interned string) or None.
+            consume: False to publish the signal from this process without
+                running its events here (a web process that only enqueues).
+
+        Raises:
+            ValueError: the signal has no name, another exported signal has
+                the same name, or ``mode`` is unknown.
+            RuntimeError: the bridge was already entered.
+        """
+        if self._state is not _NEW:
+            raise RuntimeError(f"{self!r}: export signals before entering the bridge")
+        if mode not in ("work", "broadcast"):
+            raise ValueError(f"mode must be 'work' or 'broadcast', got {mode!r}")
+        name = signal.name
+        if name is None:
+            raise ValueError(
+                f"{signal!r} has no name; give it one (Signal(name=...) or Signal.declare): "
+                "the name is what travels between processes"
+            )
+        stream = f"{self.stream_prefix}:signal:{name}"
+        other = self._by_stream.get(stream)
+        if other is not None and other.signal is not signal:
+            raise ValueError(f"another signal named {name!r} is already exported on {self!r}")
+        export = _Export(
+            signal=signal,
+            name=name,
+            stream=stream,
+            mode=mode,
+            codec=codec if codec is not None else _PlainJSON(),
+            consume=consume,
+            senders=dict(senders) if senders is not None else None,
+            sender_names={id(obj): key for key, obj in (senders or {}).items()},
+        )
+        self._exports[signal] = export
+        self._by_stream[stream] = export
+
+    # -- publishing ---------------------------------------------------------
+
+    def _encode(self, export: _Export, sender: object, payload: dict[str, Any]) -> bytes:
+        if "sender" in payload:
+            raise TypeError(
+                f"'sender' is reserved: it is the second argument of publish(), not a payload "
+                f"argument of signal {export.name}"
+            )
+        export.signal._check_payload(payload)
+        if export.senders is not None:
+            sender_name = export.sender_names.get(id(sender))
+            if sender_name is None and isinstance(sender, str) and sender in export.senders:
+                sender_name = sender
+            if sender_name is None and sender is not None:
+                raise TypeError(
+                    f"sender {sender!r} of signal {export.name} is none of the senders "
+                    f"exported with it: {sorted(export.senders)}"
+                )
+        elif sender is None or isinstance(sender, str):
+            sender_name = sender
+        else:
+            raise TypeError(
+                f"signal {export.name} travels with its sender's name: publish a str (or "
+                f"None), not {sender!r}, or export the signal with senders={{name: object}}"
+            )
+        message = {
+            "v": _WIRE_VERSION,
+            "signal": export.name,
+            "sender": sender_name,
+            "payload": dict(export.codec.encode(payload)),
+        }
+        try:
+            data = json.dumps(
+                message, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+            ).encode()
+        except (TypeError, ValueError) as exc:
+            raise TypeError(
+                f"the payload of signal {export.name} is not JSON ({exc}); "
+                "export the signal with a codec that converts it"
+            ) from exc
+        if len(data) > self.max_message_bytes:
+            raise ValueError(
+                f"an event of signal {export.name} is {len(data)} bytes of JSON, more than "
+                f"max_message_bytes={self.max_message_bytes}"
+            )
+        return data
+
+    async def publish(self, signal: Signal[..., Any], sender: object, /, **payload: Any) -> str:
+        """Add an event of ``signal`` to its stream; return the entry's id.
+
+        Returns once Redis has stored the entry (a cancellation point). If it
+        raises a Redis error, the event may or may not have been stored.
+
+        Raises:
+            BridgeClosedError: the bridge is not running.
+            KeyError: ``signal`` was not exported.
+            TypeError: the payload does not match the signal, is not JSON
+                (after the codec), or the sender is not a name; nothing was
+                published.
+            ValueError: the event is larger than ``max_message_bytes``.
+        """
+        if self._state is not _RUNNING:
+            raise self._closed_error()
+        export = self._exports.get(signal)
+        if export is None:
+            raise KeyError(f"{signal!r} is not exported on {self!r}; call bridge.export(signal)")
+        data = self._encode(export, sender, payload)
+        entry_id = await self._client.xadd(
+            export.stream,
+            {_FIELD: data},
+            maxlen=self.maxlen,
+            approximate=True,
+        )
+        return _text(entry_id)
+
+    def _closed_error(self) -> BridgeClosedError:
+        if self._state is _NEW:
+            return BridgeClosedError(
+                f"{self!r} has not been started: enter it with 'async with' (in the "
+                "application's lifespan) before publishing"
+            )
+        return BridgeClosedError(f"{self!r} is {self._state}; it publishes nothing more")
+
+    # -- lifespan -----------------------------------------------------------
+
+    async def __aenter__(self) -> RedisBridge:
+        """Create the consumer groups and start reading.
+
+        Raises:
+            RuntimeError: not running on asyncio, or entered before.
+            redis.exceptions.RedisError: Redis could not be reached.
+        """
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(
+                "asyncsignals.redis runs on asyncio only: redis-py's async client "
+                "(redis.asyncio) does not run on trio. Run the bridge on asyncio (or uvloop)."
+            ) from None
+        if self._state is not _NEW:
+            raise RuntimeError(f"{self!r} was already entered; a bridge runs only once")
+        await self._create_groups()
+        self._send_stream, self._receive_stream = anyio.create_memory_object_stream[_Entry](
+            self.batch_size
+        )
+        task_group = anyio.create_task_group()
+        await task_group.__aenter__()
+        self._task_group = task_group
+        self._readers = anyio.CancelScope()
+        task_group.start_soon(self._read)
+        for _ in range(self.max_concurrent):
+            task_group.start_soon(self._work)
+        self._state = _RUNNING
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Stop reading, let running sends finish, and leave the rest pending.
+
+        Waits (a cancellation point) up to ``grace_period`` seconds for the
+        sends already running, acknowledging each that completes; entries
+        read but not started stay pending in the group, for this consumer's
+        next start or for another consumer after ``claim_idle``. Left by
+        cancellation or another ``BaseException``, running sends are
+        cancelled at once (and stay pending too). The block's own exception
+        propagates unchanged.
+        """
+        assert self._task_group is not None
+        assert self._readers is not None
+        self._state = _CLOSING
+        self._readers.cancel()
+        scope = self._task_group.cancel_scope
+        scope.deadline = min(scope.deadline, anyio.current_time() + self.grace_period)
+        try:
+            if exc is None or isinstance(exc, Exception):
+                await self._task_group.__aexit__(None, None, None)
+            else:
+                await self._task_group.__aexit__(exc_type, exc, traceback)
+        finally:
+            self._state = _CLOSED
+            assert self._receive_stream is not None
+            self._receive_stream.close()
+            left = len(self._held)
+            self._held.clear()
+            if left:
+                logger.warning(
+                    "%s: %d entries read but not completed at shutdown stay pending "
+                    "(broadcast ones are dropped)",
+                    self._display_name,
+                    left,
+                )
+            if self._owns_client:
+                await self._client.aclose()
+
+    # -- reading ------------------------------------------------------------
+
+    def _consumed(self, mode: Mode) -> dict[str, _Export]:
+        return {
+            export.stream: export
+            for export in self._exports.values()
+            if export.consume and export.mode == mode
+        }
+
+    async def _create_groups(self) -> None:
+        for stream in self._consumed("work"):
+            try:
+                # From the stream's start: events published before the first
+                # consumer of the group existed are delivered too.
+                await self._client.xgroup_create(stream, self.group, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    async def _read(self) -> None:
+        assert self._readers is not None
+        assert self._send_stream is not None
+        try:
+            with self._readers:
+                async with anyio.create_task_group() as readers:
+                    if self._consumed("work"):
+                        readers.start_soon(self._keep_going, self._read_work)
+                        readers.start_soon(self._keep_going, self._claim_periodically)
+                    if self._consumed("broadcast"):
+                        readers.start_soon(self._keep_going, self._read_broadcast)
+        finally:
+            # The workers then take what is queued (skipping it) and stop.
+            self._send_stream.close()
+
+    async def _keep_going(self, loop: Callable[[], Awaitable[None]]) -> None:
+        """Run ``loop``, restarting it after Redis failures with growing waits."""
+        delay = _FIRST_RETRY
+        while True:
+            try:
+                await loop()
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                logger.warning(
+                    "%s: Redis unavailable (%s); retrying in %.2f s",
+                    self._display_name,
+                    exc,
+                    delay,
+                )
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                logger.warning(
+                    "%s: consumer group %r is gone (Redis restarted empty, or the stream "
+                    "was deleted); creating it again",
+                    self._display_name,
+                    self.group,
+                )
+            await anyio.sleep(delay)
+            delay = min(delay * 2, _LAST_RETRY)
+            try:
+                await self._create_groups()
+            except (RedisConnectionError, RedisTimeoutError):
+                continue
+            delay = _FIRST_RETRY
+
+    async def _queue(self, export: _Export, entries: list[tuple[Any, Any]]) -> str | None:
+        """Queue the entries not already held; return the last id seen."""
+        assert self._send_stream is not None
+        last: str | None = None
+        for raw_id, fields in entries:
+            last = entry_id = _text(raw_id)
+            key = (export.stream, entry_id)
+            if key in self._held:
+                continue
+            self._held.add(key)
+            await self._send_stream.send(_Entry(export, entry_id, fields))
+        return last
+
+    async def _read_work(self) -> None:
+        streams = self._consumed("work")
+        # This consumer's own pending entries first: a restart with the same
+        # consumer name resumes what it had read and not acknowledged.
+        for stream, export in streams.items():
+            after = "0"
+            while True:
+                response = await self._client.xreadgroup(
+                    self.group, self.consumer, {stream: after}, count=self.batch_size
+                )
+                entries = [entry for _, found in _stream_entries(response) for entry in found]
+                last = await self._queue(export, entries)
+                if last is None:
+                    break
+                after = last
+        await self._claim(streams)
+        block = round(self.block * 1000)
+        while True:
+            response = await self._client.xreadgroup(
+                self.group,
+                self.consumer,
+                dict.fromkeys(streams, ">"),
+                count=self.batch_size,
+                block=block,
+            )
+            for stream, entries in _stream_entries(response):
+                await self._queue(streams[stream], entries)
+
+    async def _claim(self, streams: Mapping[str, _Export]) -> None:
+        """Take over entries idle longer than ``claim_idle`` on other consumers."""
+        min_idle = round(self.claim_idle * 1000)
+        for stream, export in streams.items():
+            start = "0-0"
+            while True:
+                next_start, claimed, *_ = await self._client.xautoclaim(
+                    stream, self.group, self.consumer, min_idle, start, count=self.batch_size
+                )
+                if claimed:
+                    logger.info(
+                        "%s: claimed %d idle entries of %s",
+                        self._display_name,
+                        len(claimed),
+                        stream,
+                    )
+                await self._queue(export, claimed)
+                start = _text(next_start)
+                if start == "0-0":
+                    break
+
+    async def _claim_periodically(self) -> None:
+        streams = self._consumed("work")
+        while True:
+            await anyio.sleep(self.claim_idle / 2)
+            # The entries this process still works on (queued or running)
+            # are claimed to itself again, which resets their idle time:
+            # only a consumer that stopped leaves entries to be claimed.
+            for stream in streams:
+                ids: list[StreamIdT] = [entry_id for key, entry_id in self._held if key == stream]
+                if ids:
+                    await self._client.xclaim(
+                        stream, self.group, self.consumer, 0, ids, justid=True
+                    )
+            await self._claim(streams)
+
+    async def _read_broadcast(self) -> None:
+        streams = self._consumed("broadcast")
+        # From the newest entry now (XREAD's "$", resolved once so that no
+        # entry published between two reads is missed).
+        after: dict[KeyT, StreamIdT] = {}
+        for stream in streams:
+            newest = await self._client.xrevrange(stream, count=1)
+            after[stream] = _text(newest[0][0] or "0-0") if newest else "0-0"
+        block = round(self.block * 1000)
+        while True:
+            response = await self._client.xread(after, count=self.batch_size, block=block)
+            for stream, entries in _stream_entries(response):
+                last = await self._queue(streams[stream], entries)
+                assert last is not None
+                after[stream] = last
+
+    # -- delivering ---------------------------------------------------------
+
+    async def _work(self) -> None:
+        assert self._receive_stream is not None
+        async for entry in self._receive_stream:
+            if self._state is not _RUNNING:
+                continue  # stays pending; counted at exit
+            try:
+                await self._deliver(entry)
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                # Not acknowledged: read again after a reconnection, or claimed.
+                self._held.discard((entry.export.stream, entry.id))
+                logger.warning(
+                    "%s: entry %s of %s stays pending: Redis unavailable (%s)",
+                    self._display_name,
+                    entry.id,
+                    entry.export.stream,
+                    exc,
+                )
+
+    async def _deliver(self, entry: _Entry) -> None:
+        export = entry.export
+        try:
+            sender, payload = self._decode(entry)
+        except RejectedMessageError as exc:
+            await self._reject(entry, str(exc))
+            return
+        try:
+            results = await export.signal.send_robust(sender, **payload)
+        except Exception as exc:
+            logger.exception(
+                "%s: entry %s of %s: send_robust failed",
+                self._display_name,
+                entry.id,
+                export.stream,
+            )
+            await self._reject(entry, f"send failed: {type(exc).__name__}: {exc}")
+            return
+        self._delivered += 1
+        for receiver, result in results:
+            if isinstance(result, Exception):
+                self._receiver_errors += 1
+                # The traceback is on the record send_robust logged.
+                logger.error(
+                    "%s: entry %s of %s: receiver %s raised %s: %s",
+                    self._display_name,
+                    entry.id,
+                    export.stream,
+                    describe(receiver),
+                    type(result).__name__,
+                    result,
+                )
+        await self._acknowledge(entry)
+
+    def _decode(self, entry: _Entry) -> tuple[object, dict[str, Any]]:
+        """The sender and payload of an entry, or RejectedMessageError saying why not."""
+        export = entry.export
+        fields = entry.fields
+        if fields is None:
+            raise RejectedMessageError("trimmed from the stream before it was delivered")
+        data = fields.get(_FIELD)
+        if data is None or len(fields) != 1:
+            raise RejectedMessageError(
+                f"malformed: expected one field 'event', got {sorted(map(_text, fields))[:10]}"
+            )
+        if len(data) > self.max_message_bytes:
+            raise RejectedMessageError(
+                f"oversized: {len(data)} bytes, more than max_message_bytes="
+                f"{self.max_message_bytes}"
+            )
+        try:
+            message = json.loads(data, parse_constant=_reject_constant)
+        except (ValueError, RecursionError) as exc:
+            raise RejectedMessageError(f"malformed: not JSON ({exc})") from None
+        if not isinstance(message, dict) or message.keys() != {
+            "v",
+            "signal",
+            "sender",
+            "payload",
+        }:
+            raise RejectedMessageError(
+                "malformed: expected a JSON object with keys v, signal, sender, payload"
+            )
+        name: object = message["signal"]  # pyright: ignore[reportUnknownVariableType]
+        sender: object = message["sender"]  # pyright: ignore[reportUnknownVariableType]
+        payload: object = message["payload"]  # pyright: ignore[reportUnknownVariableType]
+        if message["v"] != _WIRE_VERSION:
+            raise RejectedMessageError(f"unknown wire version {message['v']!r}")
+        if name != export.name:
+            raise RejectedMessageError(
+                f"unknown signal {name!r} on the stream of signal {export.name}"
+            )
+        if not (sender is None or isinstance(sender, str)) or not isinstance(payload, dict):
+            raise RejectedMessageError(
+                "malformed: sender must be a string or null, payload an object"
+            )
+        if export.senders is not None and sender is not None:
+            if sender not in export.senders:
+                raise RejectedMessageError(f"unknown sender {sender!r} of signal {export.name}")
+            sender = export.senders[sender]
+        elif sender is not None:
+            sender = sys.intern(sender)
+        try:
+            named = export.codec.decode(payload)  # pyright: ignore[reportUnknownArgumentType]
+            export.signal._check_payload(named)
+        except Exception as exc:
+            raise RejectedMessageError(
+                f"payload does not fit signal {export.name}: {type(exc).__name__}: {exc}"
+            ) from None
+        if "sender" in named:
+            raise RejectedMessageError("malformed: the payload cannot carry 'sender'")
+        return sender, named
+
+    async def _reject(self, entry: _Entry, reason: str) -> None:
+        logger.error(
+            "%s: entry %s of %s moved to %s: %s",
+            self._display_name,
+            entry.id,
+            entry.export.stream,
+            self.dead_letter,
+            reason,
+        )
+        fields = entry.fields or {}
+        copy: dict[FieldT, EncodableT] = {
+            "stream": entry.export.stream,
+            "id": entry.id,
+            "consumer": self.consumer,
+            "reason": reason,
+        }
+        for field, value in list(fields.items())[:10]:
+            copy[b"field:" + field[:100]] = value[: self.max_message_bytes]
+        await self._client.xadd(self.dead_letter, copy, maxlen=self.maxlen, approximate=True)
+        self._dead_lettered += 1
+        await self._acknowledge(entry)
+
+    async def _acknowledge(self, entry: _Entry) -> None:
+        key = (entry.export.stream, entry.id)
+        if entry.export.mode == "work":
+            # The send is done: the acknowledgement must not be lost to the
+            # grace period's cancellation.
+            with anyio.CancelScope(shield=True), anyio.move_on_after(_ACK_TIMEOUT):
+                await self._client.xack(entry.export.stream, self.group, entry.id)
+        self._held.discard(key)
+
+
+# Public names show their public path in reprs and tracebacks.
+for _public in (BridgeClosedError, RejectedMessageError, RedisBridge):
+    _public.__module__ = "asyncsignals.redis"
+del _public
