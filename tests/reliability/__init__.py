@@ -1,0 +1,1 @@
+"""Reliability proofs: model-based, fault-matrix, thread-stress and leak tests."""
