@@ -72,17 +72,13 @@ class SenderObject:
     """A weakly referenceable sender."""
 
 
-def sync_receiver(sender: object, **kwargs: Any) -> int:
-    return kwargs["value"]
+def sync_receiver(sender: object, value: int = 0, **kwargs: Any) -> int:
+    return value
 
 
-async def async_receiver(sender: object, **kwargs: Any) -> int:
+async def async_receiver(sender: object, value: int = 0, **kwargs: Any) -> int:
     await anyio.lowlevel.checkpoint()
-    return kwargs["value"]
-
-
-def failing_receiver(sender: object, **kwargs: Any) -> None:
-    raise ValueError("fails")
+    return value
 
 
 def soak_sends(backend: str, sends: int) -> tuple[int, int, float]:
