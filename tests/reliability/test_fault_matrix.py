@@ -339,3 +339,26 @@ async def test_fault(
     outcome.raised = None
     assert running_tasks() == tasks_before
     assert threading.active_count() <= threads_before
+
+
+@pytest.mark.xfail(
+    reason="BUG: send_robust drops, unlogged, an error a receiver raises while the caller "
+    "cancels the send",
+    strict=True,
+)
+@pytest.mark.anyio
+async def test_robust_logs_error_raised_while_cancelled(caplog: pytest.LogCaptureFixture) -> None:
+    """send_robust logs a receiver's error raised while its caller cancels it, not drops it."""
+    run = Run(Fault.RAISES_WHILE_CANCELLED, robust=True)
+    signal = Signal(name="matrix")
+    signal.connect(run.sibling)
+    signal.connect(run.faulty_async)
+    outcome = Outcome()
+    caller_scope = anyio.CancelScope()
+    with caplog.at_level(logging.ERROR, logger="asyncsignals"):
+        async with anyio.create_task_group() as group:
+            group.start_soon(call, signal, run, outcome, caller_scope)
+            await run.started.wait()
+            caller_scope.cancel()
+    assert outcome.cancelled_caught
+    assert "raised while cancelled" in caplog.text
