@@ -32,7 +32,7 @@ Modes:
   once idle for ``claim_idle`` seconds, and the bridge keeps the entries it
   is still working on from looking idle.
 - ``"broadcast"``: every bridge (every process) that exports the signal runs
-  every event published after it started reading (``XREAD``, no group).
+  every event published once it was entered (``XREAD``, no group).
   **At most once**: a process that is down or restarting misses the events
   published meanwhile. Use it for what a fresh process rebuilds anyway
   (cache invalidation, websocket pushes).
@@ -98,6 +98,7 @@ _FIRST_RETRY: Final = 0.05
 _LAST_RETRY: Final = 5.0
 # How long an acknowledgement may take once the send it acknowledges is done.
 _ACK_TIMEOUT: Final = 5.0
+_ACK_ATTEMPTS: Final = 3
 
 
 class BridgeClosedError(RuntimeError):
@@ -293,6 +294,7 @@ class RedisBridge:
         # Entries read and not finished, by stream and id: never queued twice,
         # and kept from looking idle to other consumers.
         self._held: set[tuple[str, str]] = set()
+        self._broadcast_after: dict[KeyT, StreamIdT] = {}
         self._delivered = 0
         self._dead_lettered = 0
         self._receiver_errors = 0
@@ -495,7 +497,13 @@ class RedisBridge:
             ) from None
         if self._state is not _NEW:
             raise RuntimeError(f"{self!r} was already entered; a bridge runs only once")
-        await self._create_groups()
+        try:
+            await self._create_groups()
+            await self._start_broadcast()
+        except BaseException:
+            if self._owns_client:
+                await self._client.aclose()
+            raise
         self._send_stream, self._receive_stream = anyio.create_memory_object_stream[_Entry](
             self.batch_size
         )
@@ -693,14 +701,17 @@ class RedisBridge:
                     )
             await self._claim(streams)
 
+    async def _start_broadcast(self) -> None:
+        # From the newest entry now (XREAD's "$", resolved once, on entry, so
+        # that every event published once the bridge is entered is read, and
+        # none published between two reads is missed).
+        for stream in self._consumed("broadcast"):
+            newest = await self._client.xrevrange(stream, count=1)
+            self._broadcast_after[stream] = _text(newest[0][0] or "0-0") if newest else "0-0"
+
     async def _read_broadcast(self) -> None:
         streams = self._consumed("broadcast")
-        # From the newest entry now (XREAD's "$", resolved once so that no
-        # entry published between two reads is missed).
-        after: dict[KeyT, StreamIdT] = {}
-        for stream in streams:
-            newest = await self._client.xrevrange(stream, count=1)
-            after[stream] = _text(newest[0][0] or "0-0") if newest else "0-0"
+        after = self._broadcast_after
         block = round(self.block * 1000)
         while True:
             response = await self._client.xread(after, count=self.batch_size, block=block)
@@ -767,7 +778,7 @@ class RedisBridge:
         """The sender and payload of an entry, or RejectedMessageError saying why not."""
         export = entry.export
         fields = entry.fields
-        if fields is None:
+        if not fields:  # an entry always has a field: this one was deleted
             raise RejectedMessageError("trimmed from the stream before it was delivered")
         data = fields.get(_FIELD)
         if data is None or len(fields) != 1:
@@ -850,7 +861,17 @@ class RedisBridge:
             # The send is done: the acknowledgement must not be lost to the
             # grace period's cancellation.
             with anyio.CancelScope(shield=True), anyio.move_on_after(_ACK_TIMEOUT):
-                await self._client.xack(entry.export.stream, self.group, entry.id)
+                attempts = 1
+                while True:
+                    try:
+                        await self._client.xack(entry.export.stream, self.group, entry.id)
+                        break
+                    except (RedisConnectionError, RedisTimeoutError):
+                        # A pooled connection the server closed fails once.
+                        if attempts == _ACK_ATTEMPTS:
+                            raise
+                        attempts += 1
+                        await anyio.sleep(_FIRST_RETRY)
         self._held.discard(key)
 
 

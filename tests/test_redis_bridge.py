@@ -1,0 +1,872 @@
+"""The Redis bridge, against a real Redis (127.0.0.1:6379 unless ASYNCSIGNALS_TEST_REDIS says).
+
+asyncio only: redis-py's async client does not run on trio. Every test uses
+its own stream prefix and deletes its keys. Redis being down fails the tests
+(CI starts it), with the command that starts it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal as os_signal
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+
+from asyncsignals import Signal
+from asyncsignals.redis import BridgeClosedError, RedisBridge
+
+pytestmark = pytest.mark.anyio
+
+REDIS_URL = os.environ.get("ASYNCSIGNALS_TEST_REDIS", "redis://127.0.0.1:6379/0")
+START_REDIS = "redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no"
+CONSUMER_SCRIPT = Path(__file__).parent / "redis_helpers" / "consumer.py"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """asyncio only: redis.asyncio does not run on trio."""
+    return "asyncio"
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[aioredis.Redis]:
+    """A client of the test Redis; fails (never skips) when Redis is down."""
+    connection = aioredis.from_url(REDIS_URL)
+    try:
+        await connection.ping()
+    except RedisConnectionError as exc:
+        await connection.aclose()
+        pytest.fail(
+            f"Redis is not reachable at {REDIS_URL} ({exc}); these tests need a real "
+            f"Redis 7. Start one with: {START_REDIS}"
+        )
+    yield connection
+    await connection.aclose()
+
+
+@pytest.fixture
+async def prefix(client: aioredis.Redis) -> AsyncIterator[str]:
+    """A stream prefix of this test alone; its keys are deleted afterwards."""
+    stream_prefix = f"asyncsignals-test:{uuid.uuid4().hex}"
+    yield stream_prefix
+    keys = [key async for key in client.scan_iter(match=f"{stream_prefix}:*")]
+    if keys:
+        await client.delete(*keys)
+
+
+@pytest.fixture
+def order_shipped() -> Iterator[Signal[..., Any]]:
+    """A fresh named signal with a declared payload."""
+    signal: Signal[..., Any] = Signal(providing_args=["order_id"], name="order_shipped")
+    yield signal
+    signal.disconnect(dispatch_uid="test")
+
+
+def make_bridge(prefix: str, **options: Any) -> RedisBridge:
+    options.setdefault("block", 0.05)
+    return RedisBridge(REDIS_URL, stream_prefix=prefix, **options)
+
+
+def recorder(signal: Signal[..., Any]) -> list[tuple[object, dict[str, Any]]]:
+    """Connect a receiver that records (sender, payload); return the records."""
+    calls: list[tuple[object, dict[str, Any]]] = []
+
+    def record(sender: object, **payload: Any) -> None:
+        payload.pop("signal", None)
+        calls.append((sender, payload))
+
+    signal.connect(record, weak=False, dispatch_uid="test")
+    return calls
+
+
+async def eventually(condition: Callable[[], bool]) -> None:
+    """Wait until ``condition()`` holds (the test's own timeout bounds the wait)."""
+    # Polls: the state lives in Redis or in counters no event announces.
+    while not condition():  # noqa: ASYNC110
+        await anyio.sleep(0.01)
+
+
+async def pending(client: aioredis.Redis, stream: str, group: str = "asyncsignals") -> int:
+    summary = await client.xpending(stream, group)
+    count: int = summary["pending"]
+    return count
+
+
+async def dead_letters(client: aioredis.Redis, prefix: str) -> list[dict[bytes, bytes]]:
+    """The fields of every entry of the test's dead-letter stream, oldest first."""
+    entries: list[tuple[Any, dict[bytes, bytes]]] = await client.xrange(f"{prefix}:dead")  # type: ignore[assignment]
+    return [fields for _, fields in entries]
+
+
+def stream_of(prefix: str, name: str = "order_shipped") -> str:
+    return f"{prefix}:signal:{name}"
+
+
+# -- work mode --------------------------------------------------------------
+
+
+async def test_work_event_round_trip_is_acknowledged(
+    client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
+) -> None:
+    """A published work event runs the local receivers once and is then acknowledged."""
+    calls = recorder(order_shipped)
+    bridge = make_bridge(prefix)
+    bridge.export(order_shipped)
+    async with bridge:
+        entry_id = await bridge.publish(order_shipped, "shop", order_id=1)
+        await eventually(lambda: bridge.delivered == 1)
+        assert await pending(client, stream_of(prefix)) == 0
+    assert calls == [("shop", {"order_id": 1})]
+    assert isinstance(entry_id, str)
+    assert "1 delivered" in repr(bridge)
+    assert "closed" in repr(bridge)
+
+
+async def test_sender_names_match_receivers_connected_for_that_name(
+    prefix: str, order_shipped: Signal[..., Any]
+) -> None:
+    """A sender travels as an interned name, so connect(sender="shop") matches it."""
+    for_shop: list[object] = []
+    order_shipped.connect(
+        lambda sender, **kwargs: for_shop.append(sender),
+        sender="shop",
+        weak=False,
+        dispatch_uid="test",
+    )
+    bridge = make_bridge(prefix)
+    bridge.export(order_shipped)
+    async with bridge:
+        await bridge.publish(order_shipped, "shop", order_id=1)
+        await bridge.publish(order_shipped, "other", order_id=2)
+        await bridge.publish(order_shipped, None, order_id=3)
+        await eventually(lambda: bridge.delivered == 3)
+    assert for_shop == ["shop"]
+
+
+async def test_each_work_event_runs_in_one_consumer_of_the_group(
+    client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
+) -> None:
+    """Two consumers of one group share the events: each runs exactly once when none fails."""
+    calls = recorder(order_shipped)
+    first = make_bridge(prefix, consumer="first")
+    second = RedisBridge(client, consumer="second", stream_prefix=prefix, block=0.05)
+    for bridge in (first, second):
+        bridge.export(order_shipped)
+    async with first, second:
+        for order_id in range(40):
+            await first.publish(order_shipped, "shop", order_id=order_id)
+        await eventually(lambda: first.delivered + second.delivered == 40)
+    assert sorted(payload["order_id"] for _, payload in calls) == list(range(40))
+    assert await pending(client, stream_of(prefix)) == 0
+    assert await client.ping(), "a client passed in stays open"
+
+
+async def test_a_dropped_connection_does_not_rerun_an_entry_in_flight(
+    client: aioredis.Redis,
+    prefix: str,
+    order_shipped: Signal[..., Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """After a reconnection the bridge re-reads its pending entries, skipping those it runs."""
+    calls: list[int] = []
+    release = anyio.Event()
+
+    async def wait_for_release(order_id: int, **kwargs: Any) -> None:
+        calls.append(order_id)
+        await release.wait()
+
+    order_shipped.connect(wait_for_release, weak=False, dispatch_uid="test")
+    name = f"asyncsignals-test-{uuid.uuid4().hex}"
+    own_client = aioredis.from_url(REDIS_URL, client_name=name)
+    bridge = RedisBridge(own_client, stream_prefix=prefix, block=0.05)
+    bridge.export(order_shipped)
+    try:
+        with caplog.at_level(logging.WARNING, "asyncsignals.redis"):
+            async with bridge:
+                await bridge.publish(order_shipped, "shop", order_id=1)
+                await eventually(lambda: calls == [1])
+                for connection in await client.client_list():
+                    if connection["name"] == name:
+                        await client.client_kill_filter(_id=connection["id"])
+                await eventually(lambda: "Redis unavailable" in caplog.text)
+                await anyio.sleep(0.2)
+                release.set()
+                await eventually(lambda: bridge.delivered == 1)
+    finally:
+        await own_client.aclose()
+    assert calls == [1]
+    assert await pending(client, stream_of(prefix)) == 0
+
+
+async def test_events_published_before_any_consumer_are_delivered(
+    prefix: str, order_shipped: Signal[..., Any]
+) -> None:
+    """The group starts at the stream's beginning: a publisher's early events are kept."""
+    calls = recorder(order_shipped)
+    publisher = make_bridge(prefix)
+    publisher.export(order_shipped, consume=False)
+    async with publisher:
+        await publisher.publish(order_shipped, "shop", order_id=7)
+    assert calls == []
+    consumer = make_bridge(prefix)
+    consumer.export(order_shipped)
+    async with consumer:
+        await eventually(lambda: consumer.delivered == 1)
+    assert calls == [("shop", {"order_id": 7})]
+
+
+async def test_restart_resumes_from_the_groups_position(
+    prefix: str, order_shipped: Signal[..., Any]
+) -> None:
+    """A bridge started again reads only what its group has not read yet."""
+    calls = recorder(order_shipped)
+    bridge = make_bridge(prefix)
+    bridge.export(order_shipped)
+    async with bridge:
+        for order_id in range(3):
+            await bridge.publish(order_shipped, "shop", order_id=order_id)
+        await eventually(lambda: bridge.delivered == 3)
+    publisher = make_bridge(prefix)
+    publisher.export(order_shipped, consume=False)
+    async with publisher:
+        for order_id in range(3, 6):
+            await publisher.publish(order_shipped, "shop", order_id=order_id)
+    restarted = make_bridge(prefix)
+    restarted.export(order_shipped)
+    async with restarted:
+        await eventually(lambda: restarted.delivered == 3)
+        await anyio.sleep(0.1)
+    assert [payload["order_id"] for _, payload in calls] == list(range(6))
+    assert restarted.delivered == 3
+
+
+async def test_acknowledged_only_after_the_send_completes(
+    client: aioredis.Redis,
+    prefix: str,
+    order_shipped: Signal[..., Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A receiver still running when the grace period ends leaves its entry pending."""
+    started = anyio.Event()
+
+    async def hang(**kwargs: Any) -> None:
+        started.set()
+        await anyio.sleep_forever()
+
+    order_shipped.connect(hang, weak=False, dispatch_uid="test")
+    bridge = make_bridge(prefix, consumer="hanging", grace_period=0.1)
+    bridge.export(order_shipped)
+    with caplog.at_level(logging.WARNING, "asyncsignals.redis"):
+        async with bridge:
+            await bridge.publish(order_shipped, "shop", order_id=1)
+            await started.wait()
+    assert bridge.delivered == 0
+    assert await pending(client, stream_of(prefix)) == 1
+    assert "stay pending" in caplog.text
+
+
+async def test_shutdown_lets_running_sends_finish_and_acknowledges_them(
+    client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
+) -> None:
+    """Within the grace period a running send completes and is acknowledged."""
+    started = anyio.Event()
+    finished: list[int] = []
+
+    async def slow(order_id: int, **kwargs: Any) -> None:
+        started.set()
+        await anyio.sleep(0.2)
+        finished.append(order_id)
+
+    order_shipped.connect(slow, weak=False, dispatch_uid="test")
+    bridge = make_bridge(prefix, grace_period=3)
+    bridge.export(order_shipped)
+    async with bridge:
+        await bridge.publish(order_shipped, "shop", order_id=1)
+        await started.wait()
+    assert finished == [1]
+    assert await pending(client, stream_of(prefix)) == 0
+
+
+async def test_queued_entries_stay_pending_at_shutdown(
+    client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
+) -> None:
+    """Entries read but not started at shutdown are not run and stay pending."""
+    started = anyio.Event()
+
+    async def slow(**kwargs: Any) -> None:
+        started.set()
+        await anyio.sleep(0.3)
+
+    order_shipped.connect(slow, weak=False, dispatch_uid="test")
+    bridge = make_bridge(prefix, max_concurrent=1, batch_size=4, grace_period=3)
+    bridge.export(order_shipped)
+    async with bridge:
+        for order_id in range(4):
+            await bridge.publish(order_shipped, "shop", order_id=order_id)
+        await started.wait()
+        await anyio.sleep(0.05)
+    assert bridge.delivered == 1
+    assert await pending(client, stream_of(prefix)) == 3
+
+
+async def test_same_consumer_rereads_its_own_pending_entries_at_start(
+    prefix: str, order_shipped: Signal[..., Any]
+) -> None:
+    """A consumer restarted under its name re-runs what it left pending, without waiting."""
+    started = anyio.Event()
+    calls: list[int] = []
+
+    async def hang_once(order_id: int, **kwargs: Any) -> None:
+        calls.append(order_id)
+        if len(calls) == 1:
+            started.set()
+            await anyio.sleep_forever()
+
+    order_shipped.connect(hang_once, weak=False, dispatch_uid="test")
+    bridge = make_bridge(prefix, consumer="worker-1", grace_period=0)
+    bridge.export(order_shipped)
+    async with bridge:
+        await bridge.publish(order_shipped, "shop", order_id=5)
+        await started.wait()
+    again = make_bridge(prefix, consumer="worker-1", claim_idle=60)
+    again.export(order_shipped)
+    async with again:
+        await eventually(lambda: again.delivered == 1)
+    assert calls == [5, 5]
+
+
+async def test_idle_entries_of_a_stopped_consumer_are_claimed(
+    client: aioredis.Redis,
+    prefix: str,
+    order_shipped: Signal[..., Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Entries pending on another consumer for claim_idle are claimed and run."""
+    calls = recorder(order_shipped)
+    stream = stream_of(prefix)
+    publisher = make_bridge(prefix)
+    publisher.export(order_shipped, consume=False)
+    async with publisher:
+        for order_id in range(3):
+            await publisher.publish(order_shipped, "shop", order_id=order_id)
+    await client.xgroup_create(stream, "asyncsignals", id="0")
+    # A consumer that reads and then disappears.
+    await client.xreadgroup("asyncsignals", "gone", {stream: ">"}, count=10)
+    bridge = make_bridge(prefix, consumer="survivor", claim_idle=0.2, batch_size=2)
+    bridge.export(order_shipped)
+    with caplog.at_level(logging.INFO, "asyncsignals.redis"):
+        async with bridge:
+            await eventually(lambda: bridge.delivered == 3)
+    assert sorted(payload["order_id"] for _, payload in calls) == [0, 1, 2]
+    assert await pending(client, stream) == 0
+    assert "claimed" in caplog.text
+
+
+async def test_a_long_send_is_not_claimed_by_another_consumer(
+    prefix: str, order_shipped: Signal[..., Any]
+) -> None:
+    """A consumer keeps the entries it is running from looking idle: no duplicate."""
+    calls: list[int] = []
+
+    async def slow(order_id: int, **kwargs: Any) -> None:
+        calls.append(order_id)
+        await anyio.sleep(0.8)
+
+    order_shipped.connect(slow, weak=False, dispatch_uid="test")
+    first = make_bridge(prefix, consumer="first", claim_idle=0.2)
+    first.export(order_shipped)
+    second = make_bridge(prefix, consumer="second", claim_idle=0.2)
+    second.export(order_shipped)
+    async with first:
+        await first.publish(order_shipped, "shop", order_id=1)
+        await eventually(lambda: calls == [1])
+        async with second:
+            await eventually(lambda: first.delivered == 1)
+    assert calls == [1]
+
+
+async def test_a_killed_consumer_loses_no_event(client: aioredis.Redis, prefix: str) -> None:
+    """SIGKILL mid-stream: another consumer claims what was pending; all run at least once."""
+    order_shipped: Signal[..., Any] = Signal(providing_args=["order_id"], name="order_shipped")
+    local: list[int] = []
+
+    def record(order_id: int, **kwargs: Any) -> None:
+        local.append(order_id)
+
+    order_shipped.connect(record)
+    events = 60
+    publisher = make_bridge(prefix)
+    publisher.export(order_shipped, consume=False)
+    async with publisher:
+        for order_id in range(events):
+            await publisher.publish(order_shipped, "shop", order_id=order_id)
+    process = await anyio.open_process(
+        [sys.executable, str(CONSUMER_SCRIPT), REDIS_URL, prefix, "asyncsignals", "doomed"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=None,
+    )
+    async with process:
+        while await client.llen(f"{prefix}:ran") < 8:  # noqa: ASYNC110
+            await anyio.sleep(0.01)
+        process.send_signal(os_signal.SIGKILL)
+        assert await process.wait() == -os_signal.SIGKILL
+    ran_there = [int(order_id) for order_id in await client.lrange(f"{prefix}:ran", 0, -1)]
+    consumers = {
+        consumer["name"]: consumer["pending"]
+        for consumer in await client.xinfo_consumers(stream_of(prefix), "asyncsignals")
+    }
+    assert consumers[b"doomed"] > 0, "the kill must leave entries pending"
+    survivor = make_bridge(prefix, consumer="survivor", claim_idle=0.2)
+    survivor.export(order_shipped)
+    async with survivor:
+        await eventually(lambda: set(ran_there) | set(local) == set(range(events)))
+        await eventually(lambda: survivor.delivered == len(local))
+    assert await pending(client, stream_of(prefix)) == 0
+    duplicates = len(ran_there) + len(local) - events
+    print(f"killed consumer: {events} events, {duplicates} delivered twice")
+    assert duplicates >= 0
+    assert len(set(local)) == len(local), "the survivor ran each event once"
+
+
+# -- broadcast mode ---------------------------------------------------------
+
+
+async def test_broadcast_reaches_every_bridge(prefix: str, order_shipped: Signal[..., Any]) -> None:
+    """Every bridge exporting a broadcast signal runs every event once."""
+    calls = recorder(order_shipped)
+    first = make_bridge(prefix, consumer="first")
+    second = make_bridge(prefix, consumer="second")
+    for bridge in (first, second):
+        bridge.export(order_shipped, mode="broadcast")
+    async with first, second:
+        for order_id in range(5):
+            await first.publish(order_shipped, "shop", order_id=order_id)
+        await eventually(lambda: first.delivered == 5 and second.delivered == 5)
+    assert sorted(payload["order_id"] for _, payload in calls) == sorted(list(range(5)) * 2)
+
+
+async def test_broadcast_is_at_most_once_across_restarts(
+    prefix: str, order_shipped: Signal[..., Any]
+) -> None:
+    """A broadcast bridge runs only events published after it started reading."""
+    calls = recorder(order_shipped)
+    publisher = make_bridge(prefix)
+    publisher.export(order_shipped, mode="broadcast", consume=False)
+    async with publisher:
+        await publisher.publish(order_shipped, "shop", order_id=1)
+        listener = make_bridge(prefix)
+        listener.export(order_shipped, mode="broadcast")
+        async with listener:
+            await anyio.sleep(0.1)
+            await publisher.publish(order_shipped, "shop", order_id=2)
+            await eventually(lambda: listener.delivered == 1)
+    assert calls == [("shop", {"order_id": 2})]
+
+
+# -- hostile and broken entries ---------------------------------------------
+
+
+async def test_hostile_entries_go_to_the_dead_letter_stream(
+    client: aioredis.Redis,
+    prefix: str,
+    order_shipped: Signal[..., Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Malformed, oversized, unknown and ill-fitting entries are dead-lettered; the rest run."""
+    calls = recorder(order_shipped)
+    stream = stream_of(prefix)
+
+    def event(**changes: Any) -> bytes:
+        message = {"v": 1, "signal": "order_shipped", "sender": "shop", "payload": {"order_id": 1}}
+        message.update(changes)
+        return json.dumps(message).encode()
+
+    hostile: list[dict[Any, Any]] = [
+        {b"event": b"{not json"},
+        {b"event": b"\xff\xfe\x00"},
+        {b"event": b"x" * 5000},
+        {b"event": b"[" * 3000 + b"]" * 3000},
+        {b"event": b'{"v": 1, "signal": "order_shipped", "sender": NaN, "payload": {}}'},
+        {b"event": b"[1, 2]"},
+        {b"other": event()},
+        {b"event": event(), b"extra": b"1"},
+        {b"event": event(v=2)},
+        {b"event": event(signal="order_cancelled")},
+        {b"event": event(sender=7)},
+        {b"event": event(payload=[1])},
+        {b"event": event(payload={"order_id": 1, "refund": 2})},
+        {b"event": event(payload={})},
+        {b"event": b"\x80\x04\x95" + b"cos\nsystem\n(S'echo pwned'\ntR."},
+    ]
+    bridge = make_bridge(prefix, max_message_bytes=4096)
+    bridge.export(order_shipped)
+    with caplog.at_level(logging.ERROR, "asyncsignals.redis"):
+        async with bridge:
+            for fields in hostile:
+                await client.xadd(stream, dict(fields))
+            await client.xadd(stream, {b"event": event()})
+            await eventually(lambda: bridge.delivered == 1 and bridge.dead_lettered == len(hostile))
+    assert calls == [("shop", {"order_id": 1})]
+    assert await pending(client, stream) == 0
+    dead = await dead_letters(client, prefix)
+    reasons = [fields[b"reason"].decode() for fields in dead]
+    assert len(dead) == len(hostile)
+    assert all(fields[b"stream"] == stream.encode() for fields in dead)
+    for expected in ("not JSON", "oversized", "unknown signal", "does not fit", "wire version"):
+        assert any(expected in reason for reason in reasons), expected
+    assert caplog.text.count("moved to") == len(hostile)
+
+
+async def test_payload_carrying_sender_is_dead_lettered(
+    client: aioredis.Redis, prefix: str
+) -> None:
+    """An open-payload signal still refuses a payload that names 'sender'."""
+    open_signal: Signal[..., Any] = Signal(name="open")
+    bridge = make_bridge(prefix)
+    bridge.export(open_signal)
+    async with bridge:
+        message = {"v": 1, "signal": "open", "sender": None, "payload": {"sender": 1}}
+        await client.xadd(stream_of(prefix, "open"), {b"event": json.dumps(message).encode()})
+        await eventually(lambda: bridge.dead_lettered == 1)
+
+
+async def test_an_entry_trimmed_while_pending_is_dead_lettered(
+    client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
+) -> None:
+    """A pending entry deleted from the stream before it ran is dead-lettered, not retried."""
+    started = anyio.Event()
+
+    async def hang(**kwargs: Any) -> None:
+        started.set()
+        await anyio.sleep_forever()
+
+    order_shipped.connect(hang, weak=False, dispatch_uid="test")
+    bridge = make_bridge(prefix, consumer="worker-1", grace_period=0)
+    bridge.export(order_shipped)
+    async with bridge:
+        entry_id = await bridge.publish(order_shipped, "shop", order_id=1)
+        await started.wait()
+    await client.xdel(stream_of(prefix), entry_id)
+    again = make_bridge(prefix, consumer="worker-1")
+    again.export(order_shipped)
+    async with again:
+        await eventually(lambda: again.dead_lettered == 1)
+    dead = await dead_letters(client, prefix)
+    assert b"trimmed" in dead[0][b"reason"]
+    assert await pending(client, stream_of(prefix)) == 0
+
+
+async def test_receiver_errors_are_logged_counted_and_acknowledged(
+    client: aioredis.Redis,
+    prefix: str,
+    order_shipped: Signal[..., Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A receiver's exception is logged and counted; the event is still acknowledged."""
+
+    def fail(**kwargs: Any) -> None:
+        raise LookupError("no such order")
+
+    order_shipped.connect(fail, weak=False, dispatch_uid="test")
+    bridge = make_bridge(prefix)
+    bridge.export(order_shipped)
+    with caplog.at_level(logging.ERROR):
+        async with bridge:
+            await bridge.publish(order_shipped, "shop", order_id=1)
+            await eventually(lambda: bridge.delivered == 1)
+    assert bridge.receiver_errors == 1
+    assert await pending(client, stream_of(prefix)) == 0
+    assert "raised LookupError: no such order" in caplog.text
+
+
+async def test_a_failing_send_is_dead_lettered(
+    client: aioredis.Redis,
+    prefix: str,
+    order_shipped: Signal[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """send_robust itself raising (not a receiver) dead-letters the entry; the bridge goes on."""
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("instrument bug")
+
+    monkeypatch.setattr(Signal, "send_robust", broken)
+    bridge = make_bridge(prefix)
+    bridge.export(order_shipped)
+    async with bridge:
+        await bridge.publish(order_shipped, "shop", order_id=1)
+        await eventually(lambda: bridge.dead_lettered == 1)
+    dead = await dead_letters(client, prefix)
+    assert b"send failed: RuntimeError" in dead[0][b"reason"]
+
+
+# -- codecs and senders -----------------------------------------------------
+
+
+class Shop:
+    """A sender class that receivers connect for."""
+
+
+class DecimalCodec:
+    """Carries Decimal amounts as strings."""
+
+    def encode(self, payload: Any) -> dict[str, Any]:
+        return {**payload, "amount": str(payload["amount"])}
+
+    def decode(self, data: dict[str, Any]) -> dict[str, Any]:
+        return {**data, "amount": Decimal(data["amount"])}
+
+
+async def test_codec_and_named_senders_round_trip(prefix: str) -> None:
+    """A codec carries non-JSON values; exported senders come back as the same objects."""
+    refunded: Signal[..., Any] = Signal(providing_args=["amount"], name="refunded")
+    calls: list[tuple[object, Decimal]] = []
+    refunded.connect(
+        lambda sender, amount, **kwargs: calls.append((sender, amount)),
+        sender=Shop,
+        weak=False,
+    )
+    bridge = make_bridge(prefix)
+    bridge.export(refunded, codec=DecimalCodec(), senders={"shop": Shop})
+    async with bridge:
+        await bridge.publish(refunded, Shop, amount=Decimal("9.99"))
+        await bridge.publish(refunded, "shop", amount=Decimal("1.50"))
+        await bridge.publish(refunded, None, amount=Decimal("0"))
+        await eventually(lambda: bridge.delivered == 3)
+        with pytest.raises(TypeError, match="none of the senders"):
+            await bridge.publish(refunded, "warehouse", amount=Decimal("1"))
+    assert calls == [(Shop, Decimal("9.99")), (Shop, Decimal("1.50"))]
+
+
+async def test_an_unknown_sender_name_is_dead_lettered(
+    client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
+) -> None:
+    """With exported senders, an entry naming another sender is dead-lettered."""
+    bridge = make_bridge(prefix)
+    bridge.export(order_shipped, senders={"shop": Shop})
+    async with bridge:
+        message = {"v": 1, "signal": "order_shipped", "sender": "x", "payload": {"order_id": 1}}
+        await client.xadd(stream_of(prefix), {b"event": json.dumps(message).encode()})
+        await eventually(lambda: bridge.dead_lettered == 1)
+
+
+# -- publishing errors and configuration ------------------------------------
+
+
+async def test_publish_refuses_what_cannot_travel(
+    prefix: str, order_shipped: Signal[..., Any]
+) -> None:
+    """Unexported signals, bad payloads, object senders, non-JSON and oversized events raise."""
+    other: Signal[..., Any] = Signal(name="other")
+    bridge = make_bridge(prefix, max_message_bytes=200)
+    bridge.export(order_shipped, consume=False)
+    bridge.export(other, consume=False)
+    with pytest.raises(BridgeClosedError, match="has not been started"):
+        await bridge.publish(order_shipped, "shop", order_id=1)
+    async with bridge:
+        with pytest.raises(KeyError, match="not exported"):
+            await bridge.publish(Signal(name="stray"), "shop")
+        with pytest.raises(TypeError, match="missing argument"):
+            await bridge.publish(order_shipped, "shop")
+        with pytest.raises(TypeError, match="'sender' is reserved"):
+            await bridge.publish(other, "shop", sender="x")
+        with pytest.raises(TypeError, match="travels with its sender's name"):
+            await bridge.publish(order_shipped, object(), order_id=1)
+        with pytest.raises(TypeError, match="not JSON"):
+            await bridge.publish(order_shipped, "shop", order_id=object())
+        with pytest.raises(TypeError, match="not JSON"):
+            await bridge.publish(order_shipped, "shop", order_id=float("nan"))
+        with pytest.raises(ValueError, match="max_message_bytes"):
+            await bridge.publish(order_shipped, "shop", order_id="x" * 300)
+    with pytest.raises(BridgeClosedError, match="closed"):
+        await bridge.publish(order_shipped, "shop", order_id=1)
+    with pytest.raises(RuntimeError, match="already entered"):
+        await bridge.__aenter__()
+
+
+def test_export_refuses_unnamed_duplicate_and_late_signals() -> None:
+    """export needs a named signal, a unique name, a known mode, and a bridge not yet entered."""
+    bridge = RedisBridge(REDIS_URL)
+    with pytest.raises(ValueError, match="has no name"):
+        bridge.export(Signal())
+    bridge.export(Signal(name="a"))
+    with pytest.raises(ValueError, match="already exported"):
+        bridge.export(Signal(name="a"))
+    with pytest.raises(ValueError, match="mode must be"):
+        bridge.export(Signal(name="b"), mode="fanout")  # type: ignore[arg-type]
+    bridge._state = "running"
+    with pytest.raises(RuntimeError, match="before entering"):
+        bridge.export(Signal(name="c"))
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"batch_size": 0}, "batch_size"),
+        ({"max_concurrent": 0}, "max_concurrent"),
+        ({"max_message_bytes": 0}, "max_message_bytes"),
+        ({"maxlen": 0}, "maxlen"),
+        ({"claim_idle": 0}, "claim_idle"),
+        ({"block": float("inf")}, "block"),
+        ({"grace_period": -1}, "grace_period"),
+    ],
+)
+def test_bad_options_raise(options: dict[str, Any], message: str) -> None:
+    """Each option out of range is a ValueError naming it."""
+    with pytest.raises(ValueError, match=message):
+        RedisBridge(REDIS_URL, **options)
+
+
+async def test_clients_that_decode_responses_are_refused(client: aioredis.Redis) -> None:
+    """A client decoding responses could be broken by a hostile entry: refused up front."""
+    decoding = aioredis.from_url(REDIS_URL, decode_responses=True)
+    try:
+        with pytest.raises(ValueError, match="decode_responses=False"):
+            RedisBridge(decoding)
+    finally:
+        await decoding.aclose()
+    bridge = RedisBridge(client, name="mine")
+    assert repr(bridge).startswith("<RedisBridge mine not started")
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_trio_is_refused_with_a_clear_error() -> None:
+    """Entering a bridge under trio raises RuntimeError saying it needs asyncio."""
+    bridge = RedisBridge(REDIS_URL)
+    with pytest.raises(RuntimeError, match="asyncio only"):
+        await bridge.__aenter__()
+
+
+async def test_an_unexpected_redis_error_stops_the_bridge(
+    client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
+) -> None:
+    """A Redis error that is no outage (a key of the wrong type) propagates from the bridge."""
+    bridge = make_bridge(prefix)
+    bridge.export(order_shipped)
+    with pytest.raises(ExceptionGroup) as caught:  # noqa: PT012
+        async with bridge:
+            await client.set(stream_of(prefix), "not a stream")
+            await anyio.sleep(5)
+    assert caught.group_contains(ResponseError, match="WRONGTYPE")
+
+
+async def test_group_creation_errors_other_than_busygroup_raise(
+    client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
+) -> None:
+    """Entering over a key that is not a stream raises Redis's error."""
+    await client.set(stream_of(prefix), "not a stream")
+    for bridge in (make_bridge(prefix), RedisBridge(client, stream_prefix=prefix)):
+        bridge.export(order_shipped)
+        with pytest.raises(ResponseError, match="WRONGTYPE"):
+            await bridge.__aenter__()
+    assert await client.ping()
+
+
+# -- Redis restarted mid-run ------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def start_redis(port: int) -> anyio.abc.Process:
+    server = shutil.which("redis-server")
+    assert server is not None, f"redis-server is not installed; {START_REDIS}"
+    process = await anyio.open_process(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    probe = aioredis.Redis(port=port)
+    try:
+        while True:
+            try:
+                await probe.ping()
+                return process
+            except RedisConnectionError:
+                await anyio.sleep(0.02)
+    finally:
+        await probe.aclose()
+
+
+async def test_redis_restarted_mid_run(caplog: pytest.LogCaptureFixture) -> None:
+    """Redis restarted empty: the bridge reconnects, recreates its group and goes on."""
+    port = free_port()
+    order_shipped: Signal[..., Any] = Signal(providing_args=["order_id"], name="order_shipped")
+    calls = recorder(order_shipped)
+    server = await start_redis(port)
+    release = anyio.Event()
+
+    async def wait_for_release(order_id: int, **kwargs: Any) -> None:
+        if order_id == 1:
+            await release.wait()
+
+    order_shipped.connect(wait_for_release, weak=False)
+    bridge = RedisBridge(f"redis://127.0.0.1:{port}", block=0.05, grace_period=1)
+    bridge.export(order_shipped)
+    try:
+        with caplog.at_level(logging.WARNING, "asyncsignals.redis"):
+            async with bridge:
+                await bridge.publish(order_shipped, "shop", order_id=1)
+                await eventually(lambda: len(calls) == 1)
+                server.kill()
+                await server.wait()
+                await server.aclose()
+                release.set()
+                await eventually(lambda: "Redis unavailable" in caplog.text)
+                await anyio.sleep(0.2)
+                server = await start_redis(port)
+                while True:
+                    try:
+                        await bridge.publish(order_shipped, "shop", order_id=2)
+                        break
+                    except RedisConnectionError:
+                        await anyio.sleep(0.02)
+                await eventually(lambda: len(calls) == 2)
+    finally:
+        server.kill()
+        await server.wait()
+        await server.aclose()
+        order_shipped.disconnect(dispatch_uid="test")
+    assert [payload["order_id"] for _, payload in calls] == [1, 2]
+    assert "stays pending" in caplog.text
+
+
+async def test_a_deleted_stream_and_group_are_created_again(
+    client: aioredis.Redis,
+    prefix: str,
+    order_shipped: Signal[..., Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The stream deleted under a running bridge: it recreates the group and goes on."""
+    calls = recorder(order_shipped)
+    bridge = make_bridge(prefix)
+    bridge.export(order_shipped)
+    with caplog.at_level(logging.WARNING, "asyncsignals.redis"):
+        async with bridge:
+            await client.delete(stream_of(prefix))
+            await eventually(lambda: "is gone" in caplog.text)
+            await eventually(lambda: bridge.delivered == 0 and "creating it again" in caplog.text)
+            await bridge.publish(order_shipped, "shop", order_id=1)
+            await eventually(lambda: bridge.delivered == 1)
+    assert calls == [("shop", {"order_id": 1})]
