@@ -33,9 +33,12 @@ import anyio
 
 T = TypeVar("T")
 
-# (values by position, positions whose value is the Exception it raised in
-#  send_robust, failures that aborted the run in the order they happened)
-Outcomes = tuple[list[Any], list[int], list[tuple[int, BaseException]]]
+# (values by position, failures that aborted the run in the order they happened)
+Outcomes = tuple[list[Any], list[tuple[int, BaseException]]]
+
+# send_robust's reporter: told at once of each receiver's Exception, by position,
+# so that it is reported even if the caller is cancelled before the run ends.
+RobustFailure = Callable[[int, Exception], object]
 
 
 class _Run:
@@ -45,27 +48,27 @@ class _Run:
         "abort",
         "aborting",
         "errors",
-        "failed",
+        "on_robust_failure",
         "remaining",
-        "robust",
         "started",
         "values",
         "waiter",
     )
 
-    def __init__(self, size: int, robust: bool, abort: Callable[[], object]) -> None:
-        self.robust = robust
+    def __init__(
+        self, size: int, on_robust_failure: RobustFailure | None, abort: Callable[[], object]
+    ) -> None:
+        self.on_robust_failure = on_robust_failure
         self.abort = abort
         self.aborting = False
         self.values: list[Any] = [None] * size
-        self.failed: list[int] = []
         self.errors: list[tuple[int, BaseException]] = []
         self.remaining = 0
         self.started = [False] * size
         self.waiter: asyncio.Future[None] | None = None
 
     def outcomes(self) -> Outcomes:
-        return self.values, self.failed, self.errors
+        return self.values, self.errors
 
     def fail(self, index: int, error: BaseException) -> None:
         self.errors.append((index, error))
@@ -77,9 +80,9 @@ class _Run:
             self.abort()
 
     def record(self, index: int, error: BaseException) -> None:
-        if self.robust and isinstance(error, Exception):
+        if self.on_robust_failure is not None and isinstance(error, Exception):
             self.values[index] = error
-            self.failed.append(index)
+            self.on_robust_failure(index, error)
         else:
             self.fail(index, error)
 
@@ -116,7 +119,9 @@ def _close(awaitable: Awaitable[Any]) -> None:
         close()  # never started, never to be awaited
 
 
-async def run_asyncio_tasks(awaitables: Sequence[Awaitable[Any]], robust: bool) -> Outcomes:
+async def run_asyncio_tasks(
+    awaitables: Sequence[Awaitable[Any]], on_robust_failure: RobustFailure | None
+) -> Outcomes:
     """Run ``awaitables`` as asyncio tasks of the current task; wait for them all.
 
     Raises:
@@ -138,7 +143,7 @@ async def run_asyncio_tasks(awaitables: Sequence[Awaitable[Any]], robust: bool) 
                 _close(awaitables[index])
             task.cancel()
 
-    run = _Run(len(awaitables), robust, abort)
+    run = _Run(len(awaitables), on_robust_failure, abort)
     for index, awaitable in enumerate(awaitables):
         if run.aborting:  # pragma: no cover (only an eager task fails this early: 3.12+)
             _close(awaitable)
@@ -178,7 +183,9 @@ async def _wait_out(run: _Run) -> None:
                 continue
 
 
-async def run_trio_nursery(awaitables: Sequence[Awaitable[Any]], robust: bool) -> Outcomes:
+async def run_trio_nursery(
+    awaitables: Sequence[Awaitable[Any]], on_robust_failure: RobustFailure | None
+) -> Outcomes:
     """Run ``awaitables`` in a trio nursery; wait for them all.
 
     Raises:
@@ -186,7 +193,7 @@ async def run_trio_nursery(awaitables: Sequence[Awaitable[Any]], robust: bool) -
     """
     import trio  # noqa: PLC0415 (only ever called inside a running trio)
 
-    run = _Run(len(awaitables), robust, lambda: None)
+    run = _Run(len(awaitables), on_robust_failure, lambda: None)
     try:
         async with trio.open_nursery() as nursery:
             run.abort = nursery.cancel_scope.cancel

@@ -494,7 +494,9 @@ class Signal(Generic[P, R]):
             if removed is None:
                 return False
             self._version = object()
-            return True
+            # A collected receiver's connection is gone already, as far as
+            # anyone can tell: removing its leftover entry removes nothing.
+            return _live_receiver(removed) is not None
 
     def has_listeners(self, sender: object = None) -> bool:
         """True when a send from ``sender`` would reach at least one live receiver.
@@ -921,14 +923,15 @@ class Signal(Generic[P, R]):
             )
             for _, receiver, kind, call, timeout in pending
         ]
-        values, failed, errors = await runner(awaitables, robust)
+        values, errors = await runner(
+            awaitables,
+            (lambda position, error: self._report(error, pending[position][1])) if robust else None,
+        )
         if errors:
             if not robust:
                 for position, error in errors:
                     self._annotate(error, pending[position][1])
             raise _combine([error for _, error in errors], self._label)
-        for position in failed:
-            self._report(values[position], pending[position][1])
         for (index, receiver, *_), value in zip(pending, values, strict=True):
             results[index] = (receiver, value)
 

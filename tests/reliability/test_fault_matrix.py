@@ -341,11 +341,6 @@ async def test_fault(
     assert threading.active_count() <= threads_before
 
 
-@pytest.mark.xfail(
-    reason="BUG: send_robust drops, unlogged, an error a receiver raises while the caller "
-    "cancels the send",
-    strict=True,
-)
 @pytest.mark.anyio
 async def test_robust_logs_error_raised_while_cancelled(caplog: pytest.LogCaptureFixture) -> None:
     """send_robust logs a receiver's error raised while its caller cancels it, not drops it."""
@@ -359,6 +354,8 @@ async def test_robust_logs_error_raised_while_cancelled(caplog: pytest.LogCaptur
         async with anyio.create_task_group() as group:
             group.start_soon(call, signal, run, outcome, caller_scope)
             await run.started.wait()
+            # Cancel only once the receiver waits inside its try block.
+            await anyio.wait_all_tasks_blocked()
             caller_scope.cancel()
     assert outcome.cancelled_caught
     assert "raised while cancelled" in caplog.text

@@ -587,9 +587,6 @@ def test_signal_agrees_with_model_long(backend: str) -> None:
     run_machine(backend, LONG_PROFILE)
 
 
-@pytest.mark.xfail(
-    reason="BUG: disconnect() reports True for a collected receiver's connection", strict=True
-)
 def test_disconnect_ignores_collected_receivers() -> None:
     """disconnect(dispatch_uid=...) of a receiver already collected removes nothing: False."""
     signal = Signal()
