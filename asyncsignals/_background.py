@@ -65,7 +65,7 @@ class BackgroundSend:
             still queued and never started.
     """
 
-    signal: Signal
+    signal: Signal[..., Any]
     sender: object
     payload: Mapping[str, Any]
     started: bool
@@ -102,7 +102,7 @@ class _Queued:
     def __init__(
         self,
         number: int,
-        signal: Signal,
+        signal: Signal[..., Any],
         sender: object,
         payload: dict[str, Any],
         context: contextvars.Context,
@@ -114,7 +114,7 @@ class _Queued:
         self.context = context
 
 
-def _label(signal: Signal) -> str:
+def _label(signal: Signal[..., Any]) -> str:
     return signal.name if signal.name is not None else repr(signal)
 
 
@@ -383,7 +383,7 @@ class BackgroundDispatcher:
 
     # -- sending ------------------------------------------------------------
 
-    def _accept(self, signal: Signal, sender: object, payload: dict[str, Any]) -> _Queued:
+    def _accept(self, signal: Signal[..., Any], sender: object, payload: dict[str, Any]) -> _Queued:
         if not isinstance(signal, Signal):  # pyright: ignore[reportUnnecessaryIsInstance] (checks what callers pass)
             raise TypeError(f"expected a Signal to send, got {signal!r}")
         if self._state is not _RUNNING:
@@ -404,7 +404,7 @@ class BackgroundDispatcher:
             )
         return DispatcherClosedError(f"{self!r} is {self._state}; it accepts no new sends")
 
-    def send(self, signal: Signal, sender: object, /, **payload: Any) -> None:
+    def send(self, signal: Signal[..., Any], sender: object, /, **payload: Any) -> None:
         """Queue ``signal.send_robust(sender, **payload)`` and return at once.
 
         Never yields to the event loop, so it can be called from sync code on
@@ -430,7 +430,7 @@ class BackgroundDispatcher:
             ) from None
         self._accepted += 1
 
-    async def send_wait(self, signal: Signal, sender: object, /, **payload: Any) -> None:
+    async def send_wait(self, signal: Signal[..., Any], sender: object, /, **payload: Any) -> None:
         """Queue ``signal.send_robust(sender, **payload)``, waiting for room if full.
 
         When the queue has room it returns without yielding, like

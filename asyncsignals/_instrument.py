@@ -39,11 +39,11 @@ class SendEvent:
 
     __slots__ = ("data", "duration", "error", "payload", "results", "sender", "signal", "started")
 
-    def __init__(self, signal: Signal[Any, Any], sender: object, payload: Mapping[str, Any]):
-        self.signal = signal
-        self.sender = sender
-        self.payload = payload
-        self.started = time.perf_counter()
+    def __init__(self, signal: Signal[..., Any], sender: object, payload: Mapping[str, Any]):
+        self.signal: Signal[..., Any] = signal
+        self.sender: object = sender
+        self.payload: Mapping[str, Any] = payload
+        self.started: float = time.perf_counter()
         self.duration: float | None = None
         self.results: list[tuple[Callable[..., Any], Any]] | None = None
         self.error: BaseException | None = None
@@ -103,7 +103,7 @@ class _InstrumentHook:
         self.instrument = instrument
 
     def begin(
-        self, signal: Signal[Any, Any], sender: object, named: Mapping[str, Any]
+        self, signal: Signal[..., Any], sender: object, named: Mapping[str, Any]
     ) -> _InstrumentWatch:
         event = SendEvent(signal, sender, named)
         _call_safely(self.instrument, "send_started", event)
@@ -178,7 +178,7 @@ _lock = threading.Lock()
 _everywhere: dict[Instrument, _InstrumentHook] = {}
 
 
-def add_instrument(instrument: Instrument, signal: Signal[Any, Any] | None = None) -> None:
+def add_instrument(instrument: Instrument, signal: Signal[..., Any] | None = None) -> None:
     """Install ``instrument`` on ``signal``, or on every signal, now and future.
 
     Installing the same instrument twice in the same place is a no-op.
@@ -201,7 +201,7 @@ def add_instrument(instrument: Instrument, signal: Signal[Any, Any] | None = Non
             each._add_hook(hook)
 
 
-def remove_instrument(instrument: Instrument, signal: Signal[Any, Any] | None = None) -> None:
+def remove_instrument(instrument: Instrument, signal: Signal[..., Any] | None = None) -> None:
     """Undo :func:`add_instrument` (for that signal, or everywhere); a no-op if not installed."""
     with _lock:
         if signal is not None:

@@ -192,13 +192,13 @@ def _record_outcome(span: Span, error: BaseException | None) -> None:
 
 _lock = threading.Lock()
 _everywhere: list[OpenTelemetryInstrument] = []
-_on_signal: weakref.WeakKeyDictionary[Signal[Any, Any], OpenTelemetryInstrument] = (
+_on_signal: weakref.WeakKeyDictionary[Signal[..., Any], OpenTelemetryInstrument] = (
     weakref.WeakKeyDictionary()
 )
 
 
 def instrument(
-    tracer_provider: TracerProvider | None = None, signal: Signal[Any, Any] | None = None
+    tracer_provider: TracerProvider | None = None, signal: Signal[..., Any] | None = None
 ) -> OpenTelemetryInstrument:
     """Trace every signal (now and future), or only ``signal``, with a new instrument.
 
@@ -225,7 +225,7 @@ def instrument(
     return installed
 
 
-def uninstrument(signal: Signal[Any, Any] | None = None) -> None:
+def uninstrument(signal: Signal[..., Any] | None = None) -> None:
     """Stop what :func:`instrument` started for ``signal`` (or for every signal).
 
     Sends already in flight finish their spans. A no-op when nothing is
@@ -236,7 +236,7 @@ def uninstrument(signal: Signal[Any, Any] | None = None) -> None:
         _uninstrument(signal)
 
 
-def _uninstrument(signal: Signal[Any, Any] | None) -> None:
+def _uninstrument(signal: Signal[..., Any] | None) -> None:
     if signal is None:
         for installed in _everywhere:
             remove_instrument(installed)

@@ -274,14 +274,14 @@ class RedisBridge:
                 )
             self._client = redis
             self._owns_client = False
-        self.group = group
-        self.consumer = (
+        self.group: str = group
+        self.consumer: str = (
             consumer if consumer is not None else f"{socket.gethostname()}-{os.getpid()}"
         )
         self.stream_prefix = stream_prefix
         self.maxlen = maxlen
         self.claim_idle = claim_idle
-        self.dead_letter = dead_letter if dead_letter is not None else f"{stream_prefix}:dead"
+        self.dead_letter: str = dead_letter if dead_letter is not None else f"{stream_prefix}:dead"
         self.batch_size = batch_size
         self.max_concurrent = max_concurrent
         self.grace_period = grace_period

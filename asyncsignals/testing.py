@@ -54,7 +54,7 @@ __all__ = [
 
 # Loading this module as a pytest plugin (pytest_plugins = ["asyncsignals.testing"])
 # loads the fixtures too, while importing it never imports pytest.
-pytest_plugins = ["asyncsignals._pytest_plugin"]
+pytest_plugins: list[str] = ["asyncsignals._pytest_plugin"]
 
 ReceiverT = TypeVar("ReceiverT", bound=Callable[..., Any])
 
@@ -96,14 +96,14 @@ class Send:
     __slots__ = ("_error", "_receivers", "_results", "done", "muted", "payload", "sender", "signal")
 
     def __init__(
-        self, signal: Signal, sender: object, payload: dict[str, Any], muted: bool
+        self, signal: Signal[..., Any], sender: object, payload: dict[str, Any], muted: bool
     ) -> None:
-        self.signal = signal
-        self.sender = sender
-        self.payload = payload
-        self.muted = muted
+        self.signal: Signal[..., Any] = signal
+        self.sender: object = sender
+        self.payload: dict[str, Any] = payload
+        self.muted: bool = muted
         #: True once the send has returned or raised.
-        self.done = False
+        self.done: bool = False
         self._receivers: list[Callable[..., Any]] = []
         self._results: list[tuple[Callable[..., Any], Any]] | None = None
         self._error: BaseException | None = None
@@ -164,10 +164,10 @@ class _Match:
         predicate: Callable[[Send], bool] | None = None,
         exact: bool = False,
     ) -> None:
-        self.sender = sender
-        self.payload = dict(payload)
-        self.predicate = predicate
-        self.exact = exact
+        self.sender: object = sender
+        self.payload: dict[str, Any] = dict(payload)
+        self.predicate: Callable[[Send], bool] | None = predicate
+        self.exact: bool = exact
 
     def __call__(self, send: Send) -> bool:
         expected = self.sender
@@ -221,7 +221,7 @@ class _MuteBlock:
 
     __slots__ = ("active", "receiver", "signal")
 
-    def __init__(self, signal: Signal, receiver: Callable[..., Any] | None) -> None:
+    def __init__(self, signal: Signal[..., Any], receiver: Callable[..., Any] | None) -> None:
         self.signal = signal
         self.receiver = receiver
         self.active = True
@@ -233,7 +233,7 @@ _MUTED: contextvars.ContextVar[tuple[_MuteBlock, ...]] = contextvars.ContextVar(
 )
 
 
-def _mutes(signal: Signal) -> bool:
+def _mutes(signal: Signal[..., Any]) -> bool:
     """Whether an open block in this context mutes every receiver of the signal."""
     return any(
         block.active and block.signal is signal and block.receiver is None for block in _MUTED.get()
@@ -253,7 +253,7 @@ class _Hub:
         self.users = 0
         self.observers: tuple[_Observer, ...] = ()
 
-    def begin(self, signal: Signal, sender: object, named: Mapping[str, Any]) -> _Watch:
+    def begin(self, signal: Signal[..., Any], sender: object, named: Mapping[str, Any]) -> _Watch:
         muted = _mutes(signal)
         observers = self.observers
         send = None
@@ -271,7 +271,7 @@ class _Watch:
 
     def __init__(
         self,
-        signal: Signal,
+        signal: Signal[..., Any],
         muted: bool,
         send: Send | None,
         observers: tuple[_Observer, ...],
@@ -311,10 +311,10 @@ class _Watch:
 
 
 _hubs_lock = threading.Lock()
-_hubs: weakref.WeakKeyDictionary[Signal, _Hub] = weakref.WeakKeyDictionary()
+_hubs: weakref.WeakKeyDictionary[Signal[..., Any], _Hub] = weakref.WeakKeyDictionary()
 
 
-def _acquire(signal: Signal, observer: _Observer | None = None) -> None:
+def _acquire(signal: Signal[..., Any], observer: _Observer | None = None) -> None:
     """Install the hub on ``signal`` (once) and add ``observer`` to it."""
     with _hubs_lock:
         hub = _hubs.get(signal)
@@ -326,7 +326,7 @@ def _acquire(signal: Signal, observer: _Observer | None = None) -> None:
             hub.observers = (*hub.observers, observer)
 
 
-def _release(signal: Signal, observer: _Observer | None = None) -> None:
+def _release(signal: Signal[..., Any], observer: _Observer | None = None) -> None:
     """Undo :func:`_acquire`; the last user removes the hub, so the signal pays nothing."""
     with _hubs_lock:
         hub = _hubs[signal]
@@ -372,7 +372,7 @@ class SignalCapture(_Observer):
     Thread-safe: sends from worker threads (``send_sync``) are recorded too.
     """
 
-    def __init__(self, signal: Signal) -> None:
+    def __init__(self, signal: Signal[..., Any]) -> None:
         _check_signal(signal, "capture")
         self.signal = signal
         self._lock = threading.Lock()
@@ -564,7 +564,7 @@ class SignalCapture(_Observer):
                     self._waiters.remove(waiter)
 
 
-def capture(signal: Signal) -> SignalCapture:
+def capture(signal: Signal[..., Any]) -> SignalCapture:
     """Record every send of ``signal`` made while the returned capture is active.
 
     Use it as ``with capture(order_shipped) as shipped:``, in sync and async
@@ -603,7 +603,7 @@ class SendTimeoutError(AssertionError, TimeoutError):
 
 
 async def wait_for_send(
-    signal: Signal,
+    signal: Signal[..., Any],
     predicate: Callable[[Send], bool] | None = None,
     *,
     sender: object = _ANY_SENDER,
@@ -642,7 +642,7 @@ async def wait_for_send(
 class SendStream(_Observer):
     """The sends of a signal as an async iterator; see :func:`sends`."""
 
-    def __init__(self, signal: Signal, match: _Match, max_buffer: int) -> None:
+    def __init__(self, signal: Signal[..., Any], match: _Match, max_buffer: int) -> None:
         self.signal = signal
         self.max_buffer = max_buffer
         self._match = match
@@ -700,7 +700,7 @@ class SendStream(_Observer):
 
 @contextlib.asynccontextmanager
 async def sends(
-    signal: Signal,
+    signal: Signal[..., Any],
     predicate: Callable[[Send], bool] | None = None,
     *,
     sender: object = _ANY_SENDER,
@@ -750,7 +750,7 @@ async def sends(
 
 @contextlib.contextmanager
 def muted(
-    signal: Signal, receiver: Callable[..., Any] | None = None
+    signal: Signal[..., Any], receiver: Callable[..., Any] | None = None
 ) -> Generator[None, None, None]:
     """Inside the block, sends of ``signal`` run no receiver (or skip just ``receiver``).
 
@@ -780,7 +780,7 @@ def muted(
         _release(signal)
 
 
-def _connection_numbers(signal: Signal) -> set[int]:
+def _connection_numbers(signal: Signal[..., Any]) -> set[int]:
     """The sequence number of every connection the signal holds."""
     any_sender, senders = signal._save_connections()
     numbers = {connection[4] for connection in any_sender.values()}
@@ -791,7 +791,7 @@ def _connection_numbers(signal: Signal) -> set[int]:
 
 @contextlib.contextmanager
 def connected_to(
-    signal: Signal, receiver: ReceiverT, sender: object = None, **connect_kwargs: Any
+    signal: Signal[..., Any], receiver: ReceiverT, sender: object = None, **connect_kwargs: Any
 ) -> Generator[ReceiverT, None, None]:
     """Connect ``receiver`` to ``signal`` for the block only; yields the receiver.
 
