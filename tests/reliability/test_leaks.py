@@ -296,3 +296,25 @@ async def test_new_sender_with_dead_senders_id_inherits_nothing(collect: bool) -
     assert await signal.send(newcomer) == []
     assert signal.send_sync(newcomer) == []
     assert calls == []
+
+
+@pytest.mark.xfail(
+    reason="BUG: a sender's cached lookup keeps a disconnected strong receiver alive", strict=True
+)
+@pytest.mark.anyio
+async def test_disconnected_strong_receiver_is_released_at_once() -> None:
+    """A strongly connected receiver is released by disconnect, not kept by a cached lookup."""
+    signal = Signal()
+    sender = SenderObject()
+    signal.connect(sync_receiver, sender=sender)
+
+    def receiver(sender: object, **kwargs: Any) -> None:
+        pass
+
+    signal.connect(receiver, weak=False)
+    await signal.send(sender)  # caches the lookup for this sender
+    assert signal.disconnect(receiver)
+    reference = weakref.ref(receiver)
+    del receiver
+    gc.collect()
+    assert reference() is None
