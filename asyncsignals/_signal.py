@@ -207,6 +207,7 @@ class Signal(Generic[P, R]):
         "__weakref__",
         "_any_cache",
         "_any_sender",
+        "_cached_records",
         "_dirty",
         "_hooks",
         "_limiter",
@@ -281,6 +282,8 @@ class Signal(Generic[P, R]):
         # allocation) can invalidate caches without taking the lock.
         self._version: object = object()
         self._any_cache: tuple[object, _Snapshot] = (None, _NOTHING)
+        # Records holding a cached lookup, for _changed to drop.
+        self._cached_records: list[_SenderConnections] = []
         self._dirty = False
         self._on_collected = self._mark_dirty
         self._hooks: tuple[SendHook, ...] = Signal._every_signal_hooks
@@ -457,7 +460,7 @@ class Signal(Generic[P, R]):
                     next(self._sequence),
                     timeout,
                 )
-                self._version = object()
+                self._changed()
         return receiver
 
     def disconnect(
@@ -493,7 +496,7 @@ class Signal(Generic[P, R]):
                     del self._senders[id(sender)]
             if removed is None:
                 return False
-            self._version = object()
+            self._changed()
             # A collected receiver's connection is gone already, as far as
             # anyone can tell: removing its leftover entry removes nothing.
             return _live_receiver(removed) is not None
@@ -513,6 +516,19 @@ class Signal(Generic[P, R]):
         return [receiver for receiver in live if receiver is not None]
 
     # -- bookkeeping --------------------------------------------------------
+
+    def _changed(self) -> None:
+        """The connections changed (lock held): no cached lookup may be used again.
+
+        The caches are dropped too, not just outdated, so that a lookup
+        cached for a sender that never sends again does not keep a
+        disconnected receiver alive.
+        """
+        self._version = object()
+        self._any_cache = (None, _NOTHING)
+        for record in self._cached_records:
+            record.cache = (None, _NOTHING)
+        self._cached_records.clear()
 
     def _mark_dirty(self, _reference: object) -> None:
         # A weakly held receiver or sender was collected. Only flag it: this
@@ -552,7 +568,7 @@ class Signal(Generic[P, R]):
             }
             if not record.connections:
                 del self._senders[sender_id]
-        self._version = object()
+        self._changed()
 
     def _connections_for(self, sender: object) -> _Snapshot:
         """The connections a send from ``sender`` reaches, in connection order.
@@ -586,6 +602,7 @@ class Signal(Generic[P, R]):
                 self._any_cache = (version, snapshot)
             else:
                 record.cache = (version, snapshot)
+                self._cached_records.append(record)
             return snapshot
 
     # -- sending ------------------------------------------------------------
@@ -766,7 +783,7 @@ class Signal(Generic[P, R]):
             for key, (record, connections) in senders.items():
                 record.connections = dict(connections)
                 self._senders[key] = record
-            self._version = object()
+            self._changed()
 
     async def _send_in_order(
         self,
@@ -775,8 +792,22 @@ class Signal(Generic[P, R]):
         named: dict[str, Any],
         robust: bool,
     ) -> list[tuple[Callable[..., Any], Any]]:
-        """Run every receiver after the previous one, in connection order."""
-        context = contextvars.copy_context()
+        """Run every receiver after the previous one, in connection order.
+
+        The whole run is stepped in one copy of the sender's context, so each
+        receiver is a plain call or await inside it.
+        """
+        return await await_in_context(
+            contextvars.copy_context(), self._run_in_order(connections, sender, named, robust)
+        )
+
+    async def _run_in_order(
+        self,
+        connections: Sequence[_Connection],
+        sender: object,
+        named: dict[str, Any],
+        robust: bool,
+    ) -> list[tuple[Callable[..., Any], Any]]:
         arguments = {"sender": sender, **named}
         arguments_with_signal = {"signal": self, **arguments}
         on_asyncio = not _trio_running()
@@ -795,11 +826,10 @@ class Signal(Generic[P, R]):
                         _run_in_thread(receiver, kwargs, on_asyncio), receiver, None, limiter
                     )
                 else:
-                    value = context.run(receiver, **kwargs)
+                    value = receiver(**kwargs)
                     if kind == _ASYNC or _is_awaitable(value):
-                        value = await await_in_context(
-                            context,
-                            self._guarded(value, receiver, self._timeout_of(timeout), limiter),
+                        value = await self._guarded(
+                            value, receiver, self._timeout_of(timeout), limiter
                         )
             except Exception as exc:
                 if not robust:

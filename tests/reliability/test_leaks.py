@@ -298,9 +298,6 @@ async def test_new_sender_with_dead_senders_id_inherits_nothing(collect: bool) -
     assert calls == []
 
 
-@pytest.mark.xfail(
-    reason="BUG: a sender's cached lookup keeps a disconnected strong receiver alive", strict=True
-)
 @pytest.mark.anyio
 async def test_disconnected_strong_receiver_is_released_at_once() -> None:
     """A strongly connected receiver is released by disconnect, not kept by a cached lookup."""
