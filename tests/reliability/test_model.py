@@ -25,6 +25,7 @@ import functools
 import gc
 import logging
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -411,6 +412,12 @@ class SignalMachine(RuleBasedStateMachine):
             return
         reference = weakref.ref(self.senders.pop(slot))
         gc.collect()
+        # An anyio worker thread holds its last job's exception (whose
+        # traceback holds the sender) for a moment after handing it back.
+        deadline = time.monotonic() + 1.0
+        while reference() is not None and time.monotonic() < deadline:
+            time.sleep(0.001)
+            gc.collect()
         assert reference() is None, "the signal kept a sender alive"
         self.connections = [c for c in self.connections if c.sender_slot != slot]
         self.bury_the_dead()
@@ -488,12 +495,17 @@ class SignalMachine(RuleBasedStateMachine):
 
         expected = collections.Counter(c.receiver.label for c in reached)
         failing = {c.receiver.label for c in reached if c.receiver.fails}
-        inline = [
-            c.receiver.label
+        # The order of sync receivers run inline, among receivers connected
+        # only that way (one connected inline and to_thread runs in both).
+        runs_inline = {
+            c.receiver.label: not c.receiver.is_async and (to_thread_inline or not c.to_thread)
             for c in reached
-            if not c.receiver.is_async and (to_thread_inline or not c.to_thread)
-        ]
-        ran = [call.label for call in calls if call.label in set(inline)]
+        }
+        for c in reached:
+            inline_here = not c.receiver.is_async and (to_thread_inline or not c.to_thread)
+            runs_inline[c.receiver.label] &= inline_here
+        inline = [c.receiver.label for c in reached if runs_inline[c.receiver.label]]
+        ran = [call.label for call in calls if runs_inline.get(call.label, False)]
         by_label: dict[str, list[Connection]] = collections.defaultdict(list)
         for connection in reached:
             by_label[connection.receiver.label].append(connection)
