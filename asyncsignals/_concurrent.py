@@ -103,6 +103,11 @@ class _Run:
             waiter = self.waiter
             if not self.remaining and waiter is not None and not waiter.done():
                 waiter.set_result(None)
+            # An error recorded above has this frame in its traceback, and
+            # the run holds the error: letting go of the run here keeps the
+            # two from forming a cycle that would keep the receiver (and the
+            # sender) alive until the garbage collector's next pass.
+            del self
 
     async def run_in_trio_task(self, index: int, awaitable: Awaitable[Any]) -> None:
         try:
@@ -111,6 +116,8 @@ class _Run:
             raise  # the nursery's own business
         except BaseException as error:
             self.record(index, error)
+        finally:
+            del self  # no cycle through a recorded error: see run_in_asyncio_task
 
 
 def _close(awaitable: Awaitable[Any]) -> None:
@@ -157,16 +164,29 @@ async def run_asyncio_tasks(
         else:  # pragma: no cover (before Python 3.12)
             task = asyncio.Task(run.run_in_asyncio_task(index, awaitable), loop=loop)
         tasks.append(task)
-    while run.remaining:
-        run.waiter = loop.create_future()
-        try:
-            await run.waiter
-        except asyncio.CancelledError:
-            run.abort_once()
-            await _wait_out(run)
-            if not run.errors:
-                raise
-    return run.outcomes()
+    try:
+        while run.remaining:
+            run.waiter = loop.create_future()
+            try:
+                await run.waiter
+            except asyncio.CancelledError:
+                run.abort_once()
+                await _wait_out(run)
+                if not run.errors:
+                    raise
+        return run.outcomes()
+    finally:
+        # Every task has ended. Let go of them and of abort(), which refers
+        # to the run that refers to it, and to the tasks (a task cancelled
+        # before its first step keeps a CancelledError whose traceback holds
+        # the run): cycles that would keep the receivers and the sender
+        # alive until the garbage collector's next pass.
+        tasks.clear()
+        run.abort = _nothing_to_abort
+
+
+def _nothing_to_abort() -> None:
+    """The abort of a run that has ended."""
 
 
 async def _wait_out(run: _Run) -> None:
@@ -213,20 +233,10 @@ async def run_to_completion(awaitable: Awaitable[T]) -> T:
 
     For work that cannot be interrupted, such as a thread: the work runs in
     a task of its own; a cancelled caller waits until it ends, then raises
-    the cancellation.
+    the cancellation (or the work's own exception, which wins).
     """
-    loop = asyncio.get_running_loop()
-    outcome: list[Any] = []
-
-    async def wrapped() -> None:
-        try:
-            outcome.append(await awaitable)
-        except BaseException as error:
-            # Carried out, so that KeyboardInterrupt does not escape into
-            # the event loop from a bare task.
-            outcome.append(_Raised(error))
-
-    task = loop.create_task(wrapped())
+    box: list[Outcome] = []
+    task = asyncio.get_running_loop().create_task(_captured(awaitable, box))
     cancelled: asyncio.CancelledError | None = None
     try:
         await asyncio.shield(task)
@@ -238,17 +248,46 @@ async def run_to_completion(awaitable: Awaitable[T]) -> T:
                     await asyncio.wait((task,))
                 except asyncio.CancelledError:  # pragma: no cover (defensive: cancelled again)
                     continue
-    (result,) = outcome
-    if isinstance(result, _Raised):
-        raise result.error
-    if cancelled is not None:
+    if cancelled is None:
+        value: T = unboxed(box.pop())
+        return value
+    try:
+        unboxed(box.pop())
         raise cancelled
-    value: T = result
-    return value
+    finally:
+        del cancelled  # raised: no cycle through this frame
 
 
-class _Raised:
-    __slots__ = ("error",)
+async def _captured(awaitable: Awaitable[Any], box: list[Outcome]) -> None:
+    """Await ``awaitable`` and leave its outcome in ``box``.
 
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
+    Carried out, not raised, so that ``KeyboardInterrupt`` does not escape
+    into the event loop from a bare task.
+    """
+    try:
+        box.append((await awaitable, None))
+    except BaseException as error:
+        box.append((None, error))
+
+
+# What happened to a piece of work, handed from where it happened to where
+# it is raised again: (value, None) or (None, exception).
+Outcome = tuple[Any, BaseException | None]
+
+
+def unboxed(outcome: Outcome) -> Any:
+    """The value of ``outcome``, or its exception raised from here.
+
+    Hand it over as an expression (``unboxed(box.pop())``), never through a
+    local: an exception raised again has every frame it passes in its
+    traceback, and a frame that still refers to the exception would form a
+    reference cycle with it, keeping the receiver and the sender alive until
+    the garbage collector's next pass.
+    """
+    value, error = outcome
+    if error is None:
+        return value
+    try:
+        raise error
+    finally:
+        del error, outcome

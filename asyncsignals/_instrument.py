@@ -118,7 +118,8 @@ class _InstrumentWatch:
 
     def __init__(self, instrument: Instrument, event: SendEvent) -> None:
         self.instrument = instrument
-        self.event = event
+        # The send's event, until the send has ended (see end).
+        self.event: SendEvent | None = event
 
     def allows(self, receiver: Callable[..., Any]) -> bool:
         return True
@@ -126,16 +127,20 @@ class _InstrumentWatch:
     def wrap(
         self, receiver: Callable[..., Any], call: Callable[..., Any], is_async: bool
     ) -> Callable[..., Any]:
-        instrument, event = self.instrument, self.event
+        # The wrappers reach the event through this watch only: see end.
+        watch = self
+        instrument = self.instrument
 
         def finished(started: float, result: object, error: BaseException | None) -> None:
             duration = time.perf_counter() - started
-            _call_safely(instrument, "receiver_finished", event, receiver, result, error, duration)
+            _call_safely(
+                instrument, "receiver_finished", watch.event, receiver, result, error, duration
+            )
 
         if is_async:
 
             async def timed_async(**kwargs: Any) -> Any:
-                _call_safely(instrument, "receiver_started", event, receiver)
+                _call_safely(instrument, "receiver_started", watch.event, receiver)
                 started = time.perf_counter()
                 try:
                     result = await call(**kwargs)
@@ -149,7 +154,7 @@ class _InstrumentWatch:
         else:
 
             def timed(**kwargs: Any) -> Any:
-                _call_safely(instrument, "receiver_started", event, receiver)
+                _call_safely(instrument, "receiver_started", watch.event, receiver)
                 started = time.perf_counter()
                 try:
                     result = call(**kwargs)
@@ -168,10 +173,17 @@ class _InstrumentWatch:
         self, results: list[tuple[Callable[..., Any], Any]] | None, error: BaseException | None
     ) -> None:
         event = self.event
+        if event is None:  # pragma: no cover (defensive: a send ends once)
+            return
         event.duration = time.perf_counter() - event.started
         event.results = results
         event.error = error
         _call_safely(self.instrument, "send_finished", event)
+        # The event now holds the send's results and error, whose tracebacks
+        # hold the frames of this send, which hold this watch: let go of the
+        # event, or they would form a cycle that keeps the receivers and the
+        # sender alive until the garbage collector's next pass.
+        self.event = None
 
 
 _lock = threading.Lock()

@@ -21,7 +21,7 @@ import anyio.lowlevel
 import anyio.to_thread
 from typing_extensions import ParamSpec, TypeVar
 
-from ._concurrent import run_asyncio_tasks, run_to_completion, run_trio_nursery
+from ._concurrent import run_asyncio_tasks, run_to_completion, run_trio_nursery, unboxed
 from ._context import await_in_context
 from ._receivers import (
     WeakMethodRef,
@@ -704,7 +704,10 @@ class Signal(Generic[P, R]):
         results, pending = context.run(self._run_inline, connections, sender, named, robust, False)
         if pending:
             await self._await_pending(results, pending, context, robust)
-        return results
+        try:
+            return results
+        finally:
+            del results  # see _report: no cycle through a kept exception
 
     async def _send_observed(
         self, snapshot: _Snapshot, sender: object, named: dict[str, Any], robust: bool
@@ -718,7 +721,10 @@ class Signal(Generic[P, R]):
             raise
         results = _unwrapped(results, originals)
         _end_watches(watches, results, None)
-        return results
+        try:
+            return results
+        finally:
+            del results  # see _report: no cycle through a kept exception
 
     def _observe(
         self, snapshot: _Snapshot, sender: object, named: dict[str, Any]
@@ -813,31 +819,35 @@ class Signal(Generic[P, R]):
         on_asyncio = not _trio_running()
         limiter = self._current_limiter()
         results: list[tuple[Callable[..., Any], Any]] = []
-        for target, hold, kind, takes_signal, _, timeout in connections:
-            receiver = target() if hold else target
-            if receiver is None:
-                continue
-            if hold == _WEAK_METHOD:
-                receiver = MethodType(target.function, receiver)
-            kwargs = arguments_with_signal if takes_signal else arguments
-            try:
-                if kind == _THREAD:
-                    value = await self._guarded(
-                        _run_in_thread(receiver, kwargs, on_asyncio), receiver, None, limiter
-                    )
-                else:
-                    value = receiver(**kwargs)
-                    if kind == _ASYNC or _is_awaitable(value):
+        value: Any = None
+        try:
+            for target, hold, kind, takes_signal, _, timeout in connections:
+                receiver = target() if hold else target
+                if receiver is None:
+                    continue
+                if hold == _WEAK_METHOD:
+                    receiver = MethodType(target.function, receiver)
+                kwargs = arguments_with_signal if takes_signal else arguments
+                try:
+                    if kind == _THREAD:
                         value = await self._guarded(
-                            value, receiver, self._timeout_of(timeout), limiter
+                            _run_in_thread(receiver, kwargs, on_asyncio), receiver, None, limiter
                         )
-            except Exception as exc:
-                if not robust:
-                    self._annotate(exc, receiver)
-                    raise
-                value = self._report(exc, receiver)
-            results.append((receiver, value))
-        return results
+                    else:
+                        value = receiver(**kwargs)
+                        if kind == _ASYNC or _is_awaitable(value):
+                            value = await self._guarded(
+                                value, receiver, self._timeout_of(timeout), limiter
+                            )
+                except Exception as exc:
+                    if not robust:
+                        self._annotate(exc, receiver)
+                        raise
+                    value = self._report(exc, receiver)
+                results.append((receiver, value))
+            return results
+        finally:
+            del results, value  # see _report: no cycle through a kept exception
 
     def _run_inline(
         self,
@@ -858,6 +868,7 @@ class Signal(Generic[P, R]):
         arguments_with_signal: dict[str, Any] | None = None
         results: list[tuple[Callable[..., Any], Any]] = []
         pending: list[_Pending] = []
+        result: Any = None
         # This loop is the cost of every send: constants are read from locals,
         # and the awaitable check runs only for results that could be one.
         plain_results = _PLAIN_RESULTS
@@ -902,10 +913,12 @@ class Signal(Generic[P, R]):
                         )
                         result = None
                 results.append((receiver, result))
+            return results, pending
         except BaseException:
             _close_awaitables(pending)
             raise
-        return results, pending
+        finally:
+            del results, result  # see _report: no cycle through a kept exception
 
     async def _await_pending(
         self,
@@ -930,6 +943,7 @@ class Signal(Generic[P, R]):
                     raise
                 value = self._report(exc, receiver)
             results[index] = (receiver, value)
+            del results, value  # see _report: no cycle through a kept exception
         else:
             await self._await_concurrently(results, pending, robust, on_trio, limiter)
 
@@ -957,13 +971,15 @@ class Signal(Generic[P, R]):
             awaitables,
             (lambda position, error: self._report(error, pending[position][1])) if robust else None,
         )
-        if errors:
-            if not robust:
-                for position, error in errors:
-                    self._annotate(error, pending[position][1])
-            raise _combine([error for _, error in errors], self._label)
-        for (index, receiver, *_), value in zip(pending, values, strict=True):
-            results[index] = (receiver, value)
+        try:
+            if errors:
+                if not robust:
+                    self._annotate_each(errors, pending)
+                raise _combine([error for _, error in errors], self._label)
+            for (index, receiver, *_), value in zip(pending, values, strict=True):
+                results[index] = (receiver, value)
+        finally:
+            del results, values, errors  # see _report: no cycle through an exception
 
     def _timed(self, receiver: Callable[..., Any], timeout: float) -> Callable[..., Any]:
         """``receiver`` with its timeout applied to each call, for one observed send."""
@@ -1023,7 +1039,21 @@ class Signal(Generic[P, R]):
         if note not in getattr(exc, "__notes__", ()):
             exc.add_note(note)
 
+    def _annotate_each(
+        self, errors: list[tuple[int, BaseException]], pending: list[_Pending]
+    ) -> None:
+        for position, error in errors:
+            self._annotate(error, pending[position][1])
+
     def _report(self, exc: Exception, receiver: object) -> Exception:
+        """Log a receiver's exception for send_robust, which returns it as the result.
+
+        The frame that caught it is in its traceback, so that frame must not
+        keep it, or the results that hold it, once the send is done: callers
+        ``del`` those locals. Otherwise the exception and the frame form a
+        reference cycle that keeps the receiver and the sender alive until
+        the garbage collector's next pass, after the caller has let go.
+        """
         logger.error(
             "receiver %s of signal %s raised %s",
             describe(receiver),
@@ -1072,7 +1102,10 @@ class Signal(Generic[P, R]):
                     raise
                 results = _unwrapped(results, originals)
                 _end_watches(watches, results, None)
-                return results
+                try:
+                    return results
+                finally:
+                    del results  # see _report: no cycle through a kept exception
         connections, awaits = snapshot
         if not connections:
             return []
@@ -1095,18 +1128,21 @@ class Signal(Generic[P, R]):
             )
         context = contextvars.copy_context()
         results, pending = context.run(self._run_inline, connections, sender, named, robust, True)
-        if not pending:
+        try:
+            if pending:
+                if on_loop_thread:
+                    _close_awaitables(pending)
+                    raise RuntimeError(
+                        f"receiver {describe(pending[0][1])} of {self._label} returned an "
+                        "awaitable, which send_sync cannot await on the event loop's own "
+                        "thread; use 'await signal.send(...)'"
+                    )
+                _run_on_a_loop(
+                    functools.partial(self._await_pending, results, pending, context, robust)
+                )
             return results
-        if on_loop_thread:
-            _close_awaitables(pending)
-            raise RuntimeError(
-                f"receiver {describe(pending[0][1])} of {self._label} returned an awaitable, "
-                "which send_sync cannot await on the event loop's own thread; "
-                "use 'await signal.send(...)'"
-            )
-
-        _run_on_a_loop(functools.partial(self._await_pending, results, pending, context, robust))
-        return results
+        finally:
+            del results  # see _report: no cycle through a kept exception
 
 
 def _unwrapped(
@@ -1139,22 +1175,34 @@ def _run_on_a_loop(function: Callable[[], Awaitable[T]]) -> T:
     """Run ``function`` on this anyio worker thread's event loop, or on a temporary one.
 
     Either way it runs in a copy of the calling thread's context, so
-    receivers see what the caller set.
+    receivers see what the caller set. Its exception is raised again here,
+    not through the event loop's machinery, which would hold it in
+    reference cycles (see unboxed).
     """
-    started = False
+    # The function and then its outcome, each taken out when used: nothing
+    # the event loop's frames keep refers to what the receivers returned.
+    box: list[Any] = [function]
+    del function
 
-    async def run() -> T:
-        nonlocal started
-        started = True
-        return await function()
+    async def run() -> None:
+        function: Callable[[], Awaitable[T]] = box.pop()
+        try:
+            box.append((await function(), None))
+        except Exception as error:
+            box.append((None, error))
+        finally:
+            del function
 
     try:
-        return anyio.from_thread.run(run)
+        anyio.from_thread.run(run)
     except anyio.NoEventLoopError:
-        if started:
-            raise
-        # Not an anyio worker thread: no loop to go back to.
-        return anyio.run(run)
+        on_a_worker_thread = False  # no loop to go back to
+    else:
+        on_a_worker_thread = True
+    if not on_a_worker_thread:
+        anyio.run(run)
+    result: T = unboxed(box.pop())
+    return result
 
 
 # (result index, receiver, _ASYNC or _THREAD, its awaitable or its kwargs, timeout)
@@ -1213,23 +1261,42 @@ def _close(awaitable: object) -> None:
         close()  # never to be awaited
 
 
-def _boxed_call(receiver: Callable[..., Any], kwargs: dict[str, Any]) -> tuple[Any]:
-    # Boxed, so that a coroutine it returns reaches the loop to be awaited
-    # (trio's to_thread refuses a function that returns one).
-    return (receiver(**kwargs),)
+def _call_in_thread(call: list[Any]) -> None:
+    """In a worker thread: call the receiver in ``call``, leave its outcome there instead.
+
+    The outcome goes back in the list, not as the thread's return value: a
+    worker thread holds its last job's result for a moment after handing it
+    back, and its pool's machinery would put a raised exception in reference
+    cycles, either of which keeps the receiver alive after the send. (A
+    coroutine returned also reaches the loop this way: trio's to_thread
+    refuses a function that returns one.)
+    """
+    receiver, kwargs = call
+    call.clear()
+    try:
+        call.append((receiver(**kwargs), None))
+    except Exception as error:
+        call.append((None, error))
 
 
 async def _run_in_thread(
     receiver: Callable[..., Any], kwargs: dict[str, Any], on_asyncio: bool
 ) -> Any:
     """Run a ``to_thread`` receiver in a worker thread; a cancel waits for it to return."""
-    in_thread = anyio.to_thread.run_sync(functools.partial(_boxed_call, receiver, kwargs))
+    in_thread = _thread_outcome([receiver, kwargs])
+    del receiver, kwargs
     # anyio shields the thread from its own cancel scopes; a bare asyncio
     # task.cancel() would still return early, so asyncio needs its own shield.
-    (result,) = await (run_to_completion(in_thread) if on_asyncio else in_thread)
+    result = await (run_to_completion(in_thread) if on_asyncio else in_thread)
     if _is_awaitable(result):
         result = await result
     return result
+
+
+async def _thread_outcome(call: list[Any]) -> Any:
+    """What the receiver in ``call`` returned in a worker thread, or its exception raised."""
+    await anyio.to_thread.run_sync(_call_in_thread, call)
+    return unboxed(call.pop())
 
 
 def _close_awaitables(pending: list[_Pending]) -> None:
