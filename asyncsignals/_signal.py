@@ -8,6 +8,7 @@ import functools
 import inspect
 import itertools
 import logging
+import reprlib
 import sys
 import threading
 import weakref
@@ -703,7 +704,7 @@ class Signal(Generic[P, R]):
         context = contextvars.copy_context()
         results, pending = context.run(self._run_inline, connections, sender, named, robust, False)
         if pending:
-            await self._await_pending(results, pending, context, robust)
+            await self._await_pending(sender, results, pending, context, robust)
         try:
             return results
         finally:
@@ -843,7 +844,7 @@ class Signal(Generic[P, R]):
                     if not robust:
                         self._annotate(exc, receiver)
                         raise
-                    value = self._report(exc, receiver)
+                    value = self._report(exc, receiver, sender)
                 results.append((receiver, value))
             return results
         finally:
@@ -899,7 +900,7 @@ class Signal(Generic[P, R]):
                     if not robust:
                         self._annotate(exc, receiver)
                         raise
-                    result = self._report(exc, receiver)
+                    result = self._report(exc, receiver, sender)
                 else:
                     if kind == async_kind or (
                         result is not None
@@ -922,6 +923,7 @@ class Signal(Generic[P, R]):
 
     async def _await_pending(
         self,
+        sender: object,
         results: list[tuple[Callable[..., Any], Any]],
         pending: list[_Pending],
         context: contextvars.Context,
@@ -941,14 +943,15 @@ class Signal(Generic[P, R]):
                 if not robust:
                     self._annotate(exc, receiver)
                     raise
-                value = self._report(exc, receiver)
+                value = self._report(exc, receiver, sender)
             results[index] = (receiver, value)
             del results, value  # see _report: no cycle through a kept exception
         else:
-            await self._await_concurrently(results, pending, robust, on_trio, limiter)
+            await self._await_concurrently(sender, results, pending, robust, on_trio, limiter)
 
     async def _await_concurrently(
         self,
+        sender: object,
         results: list[tuple[Callable[..., Any], Any]],
         pending: list[_Pending],
         robust: bool,
@@ -969,7 +972,9 @@ class Signal(Generic[P, R]):
         ]
         values, errors = await runner(
             awaitables,
-            (lambda position, error: self._report(error, pending[position][1])) if robust else None,
+            (lambda position, error: self._report(error, pending[position][1], sender))
+            if robust
+            else None,
         )
         try:
             if errors:
@@ -1045,7 +1050,7 @@ class Signal(Generic[P, R]):
         for position, error in errors:
             self._annotate(error, pending[position][1])
 
-    def _report(self, exc: Exception, receiver: object) -> Exception:
+    def _report(self, exc: Exception, receiver: object, sender: object) -> Exception:
         """Log a receiver's exception for send_robust, which returns it as the result.
 
         The frame that caught it is in its traceback, so that frame must not
@@ -1055,10 +1060,11 @@ class Signal(Generic[P, R]):
         the garbage collector's next pass, after the caller has let go.
         """
         logger.error(
-            "receiver %s of signal %s raised %s",
+            "receiver %s of signal %s raised %s (sender: %s)",
             describe(receiver),
             self._label,
             type(exc).__name__,
+            reprlib.repr(sender),
             exc_info=exc,
         )
         return exc
@@ -1138,7 +1144,9 @@ class Signal(Generic[P, R]):
                         "thread; use 'await signal.send(...)'"
                     )
                 _run_on_a_loop(
-                    functools.partial(self._await_pending, results, pending, context, robust)
+                    functools.partial(
+                        self._await_pending, sender, results, pending, context, robust
+                    )
                 )
             return results
         finally:

@@ -295,6 +295,7 @@ async def test_send_robust_logs_error_with_traceback_and_names(
     message = record.getMessage()
     assert f"{receivers[0].__qualname__}()" in message
     assert "audited" in message
+    assert message.endswith("(sender: None)")
     assert record.exc_info is not None
     assert record.exc_info[1] is failure
     assert "ReceiverError" in caplog.text  # the traceback is rendered
