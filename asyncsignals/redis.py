@@ -65,7 +65,7 @@ import socket
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Final, Literal, Protocol, cast
 
 import anyio
 import redis.asyncio as aioredis
@@ -160,6 +160,12 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _id_order(entry_id: str) -> tuple[int, int]:
+    """A stream entry id as what orders it: (milliseconds, sequence)."""
+    milliseconds, _, sequence = entry_id.partition("-")
+    return int(milliseconds), int(sequence)
+
+
 def _reject_constant(constant: str) -> Any:
     raise RejectedMessageError(f"malformed: {constant} is not JSON")
 
@@ -220,6 +226,11 @@ class RedisBridge:
             also checks for such entries about twice per period.
         dead_letter: Key of the dead-letter stream; default
             ``<stream_prefix>:dead``.
+        max_deliveries: Deliveries after which an entry still pending is
+            dead-lettered instead of run again: an event whose send kills
+            or hangs every consumer that takes it (a poison message) stops
+            there. Counted by Redis across consumers and restarts; None
+            retries for ever.
         batch_size: Entries read per command, and the size of the local queue.
         max_concurrent: Local sends running at once.
         grace_period: Seconds that leaving the ``async with`` block lets
@@ -241,6 +252,7 @@ class RedisBridge:
         maxlen: int | None = 100_000,
         claim_idle: float = 60.0,
         dead_letter: str | None = None,
+        max_deliveries: int | None = 10,
         batch_size: int = 16,
         max_concurrent: int = 16,
         grace_period: float = 10.0,
@@ -257,6 +269,11 @@ class RedisBridge:
                 raise ValueError(f"{argument} must be at least 1, got {value!r}")
         if maxlen is not None and maxlen < 1:
             raise ValueError(f"maxlen must be at least 1 or None (no trimming), got {maxlen!r}")
+        if max_deliveries is not None and max_deliveries < 1:
+            raise ValueError(
+                "max_deliveries must be at least 1 or None (retry for ever), "
+                f"got {max_deliveries!r}"
+            )
         for argument, seconds in (("claim_idle", claim_idle), ("block", block)):
             if not (0 < seconds < math.inf):
                 raise ValueError(f"{argument} must be a number of seconds > 0, got {seconds!r}")
@@ -282,6 +299,7 @@ class RedisBridge:
         self.maxlen = maxlen
         self.claim_idle = claim_idle
         self.dead_letter: str = dead_letter if dead_letter is not None else f"{stream_prefix}:dead"
+        self.max_deliveries = max_deliveries
         self.batch_size = batch_size
         self.max_concurrent = max_concurrent
         self.grace_period = grace_period
@@ -624,9 +642,17 @@ class RedisBridge:
                 continue
             delay = _FIRST_RETRY
 
-    async def _queue(self, export: _Export, entries: list[tuple[Any, Any]]) -> str | None:
-        """Queue the entries not already held; return the last id seen."""
+    async def _queue(
+        self, export: _Export, entries: list[tuple[Any, Any]], redelivered: bool = False
+    ) -> str | None:
+        """Queue the entries not already held; return the last id seen.
+
+        ``redelivered``: the entries were read from a pending list (this
+        consumer's own, or claimed from another), so they may have been
+        delivered before; those past ``max_deliveries`` are dead-lettered.
+        """
         assert self._send_stream is not None
+        deliveries = await self._deliveries(export, entries) if redelivered else {}
         last: str | None = None
         for raw_id, fields in entries:
             last = entry_id = _text(raw_id)
@@ -634,8 +660,36 @@ class RedisBridge:
             if key in self._held:
                 continue
             self._held.add(key)
-            await self._send_stream.send(_Entry(export, entry_id, fields))
+            entry = _Entry(export, entry_id, fields)
+            times = deliveries.get(entry_id, 0)
+            if self.max_deliveries is not None and times > self.max_deliveries:
+                await self._reject(
+                    entry,
+                    f"delivered {times} times without completing (max_deliveries="
+                    f"{self.max_deliveries}): its send may kill or hang its consumer",
+                )
+                continue
+            await self._send_stream.send(entry)
         return last
+
+    async def _deliveries(self, export: _Export, entries: list[tuple[Any, Any]]) -> dict[str, int]:
+        """How many times Redis has delivered each of ``entries`` (pending on this consumer)."""
+        if self.max_deliveries is None or not entries:
+            return {}
+        ids = [_text(raw_id) for raw_id, _ in entries]
+        pending = await self._client.xpending_range(
+            export.stream,
+            self.group,
+            min=min(ids, key=_id_order),
+            max=max(ids, key=_id_order),
+            count=len(ids),
+            consumername=self.consumer,
+        )
+        # Ids come back as bytes (the client does not decode responses).
+        return {
+            _text(cast("bytes | str", item["message_id"])): int(item["times_delivered"])
+            for item in pending
+        }
 
     async def _read_work(self) -> None:
         streams = self._consumed("work")
@@ -648,7 +702,7 @@ class RedisBridge:
                     self.group, self.consumer, {stream: after}, count=self.batch_size
                 )
                 entries = [entry for _, found in _stream_entries(response) for entry in found]
-                last = await self._queue(export, entries)
+                last = await self._queue(export, entries, redelivered=True)
                 if last is None:
                     break
                 after = last
@@ -681,7 +735,7 @@ class RedisBridge:
                         len(claimed),
                         stream,
                     )
-                await self._queue(export, claimed)
+                await self._queue(export, claimed, redelivered=True)
                 start = _text(next_start)
                 if start == "0-0":
                     break

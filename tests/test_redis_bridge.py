@@ -377,6 +377,82 @@ async def test_idle_entries_of_a_stopped_consumer_are_claimed(
     assert "claimed" in caplog.text
 
 
+async def test_an_entry_past_max_deliveries_is_dead_lettered_when_claimed(
+    client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
+) -> None:
+    """A poison entry that other consumers took and never finished is dead-lettered, not run."""
+    calls = recorder(order_shipped)
+    stream = stream_of(prefix)
+    publisher = make_bridge(prefix)
+    publisher.export(order_shipped, consume=False)
+    async with publisher:
+        poison = await publisher.publish(order_shipped, "shop", order_id=1)
+        await publisher.publish(order_shipped, "shop", order_id=2)
+    await client.xgroup_create(stream, "asyncsignals", id="0")
+    # Consumers that each took the entries and died: three deliveries so far.
+    await client.xreadgroup("asyncsignals", "gone", {stream: ">"}, count=10)
+    await client.xclaim(stream, "asyncsignals", "gone", 0, [poison], retrycount=3)
+    bridge = make_bridge(prefix, consumer="survivor", claim_idle=0.1, max_deliveries=3)
+    bridge.export(order_shipped)
+    async with bridge:
+        await eventually(lambda: bridge.delivered == 1 and bridge.dead_lettered == 1)
+    assert [payload["order_id"] for _, payload in calls] == [2]
+    [dead] = await dead_letters(client, prefix)
+    assert dead[b"id"] == poison.encode()
+    assert b"delivered 4 times without completing (max_deliveries=3)" in dead[b"reason"]
+    assert json.loads(dead[b"field:event"])["payload"] == {"order_id": 1}
+    assert await pending(client, stream) == 0
+
+
+async def test_own_pending_entries_past_max_deliveries_are_dead_lettered_at_start(
+    client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
+) -> None:
+    """An entry that hung this consumer at every start is dead-lettered at the next one."""
+    runs: list[int] = []
+
+    async def hang(order_id: int, **kwargs: Any) -> None:
+        runs.append(order_id)
+        await anyio.sleep_forever()
+
+    order_shipped.connect(hang, weak=False, dispatch_uid="test")
+    for run in (1, 2):  # two runs of the process, each stopped while the send hangs
+        bridge = make_bridge(prefix, consumer="worker-1", grace_period=0, max_deliveries=2)
+        bridge.export(order_shipped)
+        async with bridge:
+            if run == 1:
+                await bridge.publish(order_shipped, "shop", order_id=7)
+            await eventually(lambda run=run: len(runs) == run)
+    again = make_bridge(prefix, consumer="worker-1", max_deliveries=2)
+    again.export(order_shipped)
+    async with again:
+        await eventually(lambda: again.dead_lettered == 1)
+    assert runs == [7, 7]
+    [dead] = await dead_letters(client, prefix)
+    assert b"delivered 3 times" in dead[b"reason"]
+    assert await pending(client, stream_of(prefix)) == 0
+
+
+async def test_max_deliveries_none_retries_for_ever(
+    client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
+) -> None:
+    """With max_deliveries=None an entry delivered many times still runs."""
+    calls = recorder(order_shipped)
+    stream = stream_of(prefix)
+    publisher = make_bridge(prefix)
+    publisher.export(order_shipped, consume=False)
+    async with publisher:
+        entry_id = await publisher.publish(order_shipped, "shop", order_id=1)
+    await client.xgroup_create(stream, "asyncsignals", id="0")
+    await client.xreadgroup("asyncsignals", "gone", {stream: ">"}, count=10)
+    await client.xclaim(stream, "asyncsignals", "gone", 0, [entry_id], retrycount=1000)
+    bridge = make_bridge(prefix, consumer="survivor", claim_idle=0.1, max_deliveries=None)
+    bridge.export(order_shipped)
+    async with bridge:
+        await eventually(lambda: bridge.delivered == 1)
+    assert [payload["order_id"] for _, payload in calls] == [1]
+    assert bridge.dead_lettered == 0
+
+
 async def test_a_long_send_is_not_claimed_by_another_consumer(
     prefix: str, order_shipped: Signal[..., Any]
 ) -> None:
@@ -722,6 +798,7 @@ def test_export_refuses_unnamed_duplicate_and_late_signals() -> None:
         ({"max_concurrent": 0}, "max_concurrent"),
         ({"max_message_bytes": 0}, "max_message_bytes"),
         ({"maxlen": 0}, "maxlen"),
+        ({"max_deliveries": 0}, "max_deliveries"),
         ({"claim_idle": 0}, "claim_idle"),
         ({"block": float("inf")}, "block"),
         ({"grace_period": -1}, "grace_period"),
