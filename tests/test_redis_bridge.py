@@ -117,6 +117,20 @@ def stream_of(prefix: str, name: str = "order_shipped") -> str:
     return f"{prefix}:signal:{name}"
 
 
+async def left_pending_by_a_stopped_consumer(
+    client: aioredis.Redis, prefix: str, signal: Signal[..., Any], order_ids: list[int]
+) -> list[str]:
+    """Publish one event per order id, read them all as consumer "gone", and return their ids."""
+    publisher = make_bridge(prefix)
+    publisher.export(signal, consume=False)
+    async with publisher:
+        ids = [await publisher.publish(signal, "shop", order_id=each) for each in order_ids]
+    stream = stream_of(prefix)
+    await client.xgroup_create(stream, "asyncsignals", id="0")
+    await client.xreadgroup("asyncsignals", "gone", {stream: ">"}, count=len(order_ids))
+    return ids
+
+
 # -- work mode --------------------------------------------------------------
 
 
@@ -359,14 +373,7 @@ async def test_idle_entries_of_a_stopped_consumer_are_claimed(
     """Entries pending on another consumer for claim_idle are claimed and run."""
     calls = recorder(order_shipped)
     stream = stream_of(prefix)
-    publisher = make_bridge(prefix)
-    publisher.export(order_shipped, consume=False)
-    async with publisher:
-        for order_id in range(3):
-            await publisher.publish(order_shipped, "shop", order_id=order_id)
-    await client.xgroup_create(stream, "asyncsignals", id="0")
-    # A consumer that reads and then disappears.
-    await client.xreadgroup("asyncsignals", "gone", {stream: ">"}, count=10)
+    await left_pending_by_a_stopped_consumer(client, prefix, order_shipped, [0, 1, 2])
     bridge = make_bridge(prefix, consumer="survivor", claim_idle=0.2, batch_size=2)
     bridge.export(order_shipped)
     with caplog.at_level(logging.INFO, "asyncsignals.redis"):
@@ -383,14 +390,8 @@ async def test_an_entry_past_max_deliveries_is_dead_lettered_when_claimed(
     """A poison entry that other consumers took and never finished is dead-lettered, not run."""
     calls = recorder(order_shipped)
     stream = stream_of(prefix)
-    publisher = make_bridge(prefix)
-    publisher.export(order_shipped, consume=False)
-    async with publisher:
-        poison = await publisher.publish(order_shipped, "shop", order_id=1)
-        await publisher.publish(order_shipped, "shop", order_id=2)
-    await client.xgroup_create(stream, "asyncsignals", id="0")
-    # Consumers that each took the entries and died: three deliveries so far.
-    await client.xreadgroup("asyncsignals", "gone", {stream: ">"}, count=10)
+    poison, _ = await left_pending_by_a_stopped_consumer(client, prefix, order_shipped, [1, 2])
+    # Consumers that each took the poison entry and died: three deliveries so far.
     await client.xclaim(stream, "asyncsignals", "gone", 0, [poison], retrycount=3)
     bridge = make_bridge(prefix, consumer="survivor", claim_idle=0.1, max_deliveries=3)
     bridge.export(order_shipped)
@@ -415,13 +416,19 @@ async def test_own_pending_entries_past_max_deliveries_are_dead_lettered_at_star
         await anyio.sleep_forever()
 
     order_shipped.connect(hang, weak=False, dispatch_uid="test")
-    for run in (1, 2):  # two runs of the process, each stopped while the send hangs
+
+    async def run_until_the_send_hangs(publish: bool) -> None:
+        """One run of the process, stopped while the send hangs."""
+        runs_before = len(runs)
         bridge = make_bridge(prefix, consumer="worker-1", grace_period=0, max_deliveries=2)
         bridge.export(order_shipped)
         async with bridge:
-            if run == 1:
+            if publish:
                 await bridge.publish(order_shipped, "shop", order_id=7)
-            await eventually(lambda run=run: len(runs) == run)
+            await eventually(lambda: len(runs) > runs_before)
+
+    await run_until_the_send_hangs(publish=True)
+    await run_until_the_send_hangs(publish=False)
     again = make_bridge(prefix, consumer="worker-1", max_deliveries=2)
     again.export(order_shipped)
     async with again:
@@ -438,12 +445,7 @@ async def test_max_deliveries_none_retries_for_ever(
     """With max_deliveries=None an entry delivered many times still runs."""
     calls = recorder(order_shipped)
     stream = stream_of(prefix)
-    publisher = make_bridge(prefix)
-    publisher.export(order_shipped, consume=False)
-    async with publisher:
-        entry_id = await publisher.publish(order_shipped, "shop", order_id=1)
-    await client.xgroup_create(stream, "asyncsignals", id="0")
-    await client.xreadgroup("asyncsignals", "gone", {stream: ">"}, count=10)
+    [entry_id] = await left_pending_by_a_stopped_consumer(client, prefix, order_shipped, [1])
     await client.xclaim(stream, "asyncsignals", "gone", 0, [entry_id], retrycount=1000)
     bridge = make_bridge(prefix, consumer="survivor", claim_idle=0.1, max_deliveries=None)
     bridge.export(order_shipped)
