@@ -368,6 +368,14 @@ class BackgroundDispatcher:
                 type(exc).__name__,
             )
             return
+        self._count_failures(signal, sender, results)
+        # From Python 3.12 the errors' tracebacks reach this frame (it stepped
+        # the send): keep no reference to them here, or they form a cycle.
+        del results
+
+    def _count_failures(
+        self, signal: Signal[..., Any], sender: object, results: list[tuple[Any, Any]]
+    ) -> None:
         for receiver, result in results:
             if isinstance(result, Exception):
                 self._errors += 1

@@ -183,6 +183,10 @@ async def run_asyncio_tasks(
         # alive until the garbage collector's next pass.
         tasks.clear()
         run.abort = _nothing_to_abort
+        # From Python 3.12, a task started eagerly has this frame as its
+        # frame's caller, reachable from the tracebacks of its errors: the
+        # run it keeps must not hold them (the caller has the lists).
+        run.values, run.errors = [], []
 
 
 def _nothing_to_abort() -> None:

@@ -42,11 +42,16 @@ def await_in_context(
             else:
                 yielded = context.run(steps.throw, thrown)
         except StopIteration as stop:
-            result: T = stop.value
-            return result
+            # Returned, not kept in a local: from Python 3.12 a finished
+            # generator's frame stays reachable from tracebacks of frames it
+            # ran, and a local holding the result (send_robust's results,
+            # with their exceptions) would form a cycle with them.
+            return cast("T", stop.value)
         finally:
-            # Break the frame -> exception -> frame cycle before the next step.
-            thrown = None
+            # Break the frame -> exception -> frame cycle before the next step;
+            # ``value`` may be what trio resumed the awaitable with (an outcome
+            # holding its cancellation).
+            thrown = value = None
         try:
             value = yield yielded
         except BaseException as exc:

@@ -945,9 +945,10 @@ class Signal(Generic[P, R]):
                     raise
                 value = self._report(exc, receiver, sender)
             results[index] = (receiver, value)
-            del results, value  # see _report: no cycle through a kept exception
+            del value  # see _report: no cycle through a kept exception
         else:
             await self._await_concurrently(sender, results, pending, robust, on_trio, limiter)
+        del results  # (from Python 3.12 the frames of tasks started eagerly link here)
 
     async def _await_concurrently(
         self,
@@ -981,8 +982,7 @@ class Signal(Generic[P, R]):
                 if not robust:
                     self._annotate_each(errors, pending)
                 raise _combine([error for _, error in errors], self._label)
-            for (index, receiver, *_), value in zip(pending, values, strict=True):
-                results[index] = (receiver, value)
+            _fill_in(results, pending, values)
         finally:
             del results, values, errors  # see _report: no cycle through an exception
 
@@ -1209,8 +1209,8 @@ def _run_on_a_loop(function: Callable[[], Awaitable[T]]) -> T:
         on_a_worker_thread = True
     if not on_a_worker_thread:
         anyio.run(run)
-    result: T = unboxed(box.pop())
-    return result
+    # Returned, not kept in a local: see unboxed.
+    return cast("T", unboxed(box.pop()))
 
 
 # (result index, receiver, _ASYNC or _THREAD, its awaitable or its kwargs, timeout)
@@ -1305,6 +1305,14 @@ async def _thread_outcome(call: list[Any]) -> Any:
     """What the receiver in ``call`` returned in a worker thread, or its exception raised."""
     await anyio.to_thread.run_sync(_call_in_thread, call)
     return unboxed(call.pop())
+
+
+def _fill_in(
+    results: list[tuple[Callable[..., Any], Any]], pending: list[_Pending], values: list[Any]
+) -> None:
+    """Put each pending receiver's value in its slot of ``results``."""
+    for (index, receiver, *_), value in zip(pending, values, strict=True):
+        results[index] = (receiver, value)
 
 
 def _close_awaitables(pending: list[_Pending]) -> None:
