@@ -531,12 +531,22 @@ class Signal(Generic[P, R]):
             record.cache = (None, _NOTHING)
         self._cached_records.clear()
 
-    def _mark_dirty(self, _reference: object) -> None:
-        # A weakly held receiver or sender was collected. Only flag it: this
-        # runs inside the garbage collector, possibly while another thread
-        # iterates the connections, so the cleanup waits for the lock.
+    def _mark_dirty(self, reference: object) -> None:
+        # A weakly held receiver or sender was collected. Mostly only flag
+        # it: this runs inside the garbage collector, possibly while another
+        # thread iterates the connections, so the cleanup waits for the lock.
         self._dirty = True
         self._version = object()
+        if isinstance(reference, _SenderRef):
+            record = self._senders.get(reference.sender_id)
+            if record is not None and record.sender_ref is reference:
+                # A dead sender's connections go now, not at the next
+                # cleanup: they may hold receivers strongly. Replaced, not
+                # cleared, so that whoever is reading the old ones (under
+                # the lock, in another thread) reads them to the end; no one
+                # adds to them, since that takes the live sender.
+                record.connections = {}
+                record.cache = (None, _NOTHING)
 
     def _sender_ref(self, sender: object) -> Callable[[], object]:
         try:

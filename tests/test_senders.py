@@ -141,6 +141,33 @@ async def test_dead_senders_connections_are_dropped() -> None:
     assert len(await signal.send(fresh)) == 2
 
 
+@pytest.mark.parametrize("sent_first", [False, True], ids=["never sent", "sent"])
+async def test_strong_receivers_of_a_dead_sender_are_released_at_once(sent_first: bool) -> None:
+    """A receiver held strongly only for one sender goes when that sender does, not later."""
+
+    def make_receiver() -> Any:
+        def receiver(sender: object, **kwargs: Any) -> None:
+            pass
+
+        return receiver
+
+    signal = Signal()
+    other = Sender()
+    sender = Sender()
+    receiver = make_receiver()
+    signal.connect(receiver, sender=sender, weak=False)
+    # The same receiver, weakly, for another sender: it dies with the last strong hold.
+    signal.connect(receiver, sender=other, dispatch_uid="weakly")
+    if sent_first:
+        await signal.send(sender)  # caches the lookup, which holds the receiver too
+    released = weakref.ref(receiver)
+    del receiver, sender
+    gc.collect()
+    # No connect, send or cleanup has run since: the sender's death did it.
+    assert released() is None
+    assert signal.disconnect(sender=other, dispatch_uid="weakly") is False
+
+
 async def test_new_object_reusing_dead_senders_id_does_not_inherit_receivers() -> None:
     """An object that gets the id() of a dead sender is a new sender with no receivers."""
     signal = Signal()
