@@ -49,7 +49,11 @@ def is_async_callable(obj: object) -> bool:
 
 
 class ReceiverShape:
-    """How a receiver accepts keyword arguments, from its signature."""
+    """How a receiver accepts keyword arguments, from its signature.
+
+    Shared by every receiver with the same signature (see ``_code_shape``),
+    so it is never changed after it is made.
+    """
 
     __slots__ = ("accepts_any", "keywords", "required")
 
@@ -69,7 +73,8 @@ def inspect_receiver(receiver: Callable[..., Any]) -> ReceiverShape | None:
 
     Plain functions and bound methods are read straight from their code
     object (a tenth of the cost of ``inspect.signature``, which matters to
-    ``connect``); anything else, or a function whose signature was rewritten
+    ``connect``), once per code object (see ``_code_shape``); anything
+    else, or a function whose signature was rewritten
     (``__wrapped__``, ``__signature__``), goes through ``inspect.signature``.
 
     Raises:
@@ -84,7 +89,7 @@ def inspect_receiver(receiver: Callable[..., Any]) -> ReceiverShape | None:
     if type(function) is types.FunctionType and not (
         hasattr(function, "__wrapped__") or hasattr(function, "__signature__")
     ):
-        return _shape_from_code(receiver, function, skip_first=bound)
+        return _code_shape(receiver, function, skip_first=bound)
     try:
         signature = inspect.signature(receiver)
     except (TypeError, ValueError):
@@ -106,6 +111,46 @@ def inspect_receiver(receiver: Callable[..., Any]) -> ReceiverShape | None:
             if parameter.default is inspect.Parameter.empty:
                 required.add(parameter.name)
     return ReceiverShape(accepts_any, frozenset(keywords), frozenset(required))
+
+
+# Shapes read from code objects, so that the receivers one ``def`` makes (its
+# closures, its method bound to each instance) are read once, not at every
+# connect. Keyed by ``id(code)`` rather than the code object, whose hash reads
+# its constants (and, from 3.12, its bytecode); each entry holds its code
+# object, so no other code object can have that id while the entry exists.
+# The key also has what the shape depends on beyond the code: whether the
+# first parameter is bound, how many positional defaults there are and which
+# keyword-only ones have a default. A code object references no function,
+# closure or instance, so the cache never keeps a receiver alive; and it is
+# emptied when full, so the code of functions long gone (made by exec, say)
+# cannot pile up in it. Its reads and writes are single dict operations,
+# atomic without a lock: threads connecting at once at worst read one code
+# object twice.
+_CodeShapeKey = tuple[int, bool, int, tuple[str, ...] | None]
+_CODE_SHAPES: dict[_CodeShapeKey, tuple[types.CodeType, ReceiverShape]] = {}
+_CODE_SHAPES_LIMIT = 1024
+
+
+def _code_shape(
+    receiver: Callable[..., Any], function: types.FunctionType, skip_first: bool
+) -> ReceiverShape:
+    """``function``'s shape, from the cache or read from its code object."""
+    code = function.__code__
+    keyword_defaults = function.__kwdefaults__
+    key = (
+        id(code),
+        skip_first,
+        len(function.__defaults__ or ()),
+        None if keyword_defaults is None else tuple(keyword_defaults),
+    )
+    cached = _CODE_SHAPES.get(key)
+    if cached is not None:
+        return cached[1]
+    shape = _shape_from_code(receiver, function, skip_first)
+    if len(_CODE_SHAPES) >= _CODE_SHAPES_LIMIT:
+        _CODE_SHAPES.clear()
+    _CODE_SHAPES[key] = (code, shape)
+    return shape
 
 
 def _shape_from_code(
