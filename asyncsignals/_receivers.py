@@ -55,7 +55,14 @@ class ReceiverShape:
     so it is never changed after it is made.
     """
 
-    __slots__ = ("accepts_any", "keywords", "required")
+    __slots__ = (
+        "accepts_any",
+        "keywords",
+        "payload_required",
+        "required",
+        "takes_sender",
+        "takes_signal",
+    )
 
     def __init__(
         self, accepts_any: bool, keywords: frozenset[str], required: frozenset[str]
@@ -63,6 +70,11 @@ class ReceiverShape:
         self.accepts_any = accepts_any
         self.keywords = keywords
         self.required = required
+        # What connect asks of every receiver, answered once per shape.
+        self.takes_sender = self.accepts("sender")
+        self.takes_signal = self.accepts("signal")
+        # What a send's payload must provide: the signal passes these two itself.
+        self.payload_required = required - {"sender", "signal"}
 
     def accepts(self, name: str) -> bool:
         return self.accepts_any or name in self.keywords
@@ -198,27 +210,31 @@ def check_accepts(
     """Raise TypeError when ``receiver`` cannot take what ``signal`` sends it."""
     if shape is None:
         return
-    signal_name = getattr(signal, "name", None) or repr(signal)
-    if not shape.accepts("sender"):
+    if not shape.takes_sender:
         raise TypeError(
             f"receiver {describe(receiver)} cannot accept argument 'sender', which "
-            f"signal {signal_name} always passes; add a 'sender' parameter or '**kwargs'"
+            f"signal {_signal_name(signal)} always passes; add a 'sender' parameter or '**kwargs'"
         )
     if provided is None:
         return
-    for name in provided:
-        if not shape.accepts(name):
-            raise TypeError(
-                f"receiver {describe(receiver)} cannot accept argument {name!r} "
-                f"provided by signal {signal_name}; add a {name!r} parameter or '**kwargs'"
-            )
-    missing = sorted(shape.required - {"sender", "signal"} - set(required or ()))
-    if missing:
+    if not shape.accepts_any:
+        for name in provided:
+            if name not in shape.keywords:
+                raise TypeError(
+                    f"receiver {describe(receiver)} cannot accept argument {name!r} provided "
+                    f"by signal {_signal_name(signal)}; add a {name!r} parameter or '**kwargs'"
+                )
+    if not shape.payload_required.issubset(required or ()):
+        missing = sorted(shape.payload_required.difference(required or ()))
         names = ", ".join(repr(name) for name in missing)
         raise TypeError(
             f"receiver {describe(receiver)} requires {names}, which signal "
-            f"{signal_name} does not provide (it provides {sorted(provided)})"
+            f"{_signal_name(signal)} does not provide (it provides {sorted(provided)})"
         )
+
+
+def _signal_name(signal: object) -> str:
+    return getattr(signal, "name", None) or repr(signal)
 
 
 def receiver_key(receiver: Callable[..., Any]) -> Hashable:

@@ -427,7 +427,7 @@ class Signal(Generic[P, R]):
         timeout = _check_timeout(timeout)
         shape = inspect_receiver(receiver)
         check_accepts(receiver, shape, self._providing_args, self._required_args, self)
-        takes_signal = shape is not None and shape.accepts("signal")
+        takes_signal = shape is not None and shape.takes_signal
         kind = _ASYNC if is_async else _THREAD if to_thread else _INLINE
         target: Any = reference(receiver, self._on_collected) if weak else receiver
         hold = _STRONG if not weak else _WEAK_METHOD if isinstance(target, WeakMethodRef) else _WEAK
