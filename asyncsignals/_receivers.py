@@ -36,6 +36,8 @@ def is_async_callable(obj: object) -> bool:
     of them (nested too), objects whose ``__call__`` is ``async def``, and
     callables marked with ``inspect.markcoroutinefunction`` (or asgiref's).
     """
+    if type(obj) is types.FunctionType and obj.__code__.co_flags & inspect.CO_COROUTINE:
+        return True  # the common case, before looking for anything to unwrap
     while isinstance(obj, functools.partial):
         obj = obj.func
     if isinstance(obj, types.MethodType):
