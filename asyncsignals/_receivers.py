@@ -36,6 +36,8 @@ def is_async_callable(obj: object) -> bool:
     of them (nested too), objects whose ``__call__`` is ``async def``, and
     callables marked with ``inspect.markcoroutinefunction`` (or asgiref's).
     """
+    if type(obj) is types.FunctionType and obj.__code__.co_flags & inspect.CO_COROUTINE:
+        return True  # the common case, before looking for anything to unwrap
     while isinstance(obj, functools.partial):
         obj = obj.func
     if isinstance(obj, types.MethodType):
@@ -49,9 +51,20 @@ def is_async_callable(obj: object) -> bool:
 
 
 class ReceiverShape:
-    """How a receiver accepts keyword arguments, from its signature."""
+    """How a receiver accepts keyword arguments, from its signature.
 
-    __slots__ = ("accepts_any", "keywords", "required")
+    Shared by every receiver with the same signature (see ``_code_shape``),
+    so it is never changed after it is made.
+    """
+
+    __slots__ = (
+        "accepts_any",
+        "keywords",
+        "payload_required",
+        "required",
+        "takes_sender",
+        "takes_signal",
+    )
 
     def __init__(
         self, accepts_any: bool, keywords: frozenset[str], required: frozenset[str]
@@ -59,6 +72,11 @@ class ReceiverShape:
         self.accepts_any = accepts_any
         self.keywords = keywords
         self.required = required
+        # What connect asks of every receiver, answered once per shape.
+        self.takes_sender = self.accepts("sender")
+        self.takes_signal = self.accepts("signal")
+        # What a send's payload must provide: the signal passes these two itself.
+        self.payload_required = required - {"sender", "signal"}
 
     def accepts(self, name: str) -> bool:
         return self.accepts_any or name in self.keywords
@@ -69,7 +87,8 @@ def inspect_receiver(receiver: Callable[..., Any]) -> ReceiverShape | None:
 
     Plain functions and bound methods are read straight from their code
     object (a tenth of the cost of ``inspect.signature``, which matters to
-    ``connect``); anything else, or a function whose signature was rewritten
+    ``connect``), once per code object (see ``_code_shape``); anything
+    else, or a function whose signature was rewritten
     (``__wrapped__``, ``__signature__``), goes through ``inspect.signature``.
 
     Raises:
@@ -84,7 +103,7 @@ def inspect_receiver(receiver: Callable[..., Any]) -> ReceiverShape | None:
     if type(function) is types.FunctionType and not (
         hasattr(function, "__wrapped__") or hasattr(function, "__signature__")
     ):
-        return _shape_from_code(receiver, function, skip_first=bound)
+        return _code_shape(receiver, function, skip_first=bound)
     try:
         signature = inspect.signature(receiver)
     except (TypeError, ValueError):
@@ -106,6 +125,46 @@ def inspect_receiver(receiver: Callable[..., Any]) -> ReceiverShape | None:
             if parameter.default is inspect.Parameter.empty:
                 required.add(parameter.name)
     return ReceiverShape(accepts_any, frozenset(keywords), frozenset(required))
+
+
+# Shapes read from code objects, so that the receivers one ``def`` makes (its
+# closures, its method bound to each instance) are read once, not at every
+# connect. Keyed by ``id(code)`` rather than the code object, whose hash reads
+# its constants (and, from 3.12, its bytecode); each entry holds its code
+# object, so no other code object can have that id while the entry exists.
+# The key also has what the shape depends on beyond the code: whether the
+# first parameter is bound, how many positional defaults there are and which
+# keyword-only ones have a default. A code object references no function,
+# closure or instance, so the cache never keeps a receiver alive; and it is
+# emptied when full, so the code of functions long gone (made by exec, say)
+# cannot pile up in it. Its reads and writes are single dict operations,
+# atomic without a lock: threads connecting at once at worst read one code
+# object twice.
+_CodeShapeKey = tuple[int, bool, int, tuple[str, ...] | None]
+_CODE_SHAPES: dict[_CodeShapeKey, tuple[types.CodeType, ReceiverShape]] = {}
+_CODE_SHAPES_LIMIT = 1024
+
+
+def _code_shape(
+    receiver: Callable[..., Any], function: types.FunctionType, skip_first: bool
+) -> ReceiverShape:
+    """``function``'s shape, from the cache or read from its code object."""
+    code = function.__code__
+    keyword_defaults = function.__kwdefaults__
+    key = (
+        id(code),
+        skip_first,
+        len(function.__defaults__ or ()),
+        None if keyword_defaults is None else tuple(keyword_defaults),
+    )
+    cached = _CODE_SHAPES.get(key)
+    if cached is not None:
+        return cached[1]
+    shape = _shape_from_code(receiver, function, skip_first)
+    if len(_CODE_SHAPES) >= _CODE_SHAPES_LIMIT:
+        _CODE_SHAPES.clear()
+    _CODE_SHAPES[key] = (code, shape)
+    return shape
 
 
 def _shape_from_code(
@@ -153,27 +212,31 @@ def check_accepts(
     """Raise TypeError when ``receiver`` cannot take what ``signal`` sends it."""
     if shape is None:
         return
-    signal_name = getattr(signal, "name", None) or repr(signal)
-    if not shape.accepts("sender"):
+    if not shape.takes_sender:
         raise TypeError(
             f"receiver {describe(receiver)} cannot accept argument 'sender', which "
-            f"signal {signal_name} always passes; add a 'sender' parameter or '**kwargs'"
+            f"signal {_signal_name(signal)} always passes; add a 'sender' parameter or '**kwargs'"
         )
     if provided is None:
         return
-    for name in provided:
-        if not shape.accepts(name):
-            raise TypeError(
-                f"receiver {describe(receiver)} cannot accept argument {name!r} "
-                f"provided by signal {signal_name}; add a {name!r} parameter or '**kwargs'"
-            )
-    missing = sorted(shape.required - {"sender", "signal"} - set(required or ()))
-    if missing:
+    if not shape.accepts_any:
+        for name in provided:
+            if name not in shape.keywords:
+                raise TypeError(
+                    f"receiver {describe(receiver)} cannot accept argument {name!r} provided "
+                    f"by signal {_signal_name(signal)}; add a {name!r} parameter or '**kwargs'"
+                )
+    if not shape.payload_required.issubset(required or ()):
+        missing = sorted(shape.payload_required.difference(required or ()))
         names = ", ".join(repr(name) for name in missing)
         raise TypeError(
             f"receiver {describe(receiver)} requires {names}, which signal "
-            f"{signal_name} does not provide (it provides {sorted(provided)})"
+            f"{_signal_name(signal)} does not provide (it provides {sorted(provided)})"
         )
+
+
+def _signal_name(signal: object) -> str:
+    return getattr(signal, "name", None) or repr(signal)
 
 
 def receiver_key(receiver: Callable[..., Any]) -> Hashable:

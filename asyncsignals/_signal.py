@@ -420,15 +420,16 @@ class Signal(Generic[P, R]):
             raise TypeError(
                 f"receiver {describe(receiver)} is async; to_thread=True is only for sync receivers"
             )
-        if timeout is not None and not is_async:
-            raise TypeError(
-                f"receiver {describe(receiver)} is not async, so it cannot be timed out: "
-                "sync receivers run inline and threads cannot be interrupted"
-            )
-        timeout = _check_timeout(timeout)
+        if timeout is not None:
+            if not is_async:
+                raise TypeError(
+                    f"receiver {describe(receiver)} is not async, so it cannot be timed out: "
+                    "sync receivers run inline and threads cannot be interrupted"
+                )
+            timeout = _check_timeout(timeout)
         shape = inspect_receiver(receiver)
         check_accepts(receiver, shape, self._providing_args, self._required_args, self)
-        takes_signal = shape is not None and shape.accepts("signal")
+        takes_signal = shape is not None and shape.takes_signal
         kind = _ASYNC if is_async else _THREAD if to_thread else _INLINE
         target: Any = reference(receiver, self._on_collected) if weak else receiver
         hold = _STRONG if not weak else _WEAK_METHOD if isinstance(target, WeakMethodRef) else _WEAK
