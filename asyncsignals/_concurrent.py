@@ -70,6 +70,18 @@ class _Run:
     def outcomes(self) -> Outcomes:
         return self.values, self.errors
 
+    def let_go(self) -> None:
+        """Once every task has ended: drop the outcomes (the caller has them) and abort().
+
+        The frames of the run's tasks, in its errors' tracebacks, hold the
+        run (and, from Python 3.12, an eagerly started task's frame links to
+        the runner's); abort() holds the run and its tasks. Kept, these would
+        form cycles that keep the receivers and the sender alive until the
+        garbage collector's next pass.
+        """
+        self.values, self.errors = [], []
+        self.abort = _nothing_to_abort
+
     def fail(self, index: int, error: BaseException) -> None:
         self.errors.append((index, error))
         self.abort_once()
@@ -103,11 +115,6 @@ class _Run:
             waiter = self.waiter
             if not self.remaining and waiter is not None and not waiter.done():
                 waiter.set_result(None)
-            # An error recorded above has this frame in its traceback, and
-            # the run holds the error: letting go of the run here keeps the
-            # two from forming a cycle that would keep the receiver (and the
-            # sender) alive until the garbage collector's next pass.
-            del self
 
     async def run_in_trio_task(self, index: int, awaitable: Awaitable[Any]) -> None:
         try:
@@ -116,8 +123,6 @@ class _Run:
             raise  # the nursery's own business
         except BaseException as error:
             self.record(index, error)
-        finally:
-            del self  # no cycle through a recorded error: see run_in_asyncio_task
 
 
 def _close(awaitable: Awaitable[Any]) -> None:
@@ -176,17 +181,10 @@ async def run_asyncio_tasks(
                     raise
         return run.outcomes()
     finally:
-        # Every task has ended. Let go of them and of abort(), which refers
-        # to the run that refers to it, and to the tasks (a task cancelled
-        # before its first step keeps a CancelledError whose traceback holds
-        # the run): cycles that would keep the receivers and the sender
-        # alive until the garbage collector's next pass.
+        # A task cancelled before its first step keeps a CancelledError whose
+        # traceback holds the run: no cycle through the tasks either.
         tasks.clear()
-        run.abort = _nothing_to_abort
-        # From Python 3.12, a task started eagerly has this frame as its
-        # frame's caller, reachable from the tracebacks of its errors: the
-        # run it keeps must not hold them (the caller has the lists).
-        run.values, run.errors = [], []
+        run.let_go()
 
 
 def _nothing_to_abort() -> None:
@@ -219,17 +217,20 @@ async def run_trio_nursery(
 
     run = _Run(len(awaitables), on_robust_failure, lambda: None)
     try:
-        async with trio.open_nursery() as nursery:
-            run.abort = nursery.cancel_scope.cancel
-            # start_soon runs nothing yet, so no failure can stop this loop.
-            for index, awaitable in enumerate(awaitables):
-                nursery.start_soon(run.run_in_trio_task, index, awaitable)
-    except BaseException:
-        # The caller's cancellation; receivers' failures, when there are
-        # any, are what the send raises instead.
-        if not run.errors:
-            raise
-    return run.outcomes()
+        try:
+            async with trio.open_nursery() as nursery:
+                run.abort = nursery.cancel_scope.cancel
+                # start_soon runs nothing yet, so no failure can stop this loop.
+                for index, awaitable in enumerate(awaitables):
+                    nursery.start_soon(run.run_in_trio_task, index, awaitable)
+        except BaseException:
+            # The caller's cancellation; receivers' failures, when there are
+            # any, are what the send raises instead.
+            if not run.errors:
+                raise
+        return run.outcomes()
+    finally:
+        run.let_go()
 
 
 async def run_to_completion(awaitable: Awaitable[T]) -> T:
