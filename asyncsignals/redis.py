@@ -813,6 +813,13 @@ class RedisBridge:
             await self._reject(entry, f"send failed: {type(exc).__name__}: {exc}")
             return
         self._delivered += 1
+        self._count_failures(entry, results)
+        # From Python 3.12 the errors' tracebacks reach this frame (it stepped
+        # the send): keep no reference to them here, or they form a cycle.
+        del results
+        await self._acknowledge(entry)
+
+    def _count_failures(self, entry: _Entry, results: list[tuple[Any, Any]]) -> None:
         for receiver, result in results:
             if isinstance(result, Exception):
                 self._receiver_errors += 1
@@ -821,12 +828,11 @@ class RedisBridge:
                     "%s: entry %s of %s: receiver %s raised %s: %s",
                     self._display_name,
                     entry.id,
-                    export.stream,
+                    entry.export.stream,
                     describe(receiver),
                     type(result).__name__,
                     result,
                 )
-        await self._acknowledge(entry)
 
     def _decode(self, entry: _Entry) -> tuple[object, dict[str, Any]]:
         """The sender and payload of an entry, or RejectedMessageError saying why not."""

@@ -7,6 +7,7 @@ its own stream prefix and deletes its keys. Redis being down fails the tests
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -16,6 +17,7 @@ import socket
 import subprocess
 import sys
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -692,6 +694,42 @@ async def test_a_failing_send_is_dead_lettered(
         await eventually(lambda: bridge.dead_lettered == 1)
     dead = await dead_letters(client, prefix)
     assert b"send failed: RuntimeError" in dead[0][b"reason"]
+
+
+class FailingReceiver:
+    """A receiver object that raises: its frame, in the error's traceback, holds it."""
+
+    def __call__(self, sender: object, **kwargs: Any) -> None:
+        raise LookupError("no such order")
+
+
+async def test_failing_receivers_are_freed_without_the_cyclic_collector(
+    prefix: str, order_shipped: Signal[..., Any]
+) -> None:
+    """A delivery whose receiver raised leaves no cycle holding the error and the receiver.
+
+    From Python 3.12 the error's traceback reaches the frame that delivered
+    the entry; a frame that kept the results in a local would form a cycle.
+    """
+    receiver = FailingReceiver()
+    order_shipped.connect(receiver, dispatch_uid="test")
+    reference = weakref.ref(receiver)
+    bridge = make_bridge(prefix)
+    bridge.export(order_shipped)
+    # send_robust logs each failure; pytest's log capture would keep the error.
+    logging.disable(logging.CRITICAL)
+    gc.collect()
+    gc.disable()
+    try:
+        async with bridge:
+            await bridge.publish(order_shipped, "shop", order_id=1)
+            await eventually(lambda: bridge.delivered == 1)
+        assert bridge.receiver_errors == 1
+        del receiver
+        assert reference() is None, "a cycle kept the failing receiver alive"
+    finally:
+        gc.enable()
+        logging.disable(logging.NOTSET)
 
 
 # -- codecs and senders -----------------------------------------------------
