@@ -21,6 +21,7 @@ the ``asyncsignals-long`` profile (10,000 examples per backend).
 from __future__ import annotations
 
 import collections
+import faulthandler
 import functools
 import gc
 import logging
@@ -592,6 +593,10 @@ def test_signal_agrees_with_model(backend: str) -> None:
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_signal_agrees_with_model_long(backend: str) -> None:
     """The model test with the long profile: 10,000 examples per backend."""
+    # pytest-timeout bounds this run. pytest's faulthandler watchdog would dump
+    # every thread's stack after a minute, and a dump that races a thread
+    # changing its frames can crash the interpreter.
+    faulthandler.cancel_dump_traceback_later()
     run_machine(backend, LONG_PROFILE)
 
 
