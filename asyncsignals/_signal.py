@@ -69,10 +69,14 @@ _WEAK_METHOD: Final = 2  # a WeakMethodRef to a bound method's object
 # tuple: it is read on every send, and unpacking a tuple is the cheapest way
 # to read its fields.
 _Connection = tuple[Any, int, int, bool, int, float | None]
+# A sync receiver as the sync-only loop of a send needs it: (receiver or weak
+# reference to it, how it is held, takes signal=, its own timeout or None).
+_Inline = tuple[Any, int, bool, float | None]
 # What a send from one sender reaches: its connections in connection order,
-# and whether any of them must be awaited (async or to_thread).
-_Snapshot = tuple[tuple[_Connection, ...], bool]
-_NOTHING: _Snapshot = ((), False)
+# whether any of them must be awaited (async or to_thread), and, when none
+# must, the same connections as _Inline entries.
+_Snapshot = tuple[tuple[_Connection, ...], bool, tuple[_Inline, ...] | None]
+_NOTHING: _Snapshot = ((), False, ())
 
 
 def _live_receiver(connection: _Connection) -> Any:
@@ -508,12 +512,12 @@ class Signal(Generic[P, R]):
 
         ``sender=None`` asks about the receivers connected for any sender.
         """
-        connections, _ = self._connections_for(sender)
+        connections = self._connections_for(sender)[0]
         return any(_live_receiver(c) is not None for c in connections)
 
     def receivers_for(self, sender: object) -> list[Callable[..., Any]]:
         """The live receivers a send from ``sender`` reaches, in connection order."""
-        connections, _ = self._connections_for(sender)
+        connections = self._connections_for(sender)[0]
         live = [_live_receiver(c) for c in connections]
         return [receiver for receiver in live if receiver is not None]
 
@@ -609,7 +613,9 @@ class Signal(Generic[P, R]):
             if record is not None:
                 merged.extend(record.connections.values())
                 merged.sort(key=lambda connection: connection[4])
-            snapshot = (tuple(merged), any(c[2] != _INLINE for c in merged))
+            awaits = any(c[2] != _INLINE for c in merged)
+            inline = None if awaits else tuple((c[0], c[1], c[3], c[5]) for c in merged)
+            snapshot = (tuple(merged), awaits, inline)
             if record is None:
                 self._any_cache = (version, snapshot)
             else:
@@ -676,7 +682,19 @@ class Signal(Generic[P, R]):
             if len(args) == 1 and "sender" not in kwargs
             else _pop_sender(args, kwargs, "send")
         )
-        return await self._send(sender, kwargs, robust=False)
+        snapshot = self._connections_for(sender)
+        self._check_payload(kwargs)
+        inline = snapshot[2]
+        if inline is None or self._hooks:
+            return await self._send(sender, kwargs, False, snapshot)
+        if not inline:
+            return []
+        # Sync receivers only: run here, without a coroutine of their own.
+        context = contextvars.copy_context()
+        results, pending = context.run(self._run_sync, inline, sender, kwargs, False)
+        if pending:  # a sync receiver returned an awaitable
+            await self._await_pending(sender, results, pending, context, False)
+        return results
 
     async def send_robust(self, *args: P.args, **kwargs: P.kwargs) -> Results[R | Exception]:
         """Like :meth:`send`, but each receiver's ``Exception`` is its result.
@@ -691,21 +709,38 @@ class Signal(Generic[P, R]):
             if len(args) == 1 and "sender" not in kwargs
             else _pop_sender(args, kwargs, "send_robust")
         )
-        return await self._send(sender, kwargs, robust=True)
+        snapshot = self._connections_for(sender)
+        self._check_payload(kwargs)
+        inline = snapshot[2]
+        if inline is None or self._hooks:
+            return await self._send(sender, kwargs, True, snapshot)
+        if not inline:
+            return []
+        context = contextvars.copy_context()
+        results, pending = context.run(self._run_sync, inline, sender, kwargs, True)
+        if pending:
+            await self._await_pending(sender, results, pending, context, True)
+        try:
+            return results
+        finally:
+            del results  # see _report: no cycle through a kept exception
 
     async def _send(
         self,
         sender: object,
         named: dict[str, Any],
         robust: bool,
-        snapshot: _Snapshot | None = None,
+        snapshot: _Snapshot,
+        observed: bool = False,
     ) -> list[tuple[Callable[..., Any], Any]]:
-        if snapshot is None:
-            snapshot = self._connections_for(sender)
-            self._check_payload(named)
-            if self._hooks:
-                return await self._send_observed(snapshot, sender, named, robust)
-        connections, awaits = snapshot
+        """A send whose payload is checked: ``snapshot`` is what it reaches.
+
+        ``observed``: the hooks have seen this send, and ``snapshot`` is what
+        they let run.
+        """
+        if self._hooks and not observed:
+            return await self._send_observed(snapshot, sender, named, robust)
+        connections, awaits, _ = snapshot
         if awaits:
             await _checkpoint_if_cancelled()
             if not self.concurrent:
@@ -727,7 +762,9 @@ class Signal(Generic[P, R]):
         """A send with hooks installed: muting, skipped or wrapped receivers, reports."""
         watches, observed, originals = self._observe(snapshot, sender, named)
         try:
-            results = [] if observed is None else await self._send(sender, named, robust, observed)
+            results = (
+                [] if observed is None else await self._send(sender, named, robust, observed, True)
+            )
         except BaseException as error:
             _end_watches(watches, None, error)
             raise
@@ -773,7 +810,8 @@ class Signal(Generic[P, R]):
                     connection[5] if timeout is None else _UNTIMED,
                 )
             kept.append(connection)
-        return watches, (tuple(kept), any(c[2] != _INLINE for c in kept)), originals
+        # The inline loop cannot run a wrapped receiver's timeout: always _send's path.
+        return watches, (tuple(kept), any(c[2] != _INLINE for c in kept), None), originals
 
     def _add_hook(self, hook: SendHook) -> None:
         """Observe this signal's sends (for asyncsignals.testing); thread-safe."""
@@ -860,6 +898,63 @@ class Signal(Generic[P, R]):
             return results
         finally:
             del results, value  # see _report: no cycle through a kept exception
+
+    def _run_sync(
+        self,
+        inline: Sequence[_Inline],
+        sender: object,
+        named: dict[str, Any],
+        robust: bool,
+    ) -> tuple[list[tuple[Callable[..., Any], Any]], list[_Pending]]:
+        """Run a send whose receivers are all sync, in connection order.
+
+        :meth:`_run_inline` specialised for the most common send: no receiver
+        to await or to hand to a thread. Runs inside the send's context copy.
+        A receiver that returns an awaitable has it left pending, as there.
+        The two loops repeat each other's handling of a sync receiver on
+        purpose (a shared helper would cost a call per receiver); a change to
+        one belongs in both.
+        """
+        arguments = {"sender": sender, **named}
+        arguments_with_signal = {"signal": self, **arguments}
+        results: list[tuple[Callable[..., Any], Any]] = []
+        pending: list[_Pending] = []
+        result: Any = None
+        plain_results = _PLAIN_RESULTS
+        try:
+            for target, hold, takes_signal, timeout in inline:
+                if hold:
+                    receiver = target()
+                    if receiver is None:
+                        continue
+                    if hold == _WEAK_METHOD:
+                        receiver = MethodType(target.function, receiver)
+                else:
+                    receiver = target
+                try:
+                    result = receiver(**(arguments_with_signal if takes_signal else arguments))
+                except Exception as exc:
+                    if not robust:
+                        self._annotate(exc, receiver)
+                        raise
+                    result = self._report(exc, receiver, sender)
+                else:
+                    if (
+                        result is not None
+                        and type(result) not in plain_results
+                        and inspect.isawaitable(result)
+                    ):
+                        pending.append(
+                            (len(results), receiver, _ASYNC, result, self._timeout_of(timeout))
+                        )
+                        result = None
+                results.append((receiver, result))
+            return results, pending
+        except BaseException:
+            _close_awaitables(pending)
+            raise
+        finally:
+            del results, result  # see _report: no cycle through a kept exception
 
     def _run_inline(
         self,
@@ -1123,7 +1218,7 @@ class Signal(Generic[P, R]):
                     return results
                 finally:
                     del results  # see _report: no cycle through a kept exception
-        connections, awaits = snapshot
+        connections, awaits, _ = snapshot
         if not connections:
             return []
         on_loop_thread = _running_event_loop()

@@ -64,6 +64,24 @@ async def test_send_robust_returns_the_timeout_in_its_slot(
     assert "raised TimeoutError" in caplog.records[0].getMessage()
 
 
+def returns_slow(sender: object, **kwargs: Any) -> Any:
+    """A sync receiver that hands back an awaitable: awaited like an async receiver."""
+    return slow(sender)
+
+
+@pytest.mark.parametrize("others", [0, 1], ids=["alone", "with an async one"])
+async def test_signal_timeout_bounds_an_awaitable_a_sync_receiver_returned(others: int) -> None:
+    """The signal's timeout applies to what a sync receiver returned for the send to await."""
+    signal = Signal(name="timed", timeout=0.05)
+    signal.connect(returns_slow)
+    if others:
+        signal.connect(quick)
+    with no_unawaited_coroutines():
+        results = await signal.send_robust(None)
+    assert isinstance(results[0][1], TimeoutError)
+    assert results[1:] == [(quick, "quick")] * others
+
+
 async def test_connection_timeout_overrides_the_signal_timeout() -> None:
     """connect(timeout=...) replaces the signal-wide timeout for that receiver."""
     signal = Signal(timeout=10)

@@ -241,20 +241,21 @@ def returns_custom_awaitable(sender: object, **kwargs: Any) -> Awaitable[str]:
     return CustomAwaitable()
 
 
+@pytest.mark.parametrize("method", ["send", "send_robust"])
 @pytest.mark.parametrize("sync_receiver", [returns_coroutine, returns_custom_awaitable])
 async def test_awaitable_returned_by_sync_receiver_is_awaited(
-    sync_receiver: Callable[..., Awaitable[str]],
+    sync_receiver: Callable[..., Awaitable[str]], method: str
 ) -> None:
     """A sync receiver's awaitable result is awaited, alone and alongside async receivers."""
     expected = "async" if sync_receiver is returns_coroutine else "custom"
     with no_unawaited_coroutines():
         alone = Signal()
         alone.connect(sync_receiver)
-        assert await alone.send(None) == [(sync_receiver, expected)]
+        assert await getattr(alone, method)(None) == [(sync_receiver, expected)]
         together = Signal()
         together.connect(sync_receiver)
         together.connect(async_receiver)
-        assert await together.send(None) == [
+        assert await getattr(together, method)(None) == [
             (sync_receiver, expected),
             (async_receiver, "async"),
         ]

@@ -112,6 +112,30 @@ async def test_receiver_collected_then_new_one_connects() -> None:
     assert not signal.has_listeners()
 
 
+@pytest.mark.parametrize("with_async", [False, True], ids=["sync only", "with an async one"])
+async def test_receiver_collected_during_a_send_is_skipped(with_async: bool) -> None:
+    """A receiver collected while a send runs is not called by the rest of that send."""
+    signal = Signal()
+    held: dict[str, Callable[..., str]] = {"doomed": make_function()}
+
+    def drops_the_next(sender: object, **kwargs: Any) -> str:
+        del held["doomed"]
+        gc.collect()
+        return "dropped"
+
+    async def async_receiver(sender: object, **kwargs: Any) -> str:
+        return "async"
+
+    signal.connect(drops_the_next)
+    signal.connect(held["doomed"])
+    if with_async:
+        signal.connect(async_receiver)
+    results = await signal.send(None)
+    assert results == [(drops_the_next, "dropped")] + (
+        [(async_receiver, "async")] if with_async else []
+    )
+
+
 async def test_collected_receiver_of_a_live_sender_is_dropped() -> None:
     """A sender whose only receiver was collected is left with the any-sender ones."""
     kept_sender, emptied_sender = Listener(), Listener()
