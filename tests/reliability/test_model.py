@@ -312,9 +312,25 @@ class SignalMachine(RuleBasedStateMachine):
             c.receiver is model and c.strong for c in self.connections
         )
 
+    @staticmethod
+    def wait_for_collection(references: list[weakref.ref[Any]]) -> None:
+        """Collect garbage until these objects are gone, for at most a second.
+
+        A send returns to this thread a moment before the thread that ran it
+        (the event loop's, a worker) has let go of its frames, and with them
+        of the receivers and the sender. A real leak outlives the wait, and
+        the callers' checks fail.
+        """
+        gc.collect()
+        deadline = time.monotonic() + 1.0
+        while any(r() is not None for r in references) and time.monotonic() < deadline:
+            time.sleep(0.001)
+            gc.collect()
+
     def bury_the_dead(self) -> None:
         """Drop the connections of receivers nothing keeps alive any more."""
         dead = {id(c.receiver): c.receiver for c in self.connections if not self.alive(c.receiver)}
+        self.wait_for_collection([model.target for model in dead.values()])
         for model in dead.values():
             self.collected.append((model.label, model.target))
         self.connections = [c for c in self.connections if id(c.receiver) not in dead]
@@ -409,7 +425,6 @@ class SignalMachine(RuleBasedStateMachine):
             return
         del self.held[slot]
         del self.receiver_models[slot]
-        gc.collect()
         self.bury_the_dead()
 
     @rule(slot=st.sampled_from([0, 1, 2]))
@@ -418,13 +433,7 @@ class SignalMachine(RuleBasedStateMachine):
         if slot not in self.senders:
             return
         reference = weakref.ref(self.senders.pop(slot))
-        gc.collect()
-        # An anyio worker thread holds its last job's exception (whose
-        # traceback holds the sender) for a moment after handing it back.
-        deadline = time.monotonic() + 1.0
-        while reference() is not None and time.monotonic() < deadline:
-            time.sleep(0.001)
-            gc.collect()
+        self.wait_for_collection([reference])
         assert reference() is None, "the signal kept a sender alive"
         self.connections = [c for c in self.connections if c.sender_slot != slot]
         self.bury_the_dead()
