@@ -26,7 +26,7 @@ LONG_PROFILE = "asyncsignals-long"
 
 settings.register_profile(
     CI_PROFILE,
-    max_examples=40,
+    max_examples=500,
     stateful_step_count=30,
     deadline=None,
     database=None,

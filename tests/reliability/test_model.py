@@ -229,9 +229,12 @@ class SignalMachine(RuleBasedStateMachine):
     """One signal against the reference model, on one backend."""
 
     backend = "asyncio"
+    #: Machines started so far in this process: the examples run.
+    started = 0
 
     def __init__(self) -> None:
         super().__init__()
+        SignalMachine.started += 1
         # The collections after each drop need only look at what this example
         # made: everything older (hypothesis's growing record of the run) is
         # frozen until teardown. A frozen object counts as a live root, so this
@@ -606,7 +609,12 @@ def test_signal_agrees_with_model_long(backend: str) -> None:
     # every thread's stack after a minute, and a dump that races a thread
     # changing its frames can crash the interpreter.
     faulthandler.cancel_dump_traceback_later()
+    before = SignalMachine.started
+    started = time.monotonic()
     run_machine(backend, LONG_PROFILE)
+    examples = SignalMachine.started - before
+    print(f"{backend}: {examples} examples in {time.monotonic() - started:.0f} s")
+    assert examples >= settings.get_profile(LONG_PROFILE).max_examples
 
 
 def test_disconnect_ignores_collected_receivers() -> None:
