@@ -13,6 +13,7 @@ import sys
 import threading
 import weakref
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
+from contextvars import copy_context
 from types import FunctionType, MethodType
 from typing import Any, ClassVar, Final, Generic, Protocol, TypeAlias, cast
 
@@ -682,15 +683,21 @@ class Signal(Generic[P, R]):
             if len(args) == 1 and "sender" not in kwargs
             else _pop_sender(args, kwargs, "send")
         )
-        snapshot = self._connections_for(sender)
-        self._check_payload(kwargs)
+        # _connections_for and _check_payload, their common cases read here:
+        # the cached lookup when no sender has receivers of its own, and no
+        # call for an untyped payload that does not use the reserved name.
+        version, snapshot = self._any_cache
+        if version is not self._version or (self._senders and sender is not None):
+            snapshot = self._connections_for(sender)
+        if self._providing_args is not None or "signal" in kwargs:
+            self._check_payload(kwargs)
         inline = snapshot[2]
         if inline is None or self._hooks:
             return await self._send(sender, kwargs, False, snapshot)
         if not inline:
             return []
         # Sync receivers only: run here, without a coroutine of their own.
-        context = contextvars.copy_context()
+        context = copy_context()
         results, pending = context.run(self._run_sync, inline, sender, kwargs, False)
         if pending:  # a sync receiver returned an awaitable
             await self._await_pending(sender, results, pending, context, False)
@@ -709,14 +716,17 @@ class Signal(Generic[P, R]):
             if len(args) == 1 and "sender" not in kwargs
             else _pop_sender(args, kwargs, "send_robust")
         )
-        snapshot = self._connections_for(sender)
-        self._check_payload(kwargs)
+        version, snapshot = self._any_cache
+        if version is not self._version or (self._senders and sender is not None):
+            snapshot = self._connections_for(sender)
+        if self._providing_args is not None or "signal" in kwargs:
+            self._check_payload(kwargs)
         inline = snapshot[2]
         if inline is None or self._hooks:
             return await self._send(sender, kwargs, True, snapshot)
         if not inline:
             return []
-        context = contextvars.copy_context()
+        context = copy_context()
         results, pending = context.run(self._run_sync, inline, sender, kwargs, True)
         if pending:
             await self._await_pending(sender, results, pending, context, True)
@@ -923,12 +933,15 @@ class Signal(Generic[P, R]):
         plain_results = _PLAIN_RESULTS
         try:
             for target, hold, takes_signal, timeout in inline:
-                if hold:
+                if hold == _WEAK:  # the most common: one test for it
                     receiver = target()
                     if receiver is None:
                         continue
-                    if hold == _WEAK_METHOD:
-                        receiver = MethodType(target.function, receiver)
+                elif hold:
+                    receiver = target()
+                    if receiver is None:
+                        continue
+                    receiver = MethodType(target.function, receiver)
                 else:
                     receiver = target
                 try:
