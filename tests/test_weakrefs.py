@@ -112,11 +112,14 @@ async def test_receiver_collected_then_new_one_connects() -> None:
     assert not signal.has_listeners()
 
 
+@pytest.mark.parametrize("shape", ["function", "bound method"])
 @pytest.mark.parametrize("with_async", [False, True], ids=["sync only", "with an async one"])
-async def test_receiver_collected_during_a_send_is_skipped(with_async: bool) -> None:
+async def test_receiver_collected_during_a_send_is_skipped(with_async: bool, shape: str) -> None:
     """A receiver collected while a send runs is not called by the rest of that send."""
     signal = Signal()
-    held: dict[str, Callable[..., str]] = {"doomed": make_function()}
+    doomed = make_function() if shape == "function" else Listener().on_event
+    held: dict[str, Callable[..., str]] = {"doomed": doomed}
+    del doomed
 
     def drops_the_next(sender: object, **kwargs: Any) -> str:
         del held["doomed"]
