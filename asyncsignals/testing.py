@@ -24,6 +24,7 @@ imported before pytest loads it as a plugin without a warning.)
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import math
@@ -35,7 +36,6 @@ from types import TracebackType
 from typing import Any, Final, TypeVar
 
 import anyio
-import anyio.from_thread
 import anyio.lowlevel
 
 from ._signal import Signal
@@ -339,25 +339,37 @@ def _release(signal: Signal[..., Any], observer: _Observer | None = None) -> Non
 
 
 class _LoopCall:
-    """Runs a function on the event loop thread that created it, from any thread.
+    """Hands a function to the event loop thread that created it, from any thread.
 
     Sends may come from worker threads (``send_sync``), but anyio events and
     memory streams may only be touched from their own event loop's thread.
+    From another thread the function is scheduled and the caller goes on at
+    once: a send never waits for the helper's event loop, which may be
+    blocked by the code under test (joining the very thread that sends).
     """
 
-    __slots__ = ("thread", "token")
+    __slots__ = ("schedule", "thread")
 
     def __init__(self) -> None:
         self.thread = threading.get_ident()
-        self.token = anyio.lowlevel.current_token()
+        # The native token: an asyncio loop or a trio token, each with its own
+        # non-blocking, thread-safe way to schedule a call (anyio's own
+        # from_thread.run_sync waits for the call to run).
+        native: Any = anyio.lowlevel.current_token().native_token
+        self.schedule: Callable[[Callable[[], object]], object] = (
+            native.call_soon_threadsafe
+            if isinstance(native, asyncio.AbstractEventLoop)
+            else native.run_sync_soon  # a trio token (trio is not imported here)
+        )
 
     def __call__(self, function: Callable[[], object]) -> None:
         if threading.get_ident() == self.thread:
             function()
             return
-        # RuntimeError: that event loop has finished, so nobody waits there any more.
+        # RuntimeError (trio.RunFinishedError is one): that event loop has
+        # finished, so nobody waits there any more.
         with contextlib.suppress(RuntimeError):
-            anyio.from_thread.run_sync(function, token=self.token)
+            self.schedule(function)
 
 
 # -- capture -----------------------------------------------------------------
@@ -574,7 +586,9 @@ def capture(signal: Signal[..., Any]) -> SignalCapture:
     exactly as without the capture.
 
     Concurrency: every send is recorded, whichever task or thread makes it;
-    ``capture.sends`` is in the order the sends started.
+    ``capture.sends`` is in the order the sends started. A send from another
+    thread never waits for the event loop of a pending ``wait_for``, so that
+    loop may even block joining the sending thread.
 
     Raises:
         TypeError: ``signal`` is not an asyncsignals ``Signal``.

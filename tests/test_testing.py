@@ -376,6 +376,42 @@ async def test_wait_sees_sends_from_worker_threads() -> None:
         await join_thread(thread)
 
 
+async def test_a_thread_sending_during_a_wait_never_waits_for_the_waiting_loop() -> None:
+    """send_sync in a thread completes while the loop waiting for it is blocked joining it."""
+    signal = Signal()
+    waited: list[Send] = []
+
+    async def wait() -> None:
+        waited.append(await captured.wait_for(timeout=2))
+
+    with capture(signal) as captured:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(wait)
+            await wait_all_tasks_blocked()
+            thread = start_thread(lambda: signal.send_sync("thread"))
+            # Blocks the event loop, as code under test may (a sync join).
+            thread.join(1)
+            assert not thread.is_alive(), "send_sync waited for the capture's event loop"
+    assert [sent.sender for sent in waited] == ["thread"]
+
+
+async def test_a_thread_sending_to_a_stream_never_waits_for_the_reading_loop() -> None:
+    """send_sync in a thread completes while the loop reading the stream is blocked joining it."""
+    signal = Signal()
+    received: list[Send] = []
+
+    async def read(stream: asyncsignals.testing.SendStream) -> None:
+        received.append(await stream.__anext__())
+
+    async with sends(signal) as stream, anyio.create_task_group() as tasks:
+        tasks.start_soon(read, stream)
+        await wait_all_tasks_blocked()
+        thread = start_thread(lambda: signal.send_sync("thread"))
+        thread.join(1)
+        assert not thread.is_alive(), "send_sync waited for the stream's event loop"
+    assert [sent.sender for sent in received] == ["thread"]
+
+
 def test_a_send_finishing_after_the_waiting_loop_ended_is_ignored() -> None:
     """A thread's send that ends after the stream's event loop has finished raises nothing."""
     signal = Signal()
