@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import inspect
 import weakref
 from typing import Any
 
@@ -37,6 +38,12 @@ class SlottedSender:
 
 def handler(sender: object, **kwargs: Any) -> object:
     return sender
+
+
+async def call(send: Any, *args: Any, **kwargs: Any) -> Any:
+    """What a send method returns, awaited when it is async."""
+    outcome = send(*args, **kwargs)
+    return await outcome if inspect.isawaitable(outcome) else outcome
 
 
 async def test_sender_matched_by_identity_not_equality() -> None:
@@ -206,3 +213,28 @@ def test_unweakrefable_sender_released_after_last_disconnect() -> None:
     del sender
     gc.collect()
     assert deleted == [True]
+
+
+@pytest.mark.parametrize("method", ["send", "send_robust", "send_sync", "send_robust_sync"])
+@pytest.mark.parametrize("connected", ["none", "sync", "async"])
+@pytest.mark.parametrize("typed", [False, True], ids=["untyped", "providing_args"])
+async def test_sender_given_by_position_and_by_keyword_is_a_type_error(
+    method: str, connected: str, typed: bool
+) -> None:
+    """A send given the sender twice, by position and as sender=, raises TypeError; none runs."""
+    calls: list[object] = []
+
+    def sync_receiver(sender: object, **kwargs: Any) -> None:
+        calls.append(sender)  # pragma: no cover - must not run
+
+    async def async_receiver(sender: object, **kwargs: Any) -> None:
+        calls.append(sender)  # pragma: no cover - must not run
+
+    signal = Signal(providing_args=["order"] if typed else None)
+    payload = {"order": 1} if typed else {}
+    if connected != "none":
+        signal.connect(sync_receiver if connected == "sync" else async_receiver)
+        signal.connect(sync_receiver, sender="one")
+    with pytest.raises(TypeError, match=r"sender="):
+        await call(getattr(signal, method), "one", sender="two", **payload)
+    assert calls == []
