@@ -27,17 +27,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
+import inspect
 import math
 import reprlib
 import threading
 import weakref
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from types import TracebackType
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Generic, TypeVar, cast
 
 import anyio
 import anyio.lowlevel
 
+from ._receivers import is_async_callable
 from ._signal import Signal
 
 __all__ = [
@@ -57,6 +60,8 @@ __all__ = [
 pytest_plugins: list[str] = ["asyncsignals._pytest_plugin"]
 
 ReceiverT = TypeVar("ReceiverT", bound=Callable[..., Any])
+FunctionT = TypeVar("FunctionT", bound=Callable[..., Any])
+BlockT = TypeVar("BlockT")
 
 # How long wait_for_send and SignalCapture.wait_for wait unless told.
 _DEFAULT_TIMEOUT: Final = 5.0
@@ -762,10 +767,67 @@ async def sends(
 # -- muting and connecting ---------------------------------------------------
 
 
-@contextlib.contextmanager
-def muted(
-    signal: Signal[..., Any], receiver: Callable[..., Any] | None = None
-) -> Generator[None, None, None]:
+class _Block(Generic[BlockT]):
+    """What :func:`muted` and :func:`connected_to` return: a ``with`` block, or a decorator.
+
+    As a decorator of a sync or an async function, each call runs in a block
+    of its own (for an async function: from the call's first step to its
+    return, so async tests can be decorated).
+    """
+
+    __slots__ = ("_helper", "_make", "_open")
+
+    def __init__(
+        self, helper: str, make: Callable[[], contextlib.AbstractContextManager[BlockT]]
+    ) -> None:
+        self._helper = helper
+        self._make = make
+        self._open: contextlib.AbstractContextManager[BlockT] | None = None
+
+    def __enter__(self) -> BlockT:
+        if self._open is not None:
+            raise RuntimeError(f"this {self._helper}() block is already open")
+        block = self._make()
+        value = block.__enter__()
+        self._open = block
+        return value
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool | None:
+        block, self._open = self._open, None
+        assert block is not None, "exited without being entered"
+        return block.__exit__(exc_type, exc, traceback)
+
+    def __call__(self, function: FunctionT) -> FunctionT:
+        if inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function):
+            raise TypeError(
+                f"{self._helper}() cannot decorate the generator function "
+                f"{getattr(function, '__qualname__', function)!r}: its block would end "
+                f"before the generator runs; use 'with {self._helper}(...):' inside it"
+            )
+        make = self._make
+        if is_async_callable(function):
+
+            @functools.wraps(function)
+            async def run_async(*args: Any, **kwargs: Any) -> Any:
+                with make():
+                    return await function(*args, **kwargs)
+
+            return cast("FunctionT", run_async)
+
+        @functools.wraps(function)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            with make():
+                return function(*args, **kwargs)
+
+        return cast("FunctionT", run)
+
+
+def muted(signal: Signal[..., Any], receiver: Callable[..., Any] | None = None) -> _Block[None]:
     """Inside the block, sends of ``signal`` run no receiver (or skip just ``receiver``).
 
     A muted send returns ``[]`` at once; with ``receiver``, only that
@@ -778,10 +840,21 @@ def muted(
     and so are muted too, but only until the block exits: muting ends
     everywhere when it does. Blocks nest.
 
+    As a decorator (``@muted(signal)``) of a sync or an async function,
+    such as an async test, each call runs muted until it returns.
+
     Raises:
-        TypeError: ``signal`` is not an asyncsignals ``Signal``.
+        TypeError: ``signal`` is not an asyncsignals ``Signal``, or the
+            decorated function is a generator function.
     """
     _check_signal(signal, "muted")
+    return _Block("muted", lambda: _muted(signal, receiver))
+
+
+@contextlib.contextmanager
+def _muted(
+    signal: Signal[..., Any], receiver: Callable[..., Any] | None
+) -> Generator[None, None, None]:
     block = _MuteBlock(signal, receiver)
     _acquire(signal)
     _MUTED.set((*_MUTED.get(), block))
@@ -803,10 +876,9 @@ def _connection_numbers(signal: Signal[..., Any]) -> set[int]:
     return numbers
 
 
-@contextlib.contextmanager
 def connected_to(
     signal: Signal[..., Any], receiver: ReceiverT, sender: object = None, **connect_kwargs: Any
-) -> Generator[ReceiverT, None, None]:
+) -> _Block[ReceiverT]:
     """Connect ``receiver`` to ``signal`` for the block only; yields the receiver.
 
     ``sender`` and ``connect_kwargs`` (``weak``, ``dispatch_uid``,
@@ -817,10 +889,23 @@ def connected_to(
 
     Unlike :func:`muted`, this changes the signal for every task and thread.
 
+    As a decorator (``@connected_to(signal, receiver)``) of a sync or an
+    async function, such as an async test, the receiver is connected while
+    each call runs.
+
     Raises:
-        TypeError: As :meth:`Signal.connect` does.
+        TypeError: As :meth:`Signal.connect` does (when the block is
+            entered), or ``signal`` is not an asyncsignals ``Signal``, or the
+            decorated function is a generator function.
     """
     _check_signal(signal, "connected_to")
+    return _Block("connected_to", lambda: _connected_to(signal, receiver, sender, connect_kwargs))
+
+
+@contextlib.contextmanager
+def _connected_to(
+    signal: Signal[..., Any], receiver: ReceiverT, sender: object, connect_kwargs: dict[str, Any]
+) -> Generator[ReceiverT, None, None]:
     before = _connection_numbers(signal)
     signal.connect(receiver, sender, **connect_kwargs)
     added = bool(_connection_numbers(signal) - before)

@@ -10,6 +10,7 @@ from typing import Any
 from unittest import mock
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 import pytest
 from anyio import wait_all_tasks_blocked
@@ -672,6 +673,113 @@ def test_connected_to_leaves_an_existing_connection_in_place() -> None:
     with connected_to(signal, receiver):
         pass
     assert signal.receivers_for(None) == [receiver]
+
+
+# -- muted and connected_to as decorators ---------------------------------------
+
+
+async def test_muted_decorates_an_async_function_for_each_call() -> None:
+    """@muted(signal) on an async function mutes the signal while each call runs, not after."""
+    signal = Signal()
+    calls: list[object] = []
+    signal.connect(record(calls), weak=False)
+
+    @muted(signal)
+    async def quiet(number: int) -> object:
+        await anyio.lowlevel.checkpoint()
+        return await signal.send(None, number=number)
+
+    assert inspect.iscoroutinefunction(quiet)
+    assert quiet.__name__ == "quiet"
+    assert await quiet(1) == []
+    assert await quiet(2) == []
+    await signal.send(None, number=3)
+    assert calls == [{"number": 3}]
+
+
+def test_muted_decorates_a_sync_function() -> None:
+    """@muted(signal, receiver) on a sync function skips that receiver during each call."""
+    signal = Signal()
+    calls: list[object] = []
+    skipped = signal.connect(record([]), weak=False)
+    signal.connect(record(calls), weak=False)
+
+    @muted(signal, skipped)
+    def quiet() -> int:
+        return len(signal.send_sync(None, when="inside"))
+
+    assert quiet() == 1
+    assert quiet() == 1
+    assert len(signal.send_sync(None, when="after")) == 2
+    assert calls == [{"when": "inside"}, {"when": "inside"}, {"when": "after"}]
+
+
+async def test_connected_to_decorates_an_async_function_for_each_call() -> None:
+    """@connected_to(signal, receiver) on an async function connects it while each call runs."""
+    signal = Signal()
+    calls: list[object] = []
+    receiver = record(calls)
+
+    @connected_to(signal, receiver)
+    async def sending(number: int) -> bool:
+        await anyio.lowlevel.checkpoint()
+        await signal.send(None, number=number)
+        return signal.has_listeners()
+
+    assert signal.has_listeners() is False
+    assert await sending(1) is True
+    assert await sending(2) is True
+    assert signal.has_listeners() is False
+    assert calls == [{"number": 1}, {"number": 2}]
+
+
+def test_connected_to_decorates_a_sync_function() -> None:
+    """@connected_to on a sync function connects the receiver during each call only."""
+    signal = Signal()
+    calls: list[object] = []
+
+    @connected_to(signal, record(calls), weak=False)
+    def sending() -> None:
+        signal.send_sync(None)
+
+    sending()
+    signal.send_sync(None)
+    sending()
+    assert len(calls) == 2
+
+
+def test_a_block_cannot_be_entered_again_while_open() -> None:
+    """Entering an open muted() block again is a RuntimeError; once exited it may be reused."""
+    signal = Signal()
+    calls: list[object] = []
+    signal.connect(record(calls), weak=False)
+    block = muted(signal)
+    with block:
+        with pytest.raises(RuntimeError, match=r"this muted\(\) block is already open"):
+            block.__enter__()
+        signal.send_sync(None)
+    with block:
+        signal.send_sync(None)
+    signal.send_sync(None)
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize("decorator", ["muted", "connected_to"])
+def test_generator_functions_are_refused_as_decorated_functions(decorator: str) -> None:
+    """@muted and @connected_to refuse generator and async generator functions with a TypeError."""
+    signal = Signal()
+    block = muted(signal) if decorator == "muted" else connected_to(signal, record([]))
+
+    def numbers() -> Any:
+        yield 1
+
+    async def async_numbers() -> Any:
+        yield 1
+
+    for function in (numbers, async_numbers):
+        with pytest.raises(TypeError, match=rf"{decorator}\(\) cannot decorate .*generator"):
+            block(function)
+    assert not signal.has_listeners()
 
 
 # -- the pytest fixtures ----------------------------------------------------------
