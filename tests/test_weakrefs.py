@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import gc
+import threading
+import tracemalloc
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import pytest
 
 from asyncsignals import Signal
@@ -27,6 +31,29 @@ def make_function() -> Callable[..., str]:
         return "transient"
 
     return transient
+
+
+def make_async_function() -> Callable[..., Awaitable[str]]:
+    async def transient_async(sender: object, **kwargs: Any) -> str:
+        return "transient async"
+
+    return transient_async
+
+
+def in_this_thread(sender: object, **kwargs: Any) -> int:
+    return threading.get_ident()
+
+
+def signal_whose_async_receiver_was_collected(concurrent: bool = True) -> Signal:
+    """A signal with a live sync receiver (``in_this_thread``) and a collected async one."""
+    signal = Signal(concurrent=concurrent)
+    signal.connect(in_this_thread)
+    doomed = make_async_function()
+    signal.connect(doomed)
+    assert signal.receivers_for(None) == [in_this_thread, doomed]
+    del doomed
+    gc.collect()
+    return signal
 
 
 @pytest.mark.parametrize("for_sender", [False, True])
@@ -163,3 +190,102 @@ async def test_collected_sender_is_cleaned_up_on_connect() -> None:
     other = Listener()
     signal.connect(receiver, sender=other)
     assert await signal.send(other) == [(receiver, "transient")]
+
+
+@pytest.mark.parametrize("method", ["send", "send_robust"])
+@pytest.mark.parametrize("concurrent", [True, False], ids=["concurrent", "sequential"])
+async def test_send_to_sync_receivers_left_by_a_collected_async_one_does_not_yield(
+    method: str, concurrent: bool
+) -> None:
+    """Its async receiver collected, a send runs the sync ones like a call, even when cancelled."""
+    signal = signal_whose_async_receiver_was_collected(concurrent)
+    scheduled: list[str] = []
+
+    async def bystander() -> None:
+        scheduled.append("ran")
+
+    results: list[Any] | None = None
+    async with anyio.create_task_group() as task_group:
+        task_group.start_soon(bystander)
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            results = await getattr(signal, method)(None)
+        # Had the send yielded, the bystander would have run, and the
+        # cancellation would have ended the send.
+        assert scheduled == []
+        assert not scope.cancelled_caught
+    assert results == [(in_this_thread, threading.get_ident())]
+
+
+@pytest.mark.parametrize("method", ["send_sync", "send_robust_sync"])
+@pytest.mark.parametrize("concurrent", [True, False], ids=["concurrent", "sequential"])
+@pytest.mark.parametrize("caller", ["loop thread", "worker thread"])
+async def test_send_sync_after_the_only_async_receiver_was_collected(
+    method: str, concurrent: bool, caller: str
+) -> None:
+    """Its async receiver collected, send_sync works on the loop's thread, runs in the caller's."""
+    signal = signal_whose_async_receiver_was_collected(concurrent)
+
+    def send_here() -> tuple[int, list[Any]]:
+        return threading.get_ident(), getattr(signal, method)(None)
+
+    if caller == "loop thread":
+        calling_thread, results = send_here()
+    else:
+        calling_thread, results = await anyio.to_thread.run_sync(send_here)
+    assert results == [(in_this_thread, calling_thread)]
+
+
+async def test_lookups_after_the_only_async_receiver_was_collected() -> None:
+    """has_listeners and receivers_for leave out a collected async receiver."""
+    signal = signal_whose_async_receiver_was_collected()
+    assert signal.has_listeners(None)
+    assert signal.receivers_for(None) == [in_this_thread]
+    assert signal.disconnect(in_this_thread)
+    assert not signal.has_listeners(None)
+    assert signal.receivers_for(None) == []
+
+
+# A connection left behind keeps over 200 bytes: its tuple, its weak reference
+# and its slot in a dict. A few are traced as kept even when all are released:
+# the interpreter keeps up to 2,000 freed tuples of a size for reuse. So
+# enough receivers that the two are far apart: about 2 MB against 0.2 MB.
+COLLECTED = 10_000
+KEPT_PER_CONNECTION = 50  # bytes
+
+
+@pytest.mark.parametrize(
+    "lookup", ["send", "send_robust", "send_sync", "has_listeners", "receivers_for"]
+)
+async def test_connections_of_collected_receivers_are_released_by_the_next_lookup(
+    lookup: str,
+) -> None:
+    """What collected receivers' connections held is freed by the next send or lookup, not kept."""
+    signal = Signal()
+    signal.connect(in_this_thread)
+    expected = await signal.send(None)
+
+    def connect_receivers_that_die() -> None:
+        receivers = [make_async_function() for _ in range(COLLECTED)]
+        for each in receivers:
+            signal.connect(each)
+
+    async def look_up() -> None:
+        outcome = getattr(signal, lookup)(None)
+        if lookup.startswith("send") and not lookup.endswith("_sync"):
+            outcome = await outcome
+        assert outcome in (expected, True, [in_this_thread])
+
+    connect_receivers_that_die()  # whatever connecting allocates once is allocated now
+    await look_up()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        connect_receivers_that_die()
+        gc.collect()
+        await look_up()
+        left = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert left < COLLECTED * KEPT_PER_CONNECTION
