@@ -9,11 +9,13 @@ wraps each receiver for that send.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from ._signal import _ALL_SIGNALS, Signal
 
@@ -33,11 +35,26 @@ class SendEvent:
         duration: Seconds the send took, once it has finished (else None).
         results: ``[(receiver, result), ...]`` once it has returned.
         error: The exception it raised, if it raised.
+        cancelled: True when the send ended by cancellation (of its caller):
+            ``error`` is then the backend's cancellation exception
+            (``asyncio.CancelledError``, ``trio.Cancelled``) or a group made
+            only of them. A cancellation is not a failure: count or mark it
+            apart from errors.
         data: Free for instruments to keep their own per-send state (spans,
             timers), keyed by something of their own.
     """
 
-    __slots__ = ("data", "duration", "error", "payload", "results", "sender", "signal", "started")
+    __slots__ = (
+        "cancelled",
+        "data",
+        "duration",
+        "error",
+        "payload",
+        "results",
+        "sender",
+        "signal",
+        "started",
+    )
 
     def __init__(self, signal: Signal[..., Any], sender: object, payload: Mapping[str, Any]):
         self.signal: Signal[..., Any] = signal
@@ -47,6 +64,7 @@ class SendEvent:
         self.duration: float | None = None
         self.results: list[tuple[Callable[..., Any], Any]] | None = None
         self.error: BaseException | None = None
+        self.cancelled: bool = False
         self.data: dict[object, Any] = {}
 
     def __repr__(self) -> str:
@@ -62,7 +80,21 @@ class Instrument:
     receivers, in a worker thread for ``to_thread`` ones. An exception raised
     by an instrument is logged on ``asyncsignals.instrument`` and does not
     disturb the send.
+
+    Cancellation is reported, never as a failure: a cancelled send has
+    ``event.cancelled`` true, and :meth:`is_cancellation` tells a
+    receiver's cancellation from its failure.
     """
+
+    @staticmethod
+    def is_cancellation(error: BaseException | None) -> bool:
+        """Whether ``error`` is a cancellation rather than a failure.
+
+        True for ``asyncio.CancelledError``, ``trio.Cancelled``, and an
+        exception group made only of them (nested groups included); False
+        for None and for anything else, ``KeyboardInterrupt`` included.
+        """
+        return is_cancellation(error)
 
     def send_started(self, event: SendEvent) -> None:
         """A send is starting, before any receiver runs."""
@@ -83,8 +115,21 @@ class Instrument:
     ) -> None:
         """A receiver returned ``result`` or raised ``error`` after ``duration`` seconds.
 
-        A cancelled receiver reports its cancellation exception as ``error``.
+        A cancelled receiver (its send's caller was cancelled, or a sibling
+        failed) reports its cancellation exception as ``error``, or a group
+        made only of them when the receiver ran tasks of its own:
+        ``self.is_cancellation(error)`` tells it from a failure.
         """
+
+
+def is_cancellation(error: BaseException | None) -> bool:
+    """See :meth:`Instrument.is_cancellation`."""
+    if isinstance(error, BaseExceptionGroup):
+        members = cast("BaseExceptionGroup[BaseException]", error).exceptions
+        return all(is_cancellation(each) for each in members)
+    # trio is looked up, never imported: it is there only if the application uses it.
+    trio_cancelled = getattr(sys.modules.get("trio"), "Cancelled", asyncio.CancelledError)
+    return isinstance(error, (asyncio.CancelledError, trio_cancelled))
 
 
 def _call_safely(instrument: Instrument, method: str, *arguments: object) -> None:
@@ -178,6 +223,7 @@ class _InstrumentWatch:
         event.duration = time.perf_counter() - event.started
         event.results = results
         event.error = error
+        event.cancelled = is_cancellation(error)
         _call_safely(self.instrument, "send_finished", event)
         # The event now holds the send's results and error, whose tracebacks
         # hold the frames of this send, which hold this watch: let go of the

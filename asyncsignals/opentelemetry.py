@@ -23,9 +23,10 @@ Outcomes:
   ``asyncsignals.receiver_errors``.
 - Cancellation is not an error: a cancelled receiver, or a send whose caller
   was cancelled, ends its span with ``asyncsignals.cancelled = True`` and an
-  unset status. A receiver cancelled because a sibling failed would otherwise
-  count as a second failure; the failure itself is on the sibling's span and
-  on the send span.
+  unset status (a group made only of cancellations, as a trio nursery in a
+  receiver raises, counts as a cancellation). A receiver cancelled because a
+  sibling failed would otherwise count as a second failure; the failure
+  itself is on the sibling's span and on the send span.
 
 Span attributes:
 
@@ -41,10 +42,8 @@ The payload is never recorded: it may hold personal data.
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import reprlib
-import sys
 import threading
 import weakref
 from collections.abc import Callable
@@ -54,7 +53,13 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
 
-from ._instrument import Instrument, SendEvent, add_instrument, remove_instrument
+from ._instrument import (
+    Instrument,
+    SendEvent,
+    add_instrument,
+    is_cancellation,
+    remove_instrument,
+)
 from ._receivers import describe
 from ._signal import Signal
 
@@ -174,16 +179,10 @@ def _short_name(receiver: Callable[..., Any]) -> str:
     return name if isinstance(name, str) else type(receiver).__qualname__
 
 
-def _is_cancellation(error: BaseException) -> bool:
-    # trio is looked up, never imported: it is there only if the application uses it.
-    trio_cancelled = getattr(sys.modules.get("trio"), "Cancelled", asyncio.CancelledError)
-    return isinstance(error, (asyncio.CancelledError, trio_cancelled))
-
-
 def _record_outcome(span: Span, error: BaseException | None) -> None:
     if error is None:
         return
-    if _is_cancellation(error):
+    if is_cancellation(error):
         span.set_attribute("asyncsignals.cancelled", True)
         return
     span.record_exception(error)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -9,6 +10,8 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
+import trio
+from helpers import current_backend
 
 from asyncsignals import Instrument, SendEvent, Signal, add_instrument, remove_instrument
 
@@ -107,6 +110,124 @@ async def test_failures_are_reported_and_named_after_the_receiver(recorder: Reco
     ]
     assert ("receiver finished", "fails", None, "BoomError") in recorder.log
     assert recorder.log[-1] == ("send finished", "watched", caught.value)
+
+
+class Outcomes(Instrument):
+    """Writes down whether each send and each receiver ended cancelled, failed or returned."""
+
+    def __init__(self) -> None:
+        self.sends: list[str] = []
+        self.receivers: list[str] = []
+
+    def send_finished(self, event: SendEvent) -> None:
+        self.sends.append(self.outcome(event.error, event.cancelled))
+
+    def receiver_finished(
+        self,
+        event: SendEvent,
+        receiver: Callable[..., Any],
+        result: object,
+        error: BaseException | None,
+        duration: float,
+    ) -> None:
+        self.receivers.append(self.outcome(error, self.is_cancellation(error)))
+
+    def outcome(self, error: BaseException | None, cancelled: bool) -> str:
+        assert cancelled == self.is_cancellation(error)
+        if cancelled:
+            return "cancelled"
+        return "returned" if error is None else f"failed: {type(error).__name__}"
+
+
+def waiting_receivers(count: int) -> list[Callable[..., Any]]:
+    """``count`` distinct async receivers that wait until cancelled."""
+
+    def make() -> Callable[..., Any]:
+        async def waits(sender: object, **kwargs: Any) -> None:
+            await anyio.sleep_forever()
+
+        return waits
+
+    return [make() for _ in range(count)]
+
+
+@pytest.mark.parametrize("count", [1, 2, 3])
+@pytest.mark.parametrize("concurrent", [True, False])
+async def test_a_cancelled_send_is_reported_as_cancelled_never_as_failed(
+    count: int, concurrent: bool
+) -> None:
+    """Cancelling the caller: the send and its receivers end cancelled, whatever their number."""
+    signal = Signal(name="watched", concurrent=concurrent)
+    for receiver in waiting_receivers(count):
+        signal.connect(receiver, weak=False)
+    outcomes = Outcomes()
+    add_instrument(outcomes, signal)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(signal.send, None)
+        await anyio.wait_all_tasks_blocked()
+        tasks.cancel_scope.cancel()
+    assert outcomes.sends == ["cancelled"]
+    # In order, only the first receiver has started when the caller is cancelled.
+    assert outcomes.receivers == ["cancelled"] * (count if concurrent else 1)
+
+
+async def runs_tasks(sender: object, **kwargs: Any) -> None:
+    """Waits in two tasks of the backend's own group (a trio nursery groups their cancellations)."""
+    if current_backend() == "trio":
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.sleep_forever)
+            nursery.start_soon(trio.sleep_forever)
+    else:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(asyncio.sleep(3600))
+            group.create_task(asyncio.sleep(3600))
+
+
+async def test_a_cancelled_receiver_running_tasks_of_its_own_is_reported_cancelled() -> None:
+    """A receiver whose own task group is cancelled with the send is reported cancelled."""
+    signal = Signal(name="watched")
+
+    signal.connect(runs_tasks)
+    outcomes = Outcomes()
+    add_instrument(outcomes, signal)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(signal.send, None)
+        await anyio.wait_all_tasks_blocked()
+        tasks.cancel_scope.cancel()
+    assert outcomes.receivers == ["cancelled"]
+    assert outcomes.sends == ["cancelled"]
+
+
+async def test_a_failed_send_is_reported_as_failed_and_its_cancelled_sibling_as_cancelled() -> None:
+    """A receiver's failure fails the send; the sibling it cancels is reported cancelled."""
+    signal = Signal(name="watched")
+    (waits,) = waiting_receivers(1)
+
+    async def fails(sender: object, **kwargs: Any) -> None:
+        await anyio.wait_all_tasks_blocked()
+        raise BoomError("no")
+
+    signal.connect(waits, weak=False)
+    signal.connect(fails)
+    outcomes = Outcomes()
+    add_instrument(outcomes, signal)
+    with pytest.raises(BoomError):
+        await signal.send(None)
+    assert outcomes.sends == ["failed: BoomError"]
+    assert sorted(outcomes.receivers) == ["cancelled", "failed: BoomError"]
+
+
+def test_is_cancellation_tells_cancellations_and_groups_of_them_from_failures() -> None:
+    """Only a cancellation, or a group made only of them (nested too), is a cancellation."""
+    cancelled = asyncio.CancelledError()
+    assert Instrument.is_cancellation(cancelled)
+    assert Instrument.is_cancellation(
+        BaseExceptionGroup("", [cancelled, BaseExceptionGroup("", [asyncio.CancelledError()])])
+    )
+    assert not Instrument.is_cancellation(None)
+    assert not Instrument.is_cancellation(BoomError())
+    assert not Instrument.is_cancellation(KeyboardInterrupt())
+    assert not Instrument.is_cancellation(BaseExceptionGroup("", [cancelled, BoomError()]))
 
 
 def test_send_sync_is_instrumented(recorder: Recorder) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import anyio
@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
+from test_instruments import runs_tasks
 
 from asyncsignals import Signal, add_instrument, remove_instrument
 from asyncsignals.opentelemetry import OpenTelemetryInstrument, instrument, uninstrument
@@ -342,31 +343,34 @@ async def test_a_sibling_cancelled_by_a_failure_is_marked_cancelled_not_failed(
     assert tracing.one("send order_shipped").status.status_code is StatusCode.ERROR
 
 
-async def test_cancelling_the_sender_marks_the_send_and_its_receivers_cancelled(
-    tracing: Tracing, signal: Signal[Any, Any]
+async def waits_forever(sender: object, **kwargs: Any) -> None:
+    await anyio.sleep_forever()
+
+
+@pytest.mark.parametrize(
+    "receivers",
+    [[waits_forever], [waits_forever, runs_tasks], [runs_tasks]],
+    ids=["one", "two", "one-running-tasks"],
+)
+async def test_a_cancelled_send_is_never_an_error_on_any_span(
+    tracing: Tracing, signal: Signal[Any, Any], receivers: list[Callable[..., Any]]
 ) -> None:
-    """A send whose caller is cancelled ends every span, marked cancelled, none an error."""
-    started = anyio.Event()
-
-    async def waits(sender: object, **kwargs: Any) -> None:
-        started.set()
-        await anyio.sleep_forever()
-
-    signal.connect(waits)
+    """Cancelling the caller ends every span marked cancelled, none an error, for any receivers."""
+    for receiver in receivers:
+        signal.connect(receiver)
     async with anyio.create_task_group() as task_group:
         task_group.start_soon(signal.send, None)
-        await started.wait()
+        await anyio.wait_all_tasks_blocked()
         task_group.cancel_scope.cancel()
     spans = tracing.spans()
-    assert sorted(span.name for span in spans) == [
-        f"receiver {waits.__qualname__}",
-        "send order_shipped",
-    ]
+    assert sorted(span.name for span in spans) == sorted(
+        ["send order_shipped"] + [f"receiver {receiver.__qualname__}" for receiver in receivers]
+    )
     for span in spans:
+        assert span.status.status_code is StatusCode.UNSET, span.name
+        assert exception_types(span) == [], span.name
         assert span.attributes is not None
-        assert span.attributes["asyncsignals.cancelled"] is True
-        assert span.status.status_code is StatusCode.UNSET
-        assert span.end_time is not None
+        assert span.attributes["asyncsignals.cancelled"] is True, span.name
 
 
 async def test_a_timed_out_receiver_is_recorded_as_its_timeout(
