@@ -10,6 +10,7 @@ wraps each receiver for that send.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import sys
 import threading
@@ -23,6 +24,14 @@ __all__ = ["Instrument", "SendEvent", "add_instrument", "remove_instrument"]
 
 logger = logging.getLogger("asyncsignals.instrument")
 
+# True in the context a BackgroundDispatcher runs a queued send in: that send
+# is background work, run after the code that queued it has moved on (see
+# SendEvent.background). Receivers' wrappers set it back to False while they
+# run, so the sends they make are parts of the background send.
+background_send: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "asyncsignals.background_send", default=False
+)
+
 
 class SendEvent:
     """One send, as instruments see it.
@@ -35,6 +44,11 @@ class SendEvent:
         duration: Seconds the send took, once it has finished (else None).
         results: ``[(receiver, result), ...]`` once it has returned.
         error: The exception it raised, if it raised.
+        background: True when a ``BackgroundDispatcher`` runs this send:
+            it runs after the code that queued it has moved on (in a copy of
+            that code's context). The sends its receivers make are not
+            background sends themselves, as long as an instrument watches
+            the background send.
         cancelled: True when the send ended by cancellation (of its caller):
             ``error`` is then the backend's cancellation exception
             (``asyncio.CancelledError``, ``trio.Cancelled``) or a group made
@@ -45,6 +59,7 @@ class SendEvent:
     """
 
     __slots__ = (
+        "background",
         "cancelled",
         "data",
         "duration",
@@ -65,6 +80,7 @@ class SendEvent:
         self.results: list[tuple[Callable[..., Any], Any]] | None = None
         self.error: BaseException | None = None
         self.cancelled: bool = False
+        self.background: bool = background_send.get()
         self.data: dict[object, Any] = {}
 
     def __repr__(self) -> str:
@@ -130,6 +146,29 @@ def is_cancellation(error: BaseException | None) -> bool:
     # trio is looked up, never imported: it is there only if the application uses it.
     trio_cancelled = getattr(sys.modules.get("trio"), "Cancelled", asyncio.CancelledError)
     return isinstance(error, (asyncio.CancelledError, trio_cancelled))
+
+
+def _within_background_send(wrapper: Callable[..., Any], is_async: bool) -> Callable[..., Any]:
+    """``wrapper`` run as part of a background send: what it sends is not background itself."""
+    if is_async:
+
+        async def part_of_async(**kwargs: Any) -> Any:
+            token = background_send.set(False)
+            try:
+                return await wrapper(**kwargs)
+            finally:
+                background_send.reset(token)
+
+        return part_of_async
+
+    def part_of(**kwargs: Any) -> Any:
+        token = background_send.set(False)
+        try:
+            return wrapper(**kwargs)
+        finally:
+            background_send.reset(token)
+
+    return part_of
 
 
 def _call_safely(instrument: Instrument, method: str, *arguments: object) -> None:
@@ -210,6 +249,8 @@ class _InstrumentWatch:
                 return result
 
             wrapper = timed
+        if self.event is not None and self.event.background:
+            wrapper = _within_background_send(wrapper, is_async)
         # Errors and logs name the receiver, not this wrapper (see describe()).
         wrapper.__dict__["__asyncsignals_receiver__"] = receiver
         return wrapper

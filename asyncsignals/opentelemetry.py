@@ -31,13 +31,20 @@ Outcomes:
 Span attributes:
 
 - send: ``asyncsignals.signal`` (the signal's name, or its repr),
-  ``asyncsignals.sender`` (a repr shortened to 200 characters),
   ``asyncsignals.sender.type`` (the sender's qualified type name),
-  ``asyncsignals.receivers`` (receivers that returned, once the send has).
+  ``asyncsignals.receivers`` (receivers that returned, once the send has),
+  ``asyncsignals.background`` (True for a send a ``BackgroundDispatcher``
+  runs: its span starts a trace of its own, linked to the span that queued
+  it). ``asyncsignals.sender`` names a class sender (Django's
+  ``sender=Model``) by its qualified name; any other sender's repr
+  (shortened to 200 characters) is recorded there only with
+  ``instrument(record_sender_repr=True)``, since a repr may hold personal
+  data.
 - receiver: ``asyncsignals.signal``, ``asyncsignals.receiver`` and
   ``code.function.name`` (the receiver's qualified name).
 
-The payload is never recorded: it may hold personal data.
+The payload is never recorded: it may hold personal data (and so, by
+default, is the sender's repr).
 """
 
 from __future__ import annotations
@@ -51,7 +58,8 @@ from typing import Any, NamedTuple
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
+from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, TracerProvider
+from opentelemetry.util.types import AttributeValue
 
 from ._instrument import (
     Instrument,
@@ -91,14 +99,29 @@ class OpenTelemetryInstrument(Instrument):
     thread for a ``to_thread`` one), as a child of the span current there,
     which is the send span the receiver's context inherited.
 
+    A send run by a :class:`~asyncsignals.BackgroundDispatcher` is not a
+    child of the span that queued it (that code has moved on, and its span
+    has usually ended): its send span starts a trace of its own, *linked* to
+    the span that was current where the send was queued, with
+    ``asyncsignals.background = True``. Spans inside it nest as usual.
+
     Args:
         tracer_provider: Where spans go; the global tracer provider when
             None (looked up through OpenTelemetry's proxy, so a provider
             set later is used too).
+        record_sender_repr: Record each sender's ``repr`` as
+            ``asyncsignals.sender``; off by default, see :func:`instrument`.
+
+    Raises:
+        TypeError: ``record_sender_repr`` is not a bool.
     """
 
-    def __init__(self, tracer_provider: TracerProvider | None = None) -> None:
+    def __init__(
+        self, tracer_provider: TracerProvider | None = None, *, record_sender_repr: bool = False
+    ) -> None:
+        _check_record_sender_repr(record_sender_repr)
         self._tracer = trace.get_tracer(_TRACER_NAME, tracer_provider=tracer_provider)
+        self._record_sender_repr = record_sender_repr
         # Started and finished for one receiver call run in the same context
         # (one call frame of the receiver's wrapper), so that context is the
         # exact place to keep the call's span, even when the same receiver
@@ -112,14 +135,30 @@ class OpenTelemetryInstrument(Instrument):
         signal = event.signal
         sender = event.sender
         sender_type = type(sender)
+        attributes: dict[str, AttributeValue] = {
+            "asyncsignals.signal": signal._label,
+            "asyncsignals.sender.type": _qualified_name(sender_type),
+        }
+        if self._record_sender_repr:
+            attributes["asyncsignals.sender"] = _repr.repr(sender)
+        elif isinstance(sender, type):
+            attributes["asyncsignals.sender"] = _qualified_name(sender)
+        parent: otel_context.Context | None = None
+        links: list[Link] = []
+        if event.background:
+            # The span current here is the one that queued the send, which
+            # has moved on (and often ended): link to it from a trace of its own.
+            attributes["asyncsignals.background"] = True
+            queued_under = trace.get_current_span().get_span_context()
+            if queued_under.is_valid:
+                links.append(Link(queued_under))
+            parent = trace.set_span_in_context(trace.INVALID_SPAN)
         span = self._tracer.start_span(
             f"send {signal.name}" if signal.name is not None else "send",
+            context=parent,
             kind=SpanKind.INTERNAL,
-            attributes={
-                "asyncsignals.signal": signal._label,
-                "asyncsignals.sender": _repr.repr(sender),
-                "asyncsignals.sender.type": f"{sender_type.__module__}.{sender_type.__qualname__}",
-            },
+            attributes=attributes,
+            links=links,
         )
         token = otel_context.attach(trace.set_span_in_context(span))
         event.data[self] = (span, token)
@@ -172,6 +211,15 @@ class OpenTelemetryInstrument(Instrument):
         return f"<OpenTelemetryInstrument tracer={self._tracer!r}>"
 
 
+def _qualified_name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _check_record_sender_repr(record_sender_repr: object) -> None:
+    if not isinstance(record_sender_repr, bool):
+        raise TypeError(f"record_sender_repr must be True or False, got {record_sender_repr!r}")
+
+
 def _short_name(receiver: Callable[..., Any]) -> str:
     """The receiver's qualified name without its module: low-cardinality, for span names."""
     target = getattr(receiver, "__func__", receiver)
@@ -197,7 +245,10 @@ _on_signal: weakref.WeakKeyDictionary[Signal[..., Any], OpenTelemetryInstrument]
 
 
 def instrument(
-    tracer_provider: TracerProvider | None = None, signal: Signal[..., Any] | None = None
+    tracer_provider: TracerProvider | None = None,
+    signal: Signal[..., Any] | None = None,
+    *,
+    record_sender_repr: bool = False,
 ) -> OpenTelemetryInstrument:
     """Trace every signal (now and future), or only ``signal``, with a new instrument.
 
@@ -209,11 +260,17 @@ def instrument(
     Args:
         tracer_provider: Where spans go; the global tracer provider when None.
         signal: The signal to trace; every signal when None.
+        record_sender_repr: Record each sender's ``repr`` (shortened to 200
+            characters) as ``asyncsignals.sender``. Off by default: a repr
+            may hold personal data, so only the sender's type is recorded.
 
     Returns:
         The installed :class:`OpenTelemetryInstrument`.
+
+    Raises:
+        TypeError: ``record_sender_repr`` is not a bool (nothing is installed).
     """
-    installed = OpenTelemetryInstrument(tracer_provider)
+    installed = OpenTelemetryInstrument(tracer_provider, record_sender_repr=record_sender_repr)
     with _lock:
         _uninstrument(signal)
         add_instrument(installed, signal)
