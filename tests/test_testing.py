@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import inspect
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -255,6 +256,38 @@ def test_long_payload_values_are_shortened_in_messages() -> None:
         captured.assert_not_sent()
     assert "rows=[0, 1, 2," in str(failure.value)
     assert len(str(failure.value)) < 300
+
+
+# -- receivers run as without the capture ----------------------------------------
+
+
+class OutOfStockError(Exception):
+    pass
+
+
+async def test_a_failing_receiver_with_its_own_timeout_is_named_by_its_own_name(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Under capture, a timed receiver's error note and ERROR log name that receiver."""
+    signal = Signal(name="order_shipped")
+
+    async def reserve_stock(sender: object, **kwargs: Any) -> None:
+        await anyio.lowlevel.checkpoint()
+        raise OutOfStockError("none left")
+
+    signal.connect(reserve_stock, timeout=5)
+    name = f"{__name__}.{reserve_stock.__qualname__}()"
+    with capture(signal) as captured:
+        with pytest.raises(OutOfStockError) as raised:
+            await signal.send(None)
+        with caplog.at_level(logging.ERROR, logger="asyncsignals"):
+            ((receiver, result),) = await signal.send_robust(None)
+    assert raised.value.__notes__ == [f"raised by receiver {name} of signal order_shipped"]
+    assert receiver is reserve_stock
+    assert isinstance(result, OutOfStockError)
+    (record,) = [each for each in caplog.records if each.levelno == logging.ERROR]
+    assert record.getMessage().startswith(f"receiver {name} of signal order_shipped raised")
+    assert [sent.receivers for sent in captured.sends] == [(reserve_stock,), (reserve_stock,)]
 
 
 # -- waiting --------------------------------------------------------------------
