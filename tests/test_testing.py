@@ -290,6 +290,81 @@ async def test_a_failing_receiver_with_its_own_timeout_is_named_by_its_own_name(
     assert [sent.receivers for sent in captured.sends] == [(reserve_stock,), (reserve_stock,)]
 
 
+class Steps:
+    """Async receivers of several shapes, each noting when it starts and ends."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    async def step(self, name: str) -> str:
+        self.events.append(f"{name} started")
+        await anyio.lowlevel.checkpoint()
+        await anyio.sleep(0.001)
+        self.events.append(f"{name} ended")
+        return name
+
+    async def sender_only(self, sender: object) -> str:
+        return await self.step("sender_only")
+
+    async def sender_keyword(self, *, sender: object) -> str:
+        return await self.step("sender_keyword")
+
+    async def takes_signal(self, sender: object, signal: object) -> str:
+        assert isinstance(signal, Signal)
+        return await self.step("takes_signal")
+
+    async def named_only(self, *, sender: object, order: int) -> str:
+        return await self.step(f"named_only {order}")
+
+    async def order_first(self, order: int, sender: object) -> str:
+        return await self.step(f"order_first {order}")
+
+    async def takes_kwargs(self, sender: object, **kwargs: Any) -> str:
+        return await self.step(f"takes_kwargs {sorted(kwargs)}")
+
+
+@pytest.mark.parametrize(
+    ("shapes", "payload", "expected"),
+    [
+        pytest.param(
+            ["sender_only", "sender_keyword"],
+            {},
+            ["sender_only", "sender_keyword"],
+            id="sender-only",
+        ),
+        pytest.param(
+            ["named_only", "order_first"],
+            {"order": 7},
+            ["named_only 7", "order_first 7"],
+            id="named-payload",
+        ),
+        pytest.param(
+            ["takes_signal", "takes_kwargs"],
+            {},
+            ["takes_signal", "takes_kwargs ['signal']"],
+            id="signal-and-kwargs",
+        ),
+    ],
+)
+@pytest.mark.parametrize("own_timeout", [None, 5.0], ids=["untimed", "timed"])
+async def test_a_sequential_signal_runs_receivers_one_after_another_under_capture(
+    shapes: list[str], payload: dict[str, Any], expected: list[str], own_timeout: float | None
+) -> None:
+    """Under capture, concurrent=False still runs async receivers in turn, whatever they accept."""
+    signal = Signal(name="order_shipped", concurrent=False)
+    steps = Steps()
+    receivers = [getattr(steps, shape) for shape in shapes]
+    for receiver in receivers:
+        signal.connect(receiver, timeout=own_timeout)
+    with capture(signal) as captured:
+        results = await signal.send(None, **payload)
+    assert results == list(zip(receivers, expected, strict=True))
+    assert steps.events == [
+        event for name in expected for event in (f"{name} started", f"{name} ended")
+    ]
+    assert captured.sends[0].results == results
+
+
 # -- waiting --------------------------------------------------------------------
 
 
