@@ -136,6 +136,29 @@ def test_isolation_put_the_receiver_back():
     assert order_shipped.receivers_for(None) == [email_customer]
 
 
+audited = []
+
+
+def audit_order(sender, order, **kwargs):
+    audited.append(order)
+
+
+{marker}
+@muted(order_shipped, email_customer)
+@connected_to(order_shipped, audit_order)
+async def test_decorated_with_muted_and_connected_to(signal_capture):
+    emails.clear()
+    shipped = signal_capture(order_shipped)
+    await ship("#d")
+    assert emails == []
+    assert audited[-1] == "#d"
+    assert shipped.sends[0].receivers == (audit_order,)
+
+
+def test_the_decorators_blocks_ended_with_the_test():
+    assert order_shipped.receivers_for(None) == [email_customer]
+
+
 {marker}
 async def test_wrong_payload_fails():
     with capture(order_shipped) as shipped:
@@ -183,7 +206,7 @@ def test_helpers_work_and_explain_failures(pytester: pytest.Pytester, mode: str)
     """Every helper passes in a user's suite, and failures list what was actually sent."""
     runs = make_project(pytester, mode)
     result = pytester.runpytest_subprocess()
-    result.assert_outcomes(passed=6 * runs + 1, failed=2 * runs)
+    result.assert_outcomes(passed=7 * runs + 2, failed=2 * runs)
     result.stdout.fnmatch_lines(
         [
             "*AssertionError: expected order_shipped to be sent once with sender=None, "
