@@ -153,7 +153,7 @@ async def run_asyncio_tasks(
                 # receiver's coroutine here.
                 run.remaining -= 1
                 _close(awaitables[index])
-            task.cancel()
+            _cancel_unless_shielded(task)
 
     run = _Run(len(awaitables), on_robust_failure, abort)
     for index, awaitable in enumerate(awaitables):
@@ -174,11 +174,10 @@ async def run_asyncio_tasks(
             run.waiter = loop.create_future()
             try:
                 await run.waiter
-            except asyncio.CancelledError:
+            except asyncio.CancelledError as cancelled:
                 run.abort_once()
                 await _wait_out(run)
-                if not run.errors:
-                    raise
+                _raise_unless_interrupted(cancelled, run.errors)
         return run.outcomes()
     finally:
         # A task cancelled before its first step keeps a CancelledError whose
@@ -189,6 +188,70 @@ async def run_asyncio_tasks(
 
 def _nothing_to_abort() -> None:
     """The abort of a run that has ended."""
+
+
+def _interrupts(errors: list[tuple[int, BaseException]]) -> bool:
+    """Whether any failure is an interrupt (KeyboardInterrupt, SystemExit), never swallowed."""
+    if not errors:
+        return False
+    cancelled = anyio.get_cancelled_exc_class()
+    return any(not isinstance(error, Exception | cancelled) for _, error in errors)
+
+
+def _raise_unless_interrupted(
+    cancelled: BaseException, errors: list[tuple[int, BaseException]]
+) -> None:
+    """After the caller's cancellation: raise it as itself, unless a receiver was interrupted.
+
+    Receivers' exceptions raised meanwhile become the cancellation's context,
+    so none is lost; an interrupt is what the send raises instead.
+    """
+    if _interrupts(errors):
+        return
+    failures = [error for _, error in errors if isinstance(error, Exception)]
+    if failures and cancelled.__context__ is None:
+        cancelled.__context__ = (
+            failures[0]
+            if len(failures) == 1
+            else ExceptionGroup("receivers failed while the send was cancelled", failures)
+        )
+    try:
+        raise cancelled
+    finally:
+        del cancelled, failures
+
+
+def _cancel_unless_shielded(task: asyncio.Task[Any]) -> None:
+    """Cancel a receiver's task, waiting while it is inside a shielded anyio cancel scope.
+
+    anyio never delivers its own cancellation into a shielded scope; a bare
+    ``task.cancel()`` would. Like anyio's own delivery, this retries on
+    every loop iteration until the task has left the shield (or ended).
+    """
+    if task.done():
+        return
+    if _in_anyio_shield(task):
+        task.get_loop().call_soon(_cancel_unless_shielded, task)
+    else:
+        task.cancel()
+
+
+def _in_anyio_shield(task: asyncio.Task[Any]) -> bool:
+    """Whether ``task`` is inside an anyio ``CancelScope(shield=True)`` right now.
+
+    anyio keeps each task's innermost scope in its asyncio backend's task
+    states; no public API asks about another task's. Should that layout
+    change, no task counts as shielded: the send then cancels as
+    ``asyncio.TaskGroup`` does.
+    """
+    states = getattr(sys.modules.get("anyio._backends._asyncio"), "_task_states", None)
+    state = None if states is None else states.get(task)
+    scope = getattr(state, "cancel_scope", None)
+    while scope is not None:
+        if getattr(scope, "shield", False):
+            return True
+        scope = getattr(scope, "_parent_scope", None)
+    return False
 
 
 async def _wait_out(run: _Run) -> None:
@@ -224,13 +287,28 @@ async def run_trio_nursery(
                 for index, awaitable in enumerate(awaitables):
                     nursery.start_soon(run.run_in_trio_task, index, awaitable)
         except BaseException:
-            # The caller's cancellation; receivers' failures, when there are
-            # any, are what the send raises instead.
             if not run.errors:
-                raise
+                # The caller's cancellation, which the nursery groups:
+                # raised as itself.
+                await _raise_caller_cancellation(trio, run.errors)
+                raise  # pragma: no cover (only a cancelled caller's Cancelled gets here)
+        # Receivers that caught the caller's cancellation and returned (or
+        # failed meanwhile) do not end it: trio's cancellation is
+        # level-triggered, so asking is exact.
+        await _raise_caller_cancellation(trio, run.errors)
         return run.outcomes()
     finally:
         run.let_go()
+
+
+async def _raise_caller_cancellation(trio: Any, errors: list[tuple[int, BaseException]]) -> None:
+    """On trio: raise the caller's cancellation if it stands (see _raise_unless_interrupted)."""
+    if _interrupts(errors):
+        return
+    try:
+        await trio.lowlevel.checkpoint_if_cancelled()
+    except trio.Cancelled as cancelled:
+        _raise_unless_interrupted(cancelled, errors)
 
 
 async def run_to_completion(awaitable: Awaitable[T]) -> T:

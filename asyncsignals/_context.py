@@ -13,19 +13,24 @@ from __future__ import annotations
 import contextvars
 import types
 from collections.abc import Awaitable, Generator
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+if TYPE_CHECKING:
+    from ._backends import CancelWatch
 
 T = TypeVar("T")
 
 
 @types.coroutine
 def await_in_context(
-    context: contextvars.Context, awaitable: Awaitable[T]
+    context: contextvars.Context, awaitable: Awaitable[T], watch: CancelWatch | None = None
 ) -> Generator[Any, Any, T]:
     """Await ``awaitable`` with every step run in ``context``.
 
     The caller's task stays the current task throughout, so cancel scopes and
     timeouts that the awaited code enters bind as they would in a nested call.
+    ``watch`` is told of every exception thrown in, so that the caller can
+    tell a cancellation the awaitable absorbed from one it never received.
     """
     # A coroutine is its own iterator; other awaitables hand one out.
     steps = cast(
@@ -52,9 +57,13 @@ def await_in_context(
             # ``value`` may be what trio resumed the awaitable with (an outcome
             # holding its cancellation).
             thrown = value = None
+        if watch is not None:
+            watch.suspended = True
         try:
             value = yield yielded
         except BaseException as exc:
             # Cancellation (or GeneratorExit on close) belongs to the awaitable.
             thrown = exc
             value = None
+            if watch is not None:
+                watch.saw(exc)

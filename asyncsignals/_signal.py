@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import functools
 import inspect
 import itertools
 import logging
 import reprlib
-import sys
 import threading
 import weakref
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
@@ -19,11 +17,11 @@ from typing import Any, ClassVar, Final, Generic, Protocol, TypeAlias, cast
 
 import anyio
 import anyio.from_thread
-import anyio.lowlevel
 import anyio.to_thread
 from typing_extensions import ParamSpec, TypeVar
 
-from ._concurrent import run_asyncio_tasks, run_to_completion, run_trio_nursery, unboxed
+from ._backends import Backend, CancelWatch, current_backend, running_event_loop
+from ._concurrent import unboxed
 from ._context import await_in_context
 from ._receivers import (
     WeakMethodRef,
@@ -668,10 +666,15 @@ class Signal(Generic[P, R]):
         signal; several receivers failing at once raise an ``ExceptionGroup``.
         Nothing is left running when ``send`` returns or raises.
 
-        Yields and cancellation: a send that has no async receiver to run
-        completes without yielding to the event loop. A send that runs async
-        receivers first raises if the caller is already cancelled, then waits
-        for them; cancelling it cancels them and propagates.
+        Yields and cancellation: a send adds no checkpoint of its own. It
+        yields where a receiver yields, and where it waits for receivers
+        running in tasks or threads; a send whose receivers never suspend
+        completes like a function call, even in a cancelled scope. Cancelling
+        the caller cancels the running receivers (a ``to_thread`` one is
+        waited for) and propagates as itself: a receiver that catches the
+        cancellation and returns, or raises from its ``finally``, does not end
+        it (that error becomes the cancellation's ``__context__``). Receivers'
+        own cancel scopes, shields included, bind to the receiver.
 
         Raises:
             TypeError: the payload uses the reserved name ``signal``, or does
@@ -754,10 +757,8 @@ class Signal(Generic[P, R]):
         if self._hooks and not observed:
             return await self._send_observed(snapshot, sender, named, robust)
         connections, awaits, _ = snapshot
-        if awaits:
-            await _cancellation_point()
-            if not self.concurrent:
-                return await self._send_in_order(connections, sender, named, robust)
+        if awaits and not self.concurrent:
+            return await self._send_in_order(connections, sender, named, robust)
         if not connections:
             return []
         context = contextvars.copy_context()
@@ -866,8 +867,12 @@ class Signal(Generic[P, R]):
         The whole run is stepped in one copy of the sender's context, so each
         receiver is a plain call or await inside it.
         """
+        backend = current_backend()
+        watch = CancelWatch(backend)
         return await await_in_context(
-            contextvars.copy_context(), self._run_in_order(connections, sender, named, robust)
+            contextvars.copy_context(),
+            self._run_in_order(connections, sender, named, robust, backend, watch),
+            watch,
         )
 
     async def _run_in_order(
@@ -876,11 +881,12 @@ class Signal(Generic[P, R]):
         sender: object,
         named: dict[str, Any],
         robust: bool,
+        backend: Backend,
+        watch: CancelWatch,
     ) -> list[tuple[Callable[..., Any], Any]]:
         arguments = {"sender": sender, **named}
         arguments_with_signal = {"signal": self, **arguments}
-        on_asyncio = not _trio_running()
-        limiter = self._current_limiter()
+        limiter = self._current_limiter(backend)
         results: list[tuple[Callable[..., Any], Any]] = []
         value: Any = None
         try:
@@ -894,7 +900,7 @@ class Signal(Generic[P, R]):
                 try:
                     if kind == _THREAD:
                         value = await self._guarded(
-                            _run_in_thread(receiver, kwargs, on_asyncio), receiver, None, limiter
+                            _run_in_thread(receiver, kwargs, backend), receiver, None, limiter
                         )
                     else:
                         value = receiver(**kwargs)
@@ -904,9 +910,15 @@ class Signal(Generic[P, R]):
                             )
                 except Exception as exc:
                     if not robust:
+                        # The caller's cancellation wins over the receiver's error.
+                        await watch.raise_if_caller_cancelled()
                         self._annotate(exc, receiver)
                         raise
                     value = self._report(exc, receiver, sender)
+                    await watch.raise_if_caller_cancelled()
+                else:
+                    # A receiver that absorbed the caller's cancellation ends the hook.
+                    await watch.raise_if_caller_cancelled()
                 results.append((receiver, value))
             return results
         finally:
@@ -1058,25 +1070,32 @@ class Signal(Generic[P, R]):
         context: contextvars.Context,
         robust: bool,
     ) -> None:
-        on_trio = _trio_running()
-        limiter = self._current_limiter()
+        backend = current_backend()
+        limiter = self._current_limiter(backend)
         if len(pending) == 1 and pending[0][2] == _ASYNC:
             # One async receiver needs no task: it is awaited in this task,
             # each step run in the send's context copy.
             index, receiver, _, awaitable, timeout = pending[0]
+            watch = CancelWatch(backend)
             try:
                 value = await await_in_context(
-                    context, self._guarded(awaitable, receiver, timeout, limiter)
+                    context, self._guarded(awaitable, receiver, timeout, limiter), watch
                 )
             except Exception as exc:
                 if not robust:
+                    # The caller's cancellation wins over the receiver's error.
+                    await watch.raise_if_caller_cancelled()
                     self._annotate(exc, receiver)
                     raise
                 value = self._report(exc, receiver, sender)
+                await watch.raise_if_caller_cancelled()
+            else:
+                # ... and over a value returned after absorbing it.
+                await watch.raise_if_caller_cancelled()
             results[index] = (receiver, value)
             del value  # see _report: no cycle through a kept exception
         else:
-            await self._await_concurrently(sender, results, pending, robust, on_trio, limiter)
+            await self._await_concurrently(sender, results, pending, robust, backend, limiter)
         del results  # (from Python 3.12 the frames of tasks started eagerly link here)
 
     async def _await_concurrently(
@@ -1085,22 +1104,21 @@ class Signal(Generic[P, R]):
         results: list[tuple[Callable[..., Any], Any]],
         pending: list[_Pending],
         robust: bool,
-        on_trio: bool,
+        backend: Backend,
         limiter: anyio.CapacityLimiter | None,
     ) -> None:
-        runner = run_trio_nursery if on_trio else run_asyncio_tasks
         awaitables = [
             call
             if kind == _ASYNC and timeout is None and limiter is None
             else self._guarded(
-                _run_in_thread(receiver, call, not on_trio) if kind == _THREAD else call,
+                _run_in_thread(receiver, call, backend) if kind == _THREAD else call,
                 receiver,
                 timeout,
                 limiter,
             )
             for _, receiver, kind, call, timeout in pending
         ]
-        values, errors = await runner(
+        values, errors = await backend.run_tasks(
             awaitables,
             (lambda position, error: self._report(error, pending[position][1], sender))
             if robust
@@ -1149,7 +1167,7 @@ class Signal(Generic[P, R]):
             ),
         )
 
-    def _current_limiter(self) -> anyio.CapacityLimiter | None:
+    def _current_limiter(self, backend: Backend) -> anyio.CapacityLimiter | None:
         """The concurrency limiter for the running event loop, made on first use.
 
         A limiter belongs to one event loop, so a signal used from several
@@ -1158,11 +1176,7 @@ class Signal(Generic[P, R]):
         """
         if self.max_concurrency is None:
             return None
-        loop: object = (
-            sys.modules["trio"].lowlevel.current_trio_token()
-            if _trio_running()
-            else asyncio.get_running_loop()
-        )
+        loop = backend.loop_token()
         current = self._limiter
         if current is None or current[0] is not loop:
             current = self._limiter = (loop, anyio.CapacityLimiter(self.max_concurrency))
@@ -1244,7 +1258,7 @@ class Signal(Generic[P, R]):
         connections, awaits, _ = snapshot
         if not connections:
             return []
-        on_loop_thread = _running_event_loop()
+        on_loop_thread = running_event_loop()
         if on_loop_thread and awaits:
             asynchronous = [
                 describe(receiver)
@@ -1417,14 +1431,15 @@ def _call_in_thread(call: list[Any]) -> None:
 
 
 async def _run_in_thread(
-    receiver: Callable[..., Any], kwargs: dict[str, Any], on_asyncio: bool
+    receiver: Callable[..., Any], kwargs: dict[str, Any], backend: Backend
 ) -> Any:
     """Run a ``to_thread`` receiver in a worker thread; a cancel waits for it to return."""
     in_thread = _thread_outcome([receiver, kwargs])
     del receiver, kwargs
-    # anyio shields the thread from its own cancel scopes; a bare asyncio
-    # task.cancel() would still return early, so asyncio needs its own shield.
-    result = await (run_to_completion(in_thread) if on_asyncio else in_thread)
+    # anyio shields the thread from its own cancel scopes, but a bare asyncio
+    # task.cancel() would still return early, and on trio a deadline that
+    # passed meanwhile would go unnoticed: the backend waits it out.
+    result = await backend.wait_uninterruptibly(in_thread)
     if _is_awaitable(result):
         result = await result
     return result
@@ -1460,33 +1475,6 @@ def _combine(errors: list[BaseException], label: str) -> BaseException:
     if len(exceptions) == len(errors):
         return ExceptionGroup(message, exceptions)
     return BaseExceptionGroup(message, errors)
-
-
-def _trio_running() -> bool:
-    """True inside trio (cheaply: asyncio programs never import trio)."""
-    trio = sys.modules.get("trio")
-    return trio is not None and bool(trio.lowlevel.in_trio_run())
-
-
-def _cancellation_point() -> Awaitable[None]:
-    """What to await to raise the caller's cancellation, if any, without yielding.
-
-    The backend's own check, returned rather than awaited here: one
-    coroutine fewer per send.
-    """
-    if _trio_running():
-        checkpoint: Awaitable[None] = sys.modules["trio"].lowlevel.checkpoint_if_cancelled()
-        return checkpoint
-    return anyio.lowlevel.checkpoint_if_cancelled()
-
-
-def _running_event_loop() -> bool:
-    """True on a thread that is running an asyncio or trio event loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return _trio_running()
-    return True
 
 
 def receiver(

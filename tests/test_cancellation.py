@@ -170,47 +170,57 @@ async def test_send_with_only_sync_receivers_is_not_a_cancellation_point() -> No
     assert not scope.cancelled_caught
 
 
-@pytest.mark.parametrize("receiver_count", [1, 2])
+# Several concurrent receivers run in tasks, which the send must wait for.
+@pytest.mark.parametrize(("receiver_count", "concurrent"), [(1, True), (1, False), (2, False)])
 @pytest.mark.parametrize("method", ["send", "send_robust"])
-async def test_send_with_async_receivers_raises_when_already_cancelled(
-    receiver_count: int, method: str
+async def test_send_adds_no_checkpoint_of_its_own(
+    receiver_count: int, concurrent: bool, method: str
 ) -> None:
-    """An already-cancelled caller gets a cancellation before any async receiver runs."""
+    """In a cancelled scope, receivers awaited in the sender's task that never suspend all run."""
     calls: list[str] = []
 
-    async def never_checkpoints(sender: object, **kwargs: Any) -> None:
-        calls.append("async")
+    def sync_receiver(sender: object, **kwargs: Any) -> str:
+        calls.append("sync")
+        return "sync"
 
-    signal = Signal()
+    async def never_suspends(sender: object, **kwargs: Any) -> str:
+        calls.append("async")
+        return "async"
+
+    signal = Signal(concurrent=concurrent)
+    signal.connect(sync_receiver)
     for _ in range(receiver_count):
-        signal.connect(functools.partial(never_checkpoints), weak=False)
+        signal.connect(functools.partial(never_suspends), weak=False)
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        results = await getattr(signal, method)(None)
+    assert not scope.cancelled_caught
+    assert [value for _, value in results] == ["sync"] + ["async"] * receiver_count
+    assert sorted(calls) == ["async"] * receiver_count + ["sync"]
+
+
+@pytest.mark.parametrize("receiver_count", [1, 2])
+@pytest.mark.parametrize("concurrent", [True, False])
+@pytest.mark.parametrize("method", ["send", "send_robust"])
+async def test_already_cancelled_send_raises_where_a_receiver_suspends(
+    receiver_count: int, concurrent: bool, method: str
+) -> None:
+    """An already-cancelled caller gets its cancellation at the first receiver that suspends."""
+    returned: list[object] = []
+
+    async def suspends(sender: object, **kwargs: Any) -> str:
+        await anyio.lowlevel.checkpoint()
+        return "finished"  # pragma: no cover (cancelled at the checkpoint)
+
+    signal = Signal(concurrent=concurrent)
+    for _ in range(receiver_count):
+        signal.connect(functools.partial(suspends), weak=False)
     with no_unawaited_coroutines():
         with anyio.CancelScope() as scope:
             scope.cancel()
-            await getattr(signal, method)(None)
-            pytest.fail("the send did not raise the cancellation")  # pragma: no cover
+            returned.append(await getattr(signal, method)(None))
     assert scope.cancelled_caught
-    assert calls == []
-
-
-async def test_already_cancelled_send_runs_no_sync_receiver_either() -> None:
-    """An already-cancelled send with async receivers runs none of its receivers."""
-    calls: list[str] = []
-
-    def sync_receiver(sender: object, **kwargs: Any) -> None:
-        calls.append("sync")
-
-    async def async_one(sender: object, **kwargs: Any) -> None:
-        calls.append("async")
-
-    signal = Signal()
-    signal.connect(sync_receiver)
-    signal.connect(async_one)
-    with anyio.CancelScope() as scope:
-        scope.cancel()
-        await signal.send(None)
-    assert scope.cancelled_caught
-    assert calls == []
+    assert returned == []
 
 
 async def test_already_cancelled_send_closes_awaitable_from_sync_receiver() -> None:

@@ -1,0 +1,188 @@
+"""What differs between asyncio and trio, behind one object chosen once per send.
+
+A send asks :func:`current_backend` once and uses what it returns: how to run
+receivers in tasks, how to wait for work that cannot be interrupted (a
+thread), which event loop a concurrency limit belongs to, and the
+cancellation rule every send path shares:
+
+    A receiver may catch the caller's cancellation, return a value or raise
+    from its ``finally``; the caller's cancellation still propagates, as
+    itself, once the receiver has ended.
+
+On trio cancellation is level-triggered, so the rule is one public check
+after the receiver ends. On asyncio a cancellation is delivered once and a
+receiver can absorb it; the task's count of pending cancellation requests
+(``Task.cancelling()``, which ``asyncio.timeout`` and anyio's cancel scopes
+keep) tells whether the caller still wants to be cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Sequence
+from typing import Any, Final, TypeVar
+
+from ._concurrent import Outcomes, RobustFailure, run_asyncio_tasks, run_to_completion
+
+T = TypeVar("T")
+
+
+class CancelWatch:
+    """One send's view of the caller's cancellation while receivers run in its task.
+
+    :func:`asyncsignals._context.await_in_context` records a cancellation
+    thrown into the awaited receiver; once the receiver has ended,
+    :meth:`raise_if_caller_cancelled` raises it again when the caller still
+    is cancelled (the receiver's own cancel scopes absorb their own).
+    """
+
+    __slots__ = ("backend", "baseline", "delivered", "suspended")
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.baseline = backend.pending_cancellations()
+        self.delivered: BaseException | None = None
+        # Whether the receiver yielded to the event loop: trio delivers its
+        # cancellation inside the receiver's own frames, unseen from outside.
+        self.suspended = False
+
+    def saw(self, error: BaseException) -> None:
+        """``error`` was thrown into the receiver: remember it if it is a cancellation."""
+        if isinstance(error, self.backend.cancelled):
+            self.delivered = error
+
+    async def raise_if_caller_cancelled(self) -> None:
+        """Raise the caller's cancellation if one may have reached a receiver and still stands.
+
+        Returns without yielding when the receivers never suspended, or
+        when nothing was cancelled.
+        """
+        if self.delivered is not None or (self.suspended and self.backend.level_triggered):
+            delivered, self.delivered = self.delivered, None
+            try:
+                await self.backend.raise_if_cancelled(self.baseline, delivered)
+            finally:
+                del delivered  # raised: no cycle through this frame
+
+
+class Backend:
+    """The operations a send needs from the event loop it runs on."""
+
+    __slots__ = ("cancelled", "level_triggered", "name")
+
+    def __init__(self, name: str, cancelled: type[BaseException], level_triggered: bool) -> None:
+        self.name = name
+        self.cancelled = cancelled
+        # True: a cancelled scope raises at every checkpoint until it exits
+        # (trio). False: each cancellation is delivered once (asyncio).
+        self.level_triggered = level_triggered
+
+    def pending_cancellations(self) -> int:
+        """How many cancellation requests the current task has pending (asyncio only)."""
+        return 0
+
+    async def raise_if_cancelled(self, baseline: int, delivered: BaseException | None) -> None:
+        """Raise the caller's cancellation if it stands, else return without yielding.
+
+        ``baseline``: :meth:`pending_cancellations` when the send started;
+        ``delivered``: the cancellation a receiver received, raised again
+        as itself where the backend allows.
+        """
+        raise NotImplementedError
+
+    def run_tasks(
+        self, awaitables: Sequence[Awaitable[Any]], on_robust_failure: RobustFailure | None
+    ) -> Awaitable[Outcomes]:
+        """Run ``awaitables`` concurrently, each in a task; wait for them all."""
+        raise NotImplementedError
+
+    async def wait_uninterruptibly(self, awaitable: Awaitable[T]) -> T:
+        """Await work that cannot be interrupted; a cancelled caller waits for it, then raises."""
+        raise NotImplementedError
+
+    def loop_token(self) -> object:
+        """An object that identifies the running event loop."""
+        raise NotImplementedError
+
+
+class _Asyncio(Backend):
+    __slots__ = ()
+
+    def pending_cancellations(self) -> int:
+        task = asyncio.current_task()
+        return 0 if task is None else task.cancelling()
+
+    async def raise_if_cancelled(self, baseline: int, delivered: BaseException | None) -> None:
+        if self.pending_cancellations() > baseline:
+            # The very exception the task received: asyncio.timeout and
+            # anyio's cancel scopes recognise their own by it.
+            raise delivered if delivered is not None else asyncio.CancelledError()
+
+    def run_tasks(
+        self, awaitables: Sequence[Awaitable[Any]], on_robust_failure: RobustFailure | None
+    ) -> Awaitable[Outcomes]:
+        return run_asyncio_tasks(awaitables, on_robust_failure)
+
+    async def wait_uninterruptibly(self, awaitable: Awaitable[T]) -> T:
+        return await run_to_completion(awaitable)
+
+    def loop_token(self) -> object:
+        return asyncio.get_running_loop()
+
+
+class _Trio(Backend):
+    __slots__ = ("_trio",)
+
+    def __init__(self, trio: Any) -> None:
+        super().__init__("trio", trio.Cancelled, level_triggered=True)
+        self._trio = trio
+
+    async def raise_if_cancelled(self, baseline: int, delivered: BaseException | None) -> None:
+        # Level-triggered: the check is exact, and yields only to raise.
+        await self._trio.lowlevel.checkpoint_if_cancelled()
+
+    def run_tasks(
+        self, awaitables: Sequence[Awaitable[Any]], on_robust_failure: RobustFailure | None
+    ) -> Awaitable[Outcomes]:
+        from ._concurrent import run_trio_nursery  # noqa: PLC0415 (trio is optional)
+
+        return run_trio_nursery(awaitables, on_robust_failure)
+
+    async def wait_uninterruptibly(self, awaitable: Awaitable[T]) -> T:
+        # anyio's worker threads on trio return their result even after the
+        # caller was cancelled: the cancellation is raised here instead.
+        value = await awaitable
+        await self._trio.lowlevel.checkpoint_if_cancelled()
+        return value
+
+    def loop_token(self) -> object:
+        return self._trio.lowlevel.current_trio_token()
+
+
+ASYNCIO: Final[Backend] = _Asyncio("asyncio", asyncio.CancelledError, level_triggered=False)
+_trio_backend: list[Backend] = []
+
+
+def trio_running() -> bool:
+    """True inside trio (cheaply: asyncio programs never import trio)."""
+    trio = sys.modules.get("trio")
+    return trio is not None and bool(trio.lowlevel.in_trio_run())
+
+
+def current_backend() -> Backend:
+    """The backend of the event loop running this thread (asyncio unless inside trio)."""
+    if not trio_running():
+        return ASYNCIO
+    if not _trio_backend:
+        _trio_backend.append(_Trio(sys.modules["trio"]))
+    return _trio_backend[0]
+
+
+def running_event_loop() -> bool:
+    """True on a thread that is running an asyncio or trio event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return trio_running()
+    return True
