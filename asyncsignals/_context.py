@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextvars
 import types
-from collections.abc import Awaitable, Generator
+from collections.abc import Awaitable, Generator, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 if TYPE_CHECKING:
@@ -32,11 +32,13 @@ def await_in_context(
     ``watch`` is told of every exception thrown in, so that the caller can
     tell a cancellation the awaitable absorbed from one it never received.
     """
-    # A coroutine is its own iterator; other awaitables hand one out.
-    steps = cast(
-        "Generator[Any, Any, T]",
-        awaitable if type(awaitable) is types.CoroutineType else context.run(awaitable.__await__),
-    )
+    # A coroutine is its own iterator; other awaitables hand one out, which
+    # may be a plain iterator with no send() or throw().
+    if type(awaitable) is types.CoroutineType:
+        steps = cast("Generator[Any, Any, T]", awaitable)
+    else:
+        iterator = context.run(awaitable.__await__)
+        steps = iterator if hasattr(iterator, "send") else _as_generator(iterator)
     send = steps.send
     value: Any = None
     thrown: BaseException | None = None
@@ -67,3 +69,11 @@ def await_in_context(
             value = None
             if watch is not None:
                 watch.saw(exc)
+
+
+def _as_generator(iterator: Iterator[Any]) -> Generator[Any, Any, Any]:
+    """A plain iterator as a generator, so that it can be sent to and thrown into.
+
+    A plain iterator's end carries no value, so the awaitable's result is None.
+    """
+    yield from iterator

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import functools
 import inspect
@@ -212,20 +213,21 @@ class Signal(Generic[P, R]):
         "_any_cache",
         "_any_sender",
         "_cached_records",
+        "_concurrent",
         "_dirty",
         "_hooks",
         "_limiter",
+        "_limiters",
         "_lock",
+        "_max_concurrency",
         "_on_collected",
         "_providing_args",
         "_required_args",
         "_senders",
         "_sequence",
+        "_timeout",
         "_version",
-        "concurrent",
-        "max_concurrency",
         "name",
-        "timeout",
     )
 
     # Hooks every signal gets, new ones too (instruments added everywhere).
@@ -264,18 +266,27 @@ class Signal(Generic[P, R]):
         # The names a send must provide; Signal.declare makes some optional.
         self._required_args = self._providing_args
         del use_caching  # lookups are always cached, see _connections_for
+        #: Shown in ``repr``, error messages, exception notes and logs.
         self.name: str | None = name
-        self.timeout: float | None = _check_timeout(timeout)
+        self._timeout = _check_timeout(timeout)
         if max_concurrency is not None and (
-            not isinstance(max_concurrency, int)  # pyright: ignore[reportUnnecessaryIsInstance] (checks what callers pass)
+            isinstance(max_concurrency, bool)
+            or not isinstance(max_concurrency, int)  # pyright: ignore[reportUnnecessaryIsInstance] (checks what callers pass)
             or max_concurrency < 1
         ):
             raise ValueError(
                 f"max_concurrency must be a positive int or None, not {max_concurrency!r}"
             )
-        self.max_concurrency: int | None = max_concurrency
+        if not isinstance(concurrent, bool):  # pyright: ignore[reportUnnecessaryIsInstance] (checks what callers pass)
+            raise TypeError(f"concurrent must be True or False, not {concurrent!r}")
+        self._max_concurrency = max_concurrency
+        # The limiter of the loop that used it last, and one for every loop
+        # that has sent (a limiter belongs to one event loop).
         self._limiter: tuple[object, anyio.CapacityLimiter] | None = None
-        self.concurrent: bool = concurrent
+        self._limiters: weakref.WeakKeyDictionary[object, anyio.CapacityLimiter] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._concurrent = concurrent
         self._lock = threading.Lock()
         self._sequence = itertools.count()
         self._any_sender: dict[Hashable, _Connection] = {}
@@ -289,7 +300,7 @@ class Signal(Generic[P, R]):
         # Records holding a cached lookup, for _changed to drop.
         self._cached_records: list[_SenderConnections] = []
         self._dirty = False
-        self._on_collected = self._mark_dirty
+        self._on_collected = _weak_callback(self)
         self._hooks: tuple[SendHook, ...] = Signal._every_signal_hooks
         _ALL_SIGNALS.add(self)
 
@@ -366,6 +377,30 @@ class Signal(Generic[P, R]):
         return cast("Signal[DeclaredP, DeclaredR]", signal)
 
     @property
+    def timeout(self) -> float | None:
+        """Seconds each async receiver may run (a connection's own overrides it), or None.
+
+        Fixed at construction.
+        """
+        return self._timeout
+
+    @property
+    def max_concurrency(self) -> int | None:
+        """At most this many async and ``to_thread`` receivers run at once, per event loop.
+
+        Fixed at construction; None means no limit.
+        """
+        return self._max_concurrency
+
+    @property
+    def concurrent(self) -> bool:
+        """True: async receivers run concurrently; False: every receiver in turn.
+
+        Fixed at construction.
+        """
+        return self._concurrent
+
+    @property
     def providing_args(self) -> frozenset[str] | None:
         """The names every send provides, or None when the signal does not say."""
         return self._providing_args
@@ -418,6 +453,20 @@ class Signal(Generic[P, R]):
         """
         if not callable(receiver):
             raise TypeError(f"receiver must be callable, got {receiver!r}")
+        if _is_generator_function(receiver):
+            raise TypeError(
+                f"receiver {describe(receiver)} is a generator function: calling it only "
+                "creates a generator, so its body would never run; make it a plain "
+                "function or an async def that returns"
+            )
+        if dispatch_uid is not None:
+            try:
+                hash(dispatch_uid)
+            except TypeError:
+                raise TypeError(
+                    f"dispatch_uid must be hashable, got {type(dispatch_uid).__name__} "
+                    f"{dispatch_uid!r}"
+                ) from None
         is_async = is_async_callable(receiver)
         if to_thread and is_async:
             raise TypeError(
@@ -757,7 +806,7 @@ class Signal(Generic[P, R]):
         if self._hooks and not observed:
             return await self._send_observed(snapshot, sender, named, robust)
         connections, awaits, _ = snapshot
-        if awaits and not self.concurrent:
+        if awaits and not self._concurrent:
             return await self._send_in_order(connections, sender, named, robust)
         if not connections:
             return []
@@ -1050,7 +1099,7 @@ class Signal(Generic[P, R]):
                                 async_kind,
                                 result,
                                 # _timeout_of, without a call per receiver
-                                self.timeout if timeout is None else timeout,
+                                self._timeout if timeout is None else timeout,
                             )
                         )
                         result = None
@@ -1143,7 +1192,7 @@ class Signal(Generic[P, R]):
         return timed
 
     def _timeout_of(self, own_timeout: float | None) -> float | None:
-        return own_timeout if own_timeout is not None else self.timeout
+        return own_timeout if own_timeout is not None else self._timeout
 
     def _guarded(
         self,
@@ -1171,21 +1220,35 @@ class Signal(Generic[P, R]):
         """The concurrency limiter for the running event loop, made on first use.
 
         A limiter belongs to one event loop, so a signal used from several
-        (asyncio and trio in one test run, temporary loops of send_sync)
-        gets one for each loop in turn.
+        (threads with loops of their own, temporary loops of send_sync)
+        gets one for each loop: the limit holds on each loop, for every loop
+        that sends at once.
         """
-        if self.max_concurrency is None:
+        if self._max_concurrency is None:
             return None
         loop = backend.loop_token()
         current = self._limiter
         if current is None or current[0] is not loop:
-            current = self._limiter = (loop, anyio.CapacityLimiter(self.max_concurrency))
+            with self._lock:
+                limiter = self._limiters.get(loop)
+                if limiter is None:
+                    limiter = self._limiters[loop] = anyio.CapacityLimiter(self._max_concurrency)
+            current = self._limiter = (loop, limiter)
         return current[1]
 
     def _annotate(self, exc: BaseException, receiver: object) -> None:
+        """Add a note naming the receiver and the signal, if the exception takes one.
+
+        An exception that refuses it (a frozen dataclass, ``__notes__`` that
+        is not a list) is raised as it is: the note is never worth replacing
+        the receiver's own error.
+        """
         note = f"raised by receiver {describe(receiver)} of signal {self._label}"
-        if note not in getattr(exc, "__notes__", ()):
-            exc.add_note(note)
+        try:
+            if note not in getattr(exc, "__notes__", ()):
+                exc.add_note(note)
+        except Exception:
+            pass
 
     def _annotate_each(
         self, errors: list[tuple[int, BaseException]], pending: list[_Pending]
@@ -1271,9 +1334,9 @@ class Signal(Generic[P, R]):
                     f"{self._label} has async receivers ({names}) that send_sync cannot "
                     "run on the event loop's own thread; use 'await signal.send(...)'"
                 )
-        if awaits and not self.concurrent and not on_loop_thread:
-            return _run_on_a_loop(
-                functools.partial(self._send_in_order, connections, sender, named, robust)
+        if awaits and not self._concurrent and not on_loop_thread:
+            return contextvars.copy_context().run(
+                self._run_sync_in_order, connections, sender, named, robust
             )
         context = contextvars.copy_context()
         results, pending = context.run(self._run_inline, connections, sender, named, robust, True)
@@ -1294,6 +1357,55 @@ class Signal(Generic[P, R]):
             return results
         finally:
             del results  # see _report: no cycle through a kept exception
+
+    def _run_sync_in_order(
+        self,
+        connections: Sequence[_Connection],
+        sender: object,
+        named: dict[str, Any],
+        robust: bool,
+    ) -> list[tuple[Callable[..., Any], Any]]:
+        """send_sync of a sequential signal, off the event loop's thread: each receiver in turn.
+
+        Sync receivers, ``to_thread`` ones included, are called in this
+        thread; each async receiver is awaited on the thread's event loop
+        (or a temporary one) before the next receiver starts. Runs in the
+        send's context copy.
+        """
+        arguments = {"sender": sender, **named}
+        arguments_with_signal = {"signal": self, **arguments}
+        results: list[tuple[Callable[..., Any], Any]] = []
+        value: Any = None
+        try:
+            for connection in connections:
+                receiver = _live_receiver(connection)
+                if receiver is None:
+                    continue
+                kind, takes_signal, timeout = connection[2], connection[3], connection[5]
+                try:
+                    value = receiver(**(arguments_with_signal if takes_signal else arguments))
+                    if kind == _ASYNC or _is_awaitable(value):
+                        value = _run_on_a_loop(
+                            functools.partial(
+                                self._await_one, value, receiver, self._timeout_of(timeout)
+                            )
+                        )
+                except Exception as exc:
+                    if not robust:
+                        self._annotate(exc, receiver)
+                        raise
+                    value = self._report(exc, receiver, sender)
+                results.append((receiver, value))
+            return results
+        finally:
+            del results, value  # see _report: no cycle through a kept exception
+
+    async def _await_one(
+        self, awaitable: Awaitable[Any], receiver: object, time_limit: float | None
+    ) -> Any:
+        """Await one receiver's awaitable under its time limit and the signal's limit."""
+        limiter = self._current_limiter(current_backend())
+        return await self._guarded(awaitable, receiver, time_limit, limiter)
 
 
 def _unwrapped(
@@ -1339,7 +1451,11 @@ def _run_on_a_loop(function: Callable[[], Awaitable[T]]) -> T:
         function: Callable[[], Awaitable[T]] = box.pop()
         try:
             box.append((await function(), None))
-        except Exception as error:
+        except anyio.get_cancelled_exc_class():
+            raise  # the loop's own business
+        except BaseException as error:
+            # KeyboardInterrupt and SystemExit too: they belong to the
+            # caller of send_sync, not to the event loop.
             box.append((None, error))
         finally:
             del function
@@ -1351,7 +1467,9 @@ def _run_on_a_loop(function: Callable[[], Awaitable[T]]) -> T:
     else:
         on_a_worker_thread = True
     if not on_a_worker_thread:
-        anyio.run(run)
+        # A loop factory, so that the thread's current event loop, if it
+        # set one, is left as it was (asyncio.Runner resets it otherwise).
+        anyio.run(run, backend_options={"loop_factory": asyncio.new_event_loop})
     # Returned, not kept in a local: see unboxed.
     return cast("T", unboxed(box.pop()))
 
@@ -1361,6 +1479,27 @@ _Pending = tuple[int, Any, int, Any, float | None]
 
 # Result types that are never awaitable: skips the awaitable check for them.
 _PLAIN_RESULTS: Final = frozenset({bool, int, float, str, bytes, tuple, list, dict, set})
+
+
+def _is_generator_function(receiver: object) -> bool:
+    """A (sync or async) generator function, bound method or partial of one."""
+    return inspect.isgeneratorfunction(receiver) or inspect.isasyncgenfunction(receiver)
+
+
+def _weak_callback(signal: Signal[..., Any]) -> Callable[[object], None]:
+    """The weakref callback of ``signal``'s references, holding the signal weakly.
+
+    A bound method kept on the signal would form a cycle with it, and a
+    dropped signal would wait for the cyclic garbage collector.
+    """
+    signal_ref = weakref.ref(signal)
+
+    def on_collected(reference: object) -> None:
+        alive = signal_ref()
+        if alive is not None:
+            alive._mark_dirty(reference)
+
+    return on_collected
 
 
 def _is_awaitable(result: object) -> bool:
@@ -1382,6 +1521,14 @@ def _check_timeout(timeout: float | None) -> float | None:
     return timeout
 
 
+# The limiters whose slots the receivers running this code hold: a nested
+# send from inside a receiver runs in its parent's slot instead of waiting
+# for one the parent would never give back.
+_held_limiters: contextvars.ContextVar[frozenset[anyio.CapacityLimiter]] = contextvars.ContextVar(
+    "asyncsignals_held_limiters", default=frozenset()
+)
+
+
 async def _limited_and_timed(
     awaitable: Awaitable[T],
     time_limit: float | None,
@@ -1389,12 +1536,19 @@ async def _limited_and_timed(
     describe_failure: Callable[[], str],
 ) -> T:
     borrower = object()  # unique: a nested send in the same task borrows again
+    held = _held_limiters.get()
+    if limiter is not None and limiter in held:
+        limiter = None  # a nested send: its parent's slot is this receiver's
+    token = None
     if limiter is not None:
         try:
             await limiter.acquire_on_behalf_of(borrower)
         except BaseException:
             _close(awaitable)
             raise
+        # Runs in the receiver's own context (its task's, or the send's
+        # copy): what it sets reaches the receiver's code, never the sender.
+        token = _held_limiters.set(held | {limiter})
     try:
         if time_limit is None:
             return await awaitable
@@ -1404,6 +1558,8 @@ async def _limited_and_timed(
     finally:
         if limiter is not None:
             limiter.release_on_behalf_of(borrower)
+            if token is not None:
+                _held_limiters.reset(token)
 
 
 def _close(awaitable: object) -> None:
@@ -1488,6 +1644,8 @@ def receiver(
     function against the signal's payload.
     """
     signals = [signal] if isinstance(signal, Signal) else list(signal)
+    if not signals:
+        raise TypeError("receiver() needs at least one signal to connect to, got none")
     for each in signals:
         if not isinstance(each, Signal):  # pyright: ignore[reportUnnecessaryIsInstance] (checks what callers pass)
             raise TypeError(f"receiver() expects a Signal or a list of them, got {each!r}")

@@ -292,3 +292,51 @@ def test_decision_is_made_at_connect_time() -> None:
     signal = Signal(providing_args=["value"])
     with pytest.raises(TypeError):
         signal.connect(narrow)
+
+
+def test_failed_connect_leaves_no_sender_behind() -> None:
+    """A connect refused for an unhashable dispatch_uid keeps nothing of the sender."""
+    signal = Signal()
+    sender = object()
+    with pytest.raises(TypeError, match="dispatch_uid"):
+        signal.connect(handler, sender=sender, dispatch_uid=["not", "hashable"])  # type: ignore[arg-type]
+    assert not signal.has_listeners(sender)
+    assert signal._save_connections() == ({}, {})
+
+
+def generator_receiver(sender: object, **kwargs: Any) -> Any:
+    yield sender
+
+
+async def async_generator_receiver(sender: object, **kwargs: Any) -> Any:
+    yield sender
+
+
+class GeneratorMethods:
+    def generates(self, sender: object, **kwargs: Any) -> Any:
+        yield sender
+
+
+@pytest.mark.parametrize(
+    "make_receiver",
+    [
+        lambda: generator_receiver,
+        lambda: async_generator_receiver,
+        lambda: functools.partial(generator_receiver),
+        lambda: GeneratorMethods().generates,
+    ],
+    ids=["generator", "async generator", "partial", "method"],
+)
+def test_generator_receivers_are_refused(make_receiver: Any) -> None:
+    """A generator function would never run its body: connect refuses it and says why."""
+    receiver = make_receiver()
+    with pytest.raises(TypeError, match="generator"):
+        Signal().connect(receiver, weak=False)
+
+
+def test_receiver_decorator_with_no_signal_is_refused() -> None:
+    """@receiver([]) would connect nothing: it is refused."""
+    from asyncsignals import receiver
+
+    with pytest.raises(TypeError, match="at least one signal"):
+        receiver([])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import traceback
@@ -383,3 +384,44 @@ def test_interrupts_from_concurrent_receivers_are_never_swallowed(
     )
     assert any(isinstance(error, interrupt) for error in interrupts)
     assert results == []
+
+
+@dataclasses.dataclass(frozen=True)
+class FrozenError(Exception):
+    """An exception that refuses new attributes, notes included."""
+
+    code: int
+
+
+class TupleNotesError(Exception):
+    """An exception whose __notes__ is a tuple, so add_note fails."""
+
+    def __init__(self) -> None:
+        super().__init__("tuple notes")
+        self.__notes__ = ("its own note",)  # type: ignore[assignment]
+
+
+@pytest.mark.parametrize("concurrent", [True, False])
+@pytest.mark.parametrize("receiver_count", [1, 2])
+@pytest.mark.parametrize("make_error", [lambda: FrozenError(7), TupleNotesError])
+async def test_exception_that_cannot_take_a_note_is_raised_as_itself(
+    concurrent: bool, receiver_count: int, make_error: Any
+) -> None:
+    """A receiver's exception that refuses a note is raised as itself, not replaced."""
+    error = make_error()
+
+    async def fails(sender: object, **kwargs: Any) -> None:
+        await anyio.lowlevel.checkpoint()
+        raise error
+
+    def fails_sync(sender: object, **kwargs: Any) -> None:
+        raise error
+
+    for receiver in (fails, fails_sync):
+        signal = Signal(concurrent=concurrent)
+        signal.connect(receiver)
+        if receiver_count == 2:
+            signal.connect(idle_async)
+        with pytest.raises(type(error)) as raised:
+            await signal.send(None)
+        assert raised.value is error

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 import anyio
@@ -222,3 +223,90 @@ def test_limit_follows_the_event_loop() -> None:
 
     for backend in ("asyncio", "trio", "asyncio"):
         assert [value for _, value in anyio.run(send, backend=backend)] == ["quick", "quick"]
+
+
+@pytest.mark.parametrize("concurrent", [True, False])
+async def test_nested_send_never_deadlocks_on_its_parents_slot(concurrent: bool) -> None:
+    """A receiver of a max_concurrency=1 signal that sends the same signal runs the nested send."""
+    signal = Signal(max_concurrency=1, concurrent=concurrent)
+    depth: list[int] = []
+
+    async def resends(sender: object, level: int = 0, **kwargs: Any) -> int:
+        depth.append(level)
+        await anyio.lowlevel.checkpoint()
+        if level < 2:
+            await signal.send(sender, level=level + 1)
+        return level
+
+    signal.connect(resends)
+    with anyio.fail_after(2):
+        await signal.send(None)
+    assert depth == [0, 1, 2]
+
+
+def test_concurrency_limit_holds_on_each_of_several_loops_at_once() -> None:
+    """Two threads, each with its own event loop, each keep the signal's cap on their loop."""
+    signal = Signal(max_concurrency=1)
+    running = 0
+    most = 0
+    lock = threading.Lock()
+
+    async def counts(sender: object, **kwargs: Any) -> None:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        await anyio.sleep(0.005)
+        with lock:
+            running -= 1
+
+    signal.connect(counts)
+    signal.connect(counts, dispatch_uid="second")
+    signal.connect(counts, dispatch_uid="third")
+    barrier = threading.Barrier(2)
+    failures: list[BaseException] = []
+
+    def loop_thread() -> None:
+        async def sends() -> None:
+            barrier.wait()
+            for _ in range(10):
+                await signal.send(None)
+
+        try:
+            anyio.run(sends)
+        except BaseException as error:  # pragma: no cover (reported below)
+            failures.append(error)
+
+    threads = [threading.Thread(target=loop_thread) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert failures == []
+    # One at a time on each loop: two loops, so at most two at once in all.
+    assert most <= 2
+
+
+@pytest.mark.parametrize("attribute", ["timeout", "max_concurrency", "concurrent"])
+def test_limits_and_modes_are_read_only(attribute: str) -> None:
+    """timeout, max_concurrency and concurrent are fixed at construction."""
+    signal = Signal(timeout=1.0, max_concurrency=2, concurrent=False)
+    before = getattr(signal, attribute)
+    with pytest.raises(AttributeError):
+        setattr(signal, attribute, 3)
+    assert getattr(signal, attribute) == before
+    assert (signal.timeout, signal.max_concurrency, signal.concurrent) == (1.0, 2, False)
+
+
+@pytest.mark.parametrize("bad", [True, False])
+def test_bool_concurrency_limit_is_refused(bad: bool) -> None:
+    """max_concurrency=True is not a count of 1: it is refused, like timeout=True."""
+    with pytest.raises(ValueError, match="max_concurrency"):
+        Signal(max_concurrency=bad)
+
+
+@pytest.mark.parametrize("bad", ["yes", 1, None])
+def test_concurrent_must_be_a_bool(bad: object) -> None:
+    """concurrent= takes True or False only: anything else is refused at construction."""
+    with pytest.raises(TypeError, match="concurrent"):
+        Signal(concurrent=bad)  # type: ignore[arg-type]

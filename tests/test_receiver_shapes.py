@@ -253,3 +253,30 @@ def test_shapes_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
         assert 1 <= len(shapes) <= 3
         assert signal.send_sync(None) == [(receiver, "ok")]
         signal.disconnect(receiver)
+
+
+class _IteratorAwaitable:
+    """An awaitable whose __await__ returns a plain iterator, not a generator."""
+
+    def __await__(self) -> Any:
+        return iter(())
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("others", [0, 1])
+@pytest.mark.parametrize("concurrent", [True, False])
+async def test_awaitable_with_a_plain_iterator_is_awaited(others: int, concurrent: bool) -> None:
+    """A sync receiver's awaitable whose __await__ returns a plain iterator is awaited."""
+
+    def returns_awaitable(sender: object, **kwargs: Any) -> object:
+        return _IteratorAwaitable()
+
+    async def other(sender: object, **kwargs: Any) -> str:
+        return "other"
+
+    signal = Signal(concurrent=concurrent)
+    signal.connect(returns_awaitable)
+    if others:
+        signal.connect(other)
+    results = await signal.send(None)
+    assert [value for _, value in results] == [None, "other"][: 1 + others]

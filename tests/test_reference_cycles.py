@@ -290,3 +290,23 @@ async def test_background_send_leaves_no_cycle() -> None:
         await let_the_loop_settle()
         del receivers, sender
         assert_all_freed(references)
+
+
+@pytest.mark.parametrize("used", [False, True])
+async def test_dropped_signal_is_freed_without_the_cyclic_collector(used: bool) -> None:
+    """A signal nobody refers to is freed by reference counting alone."""
+
+    def sync_receiver(sender: object, **kwargs: Any) -> None:
+        pass
+
+    with cyclic_gc_off():
+        signal = Signal(max_concurrency=2)
+        signal.connect(sync_receiver)
+        if used:
+            sender = object()
+            signal.connect(sync_receiver, sender=sender)
+            await signal.send(sender)
+            await signal.send(None)
+        dropped = weakref.ref(signal)
+        del signal
+        assert dropped() is None

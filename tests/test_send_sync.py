@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from typing import Any
 
@@ -197,3 +198,137 @@ def test_from_plain_thread_while_another_loop_runs() -> None:
     anyio.run(main)
     [(thread_id, results)] = outcome
     assert results == [(async_receiver, ("async", thread_id))]
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, SystemExit])
+async def test_from_worker_thread_interrupt_reaches_the_caller(
+    interrupt: type[BaseException],
+) -> None:
+    """An async receiver's KeyboardInterrupt or SystemExit reaches the caller of send_sync."""
+
+    async def interrupts(sender: object, **kwargs: Any) -> None:
+        await anyio.lowlevel.checkpoint()
+        raise interrupt
+
+    signal = Signal()
+    signal.connect(interrupts)
+    caught: list[BaseException] = []
+
+    def in_worker() -> None:
+        try:
+            signal.send_sync(None)
+        except interrupt as error:
+            caught.append(error)
+
+    await anyio.to_thread.run_sync(in_worker)
+    assert [type(error) for error in caught] == [interrupt]
+
+
+@pytest.mark.parametrize("concurrent", [True, False])
+async def test_from_worker_thread_to_thread_receivers_run_in_the_calling_thread(
+    concurrent: bool,
+) -> None:
+    """send_sync calls to_thread receivers in the calling thread, sequential signals too."""
+    signal = Signal(concurrent=concurrent)
+    signal.connect(threaded_receiver, to_thread=True)
+    signal.connect(async_receiver)
+    signal.connect(sync_receiver)
+    loop_thread = threading.get_ident()
+
+    def in_worker() -> tuple[int, list[Any]]:
+        return threading.get_ident(), signal.send_sync(None)
+
+    worker_thread, results = await anyio.to_thread.run_sync(in_worker)
+    assert [value for _, value in results] == [
+        ("thread", worker_thread),
+        ("async", loop_thread),
+        ("sync", worker_thread),
+    ]
+
+
+@pytest.mark.parametrize("concurrent", [True, False])
+def test_without_loop_to_thread_receivers_run_in_the_calling_thread(concurrent: bool) -> None:
+    """From a thread with no loop, to_thread receivers run in the calling thread too."""
+    signal = Signal(concurrent=concurrent)
+    signal.connect(threaded_receiver, to_thread=True)
+    signal.connect(async_receiver)
+    results = signal.send_sync(None)
+    assert [value for _, value in results] == [
+        ("thread", threading.get_ident()),
+        ("async", threading.get_ident()),
+    ]
+
+
+@pytest.mark.parametrize("concurrent", [True, False])
+def test_send_sync_keeps_the_threads_current_event_loop(concurrent: bool) -> None:
+    """A thread's current (not running) event loop is still current after send_sync."""
+    signal = Signal(concurrent=concurrent)
+    signal.connect(async_receiver)
+    outcome: list[object] = []
+
+    def in_thread() -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            signal.send_sync(None)
+            outcome.append(asyncio.get_event_loop() is loop)
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+
+    thread = threading.Thread(target=in_thread)
+    thread.start()
+    thread.join(5)
+    assert outcome == [True]
+
+
+def test_sequential_receiver_collected_before_its_turn_is_skipped() -> None:
+    """In send_sync of a sequential signal, a receiver collected before its turn is left out."""
+    hook = Signal(concurrent=False)
+
+    class Listener:
+        async def __call__(self, sender: object, **kwargs: Any) -> str:
+            return "listener"  # pragma: no cover (collected before its turn)
+
+    listeners = [Listener()]
+
+    async def drops_the_listener(sender: object, **kwargs: Any) -> str:
+        await anyio.lowlevel.checkpoint()
+        listeners.clear()  # the last strong reference: collected at once
+        return "dropped"
+
+    hook.connect(drops_the_listener)
+    hook.connect(listeners[0])
+    assert hook.send_sync(None) == [(drops_the_listener, "dropped")]
+
+
+@pytest.mark.parametrize("concurrent", [True, False])
+async def test_cancelling_a_worker_threads_caller_cancels_its_send_sync(concurrent: bool) -> None:
+    """Cancelling the task that waits on a worker thread cancels the async receivers it sent to."""
+    cancelled: list[bool] = []
+    started = threading.Event()
+
+    async def waits(sender: object, **kwargs: Any) -> None:
+        started.set()
+        try:
+            await anyio.sleep_forever()
+        finally:
+            cancelled.append(True)
+
+    signal = Signal(concurrent=concurrent)
+    signal.connect(waits)
+    outcome: list[BaseException] = []
+
+    def in_worker() -> None:
+        try:
+            signal.send_sync(None)
+        except BaseException as error:
+            outcome.append(error)
+            raise
+
+    with anyio.move_on_after(0.05) as scope:
+        await anyio.to_thread.run_sync(in_worker)
+    assert scope.cancelled_caught
+    assert started.is_set()
+    assert cancelled == [True]
+    assert len(outcome) == 1
