@@ -10,18 +10,19 @@ period and reports, by count and by log, every send that did not complete.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import dataclasses
 import itertools
 import logging
 import math
 import reprlib
-from collections.abc import Mapping
+import sys
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import MappingProxyType, TracebackType
 from typing import Any, Final
 
 import anyio
-from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._context import await_in_context
@@ -43,6 +44,127 @@ _NEW: Final = "not started"
 _RUNNING: Final = "running"
 _CLOSING: Final = "shutting down"
 _CLOSED: Final = "closed"
+_STOPPED: Final = "stopped"
+
+
+class OwnedTaskGroup:
+    """A task group hosted by a task of its own, so that any task may start and stop it.
+
+    An application's lifespan is not always started and ended by one task
+    (pytest-asyncio runs an async fixture's setup and teardown in two; aiohttp
+    runs cleanup in a task that is already cancelled), while a task group
+    must be left by the task that entered it. So the group lives in a host
+    task of its own: an asyncio task, or a trio system task. Its workers'
+    failures never escape into the event loop: each is kept in
+    :attr:`failures`, stops the group at once, and is told to ``on_failure``;
+    the owner raises them where it is left.
+    """
+
+    def __init__(self, on_failure: Callable[[BaseException], object]) -> None:
+        self.failures: list[BaseException] = []
+        # What interrupted join(), and when: the owner's report says so.
+        self.interruption: BaseException | None = None
+        self.interrupted_at = math.inf
+        self._on_failure = on_failure
+        self._scope: anyio.CancelScope | None = None
+        self._deadline = math.inf
+        self._cancelled = False
+        self._done: anyio.Event | None = None
+        self._host: asyncio.Task[None] | None = None
+
+    def start(self, workers: Sequence[Callable[[], Awaitable[None]]]) -> None:
+        """Start the host task, which runs each of ``workers`` in its group. Never yields."""
+        self._done = anyio.Event()
+        trio = sys.modules.get("trio")
+        if trio is not None and trio.lowlevel.in_trio_run():
+            trio.lowlevel.spawn_system_task(self._run, workers, context=contextvars.copy_context())
+        else:
+            # Kept: the event loop holds its tasks only weakly.
+            self._host = asyncio.get_running_loop().create_task(self._run(workers))
+
+    async def _run(self, workers: Sequence[Callable[[], Awaitable[None]]]) -> None:
+        assert self._done is not None
+        try:
+            async with anyio.create_task_group() as group:
+                self._scope = group.cancel_scope
+                group.cancel_scope.deadline = self._deadline
+                if self._cancelled:
+                    group.cancel_scope.cancel()
+                for worker in workers:
+                    group.start_soon(self._guarded, worker)
+        finally:
+            self._done.set()
+
+    async def _guarded(self, worker: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await worker()
+        except anyio.get_cancelled_exc_class():
+            raise  # the group's own business
+        except BaseException as failure:
+            # Caught here: asyncio lets a task's KeyboardInterrupt or
+            # SystemExit escape into the event loop.
+            self.failures.append(failure)
+            self.cancel()
+            self._on_failure(failure)
+
+    def wind_down(self, exc: BaseException | None, grace_period: float) -> bool:
+        """Begin the end, for an owner whose block was left with ``exc``; True: at once.
+
+        A ``BaseException`` that is neither an ``Exception`` nor a
+        cancellation (``KeyboardInterrupt``, ``SystemExit``) cancels every
+        worker now; anything else gives them ``grace_period`` seconds.
+        """
+        if exc is not None and not isinstance(exc, (Exception, anyio.get_cancelled_exc_class())):
+            self.cancel()
+            return True
+        self.cancel_after(grace_period)
+        return False
+
+    def raise_failures(self, message: str) -> None:
+        """Raise what interrupted :meth:`join`, else the workers' failures.
+
+        One failure is raised as itself; several as a ``BaseExceptionGroup``
+        with ``message``.
+        """
+        if self.interruption is not None:
+            raise self.interruption
+        if len(self.failures) == 1:
+            raise self.failures[0]
+        if self.failures:
+            raise BaseExceptionGroup(message, self.failures)
+
+    def cancel(self) -> None:
+        """Cancel every worker now."""
+        self._cancelled = True
+        if self._scope is not None:
+            self._scope.cancel()
+
+    def cancel_after(self, seconds: float) -> None:
+        """Cancel every worker once ``seconds`` have passed (math.inf: never)."""
+        self._deadline = min(self._deadline, anyio.current_time() + seconds)
+        if self._scope is not None:
+            self._scope.deadline = self._deadline
+
+    async def join(self) -> None:
+        """Wait for every worker to end, shielded from the caller's cancellation.
+
+        The caller's cancellation is not this wait's business: the deadline
+        set by :meth:`cancel_after` bounds it. What still reaches the wait
+        (asyncio's own ``Task.cancel()``, trio's ``KeyboardInterrupt``)
+        cancels every worker at once; it is kept in :attr:`interruption`
+        for the owner to report and raise.
+        """
+        assert self._done is not None
+        while not self._done.is_set():
+            try:
+                with anyio.CancelScope(shield=True):
+                    await self._done.wait()
+            except BaseException as interruption:
+                if self.interruption is None:
+                    self.interruption = interruption
+                    self.interrupted_at = anyio.current_time()
+                self.cancel()
+        self._host = None
 
 
 class DispatcherFullError(RuntimeError):
@@ -148,19 +270,33 @@ class BackgroundDispatcher:
     ``asyncsignals.background``, naming the signal, the receiver and the
     sender; :attr:`errors` counts them. A ``BaseException`` that is not an
     ``Exception`` (``KeyboardInterrupt``, ``SystemExit``) raised by a receiver
-    is never swallowed: it cancels the dispatcher's task group and propagates
-    out of the ``async with`` block, like any task group.
+    is never swallowed, and never escapes into the event loop: it stops the
+    dispatcher at once (running sends are cancelled, queued ones never start,
+    new sends raise :class:`DispatcherClosedError`) and is raised, as itself,
+    where the ``async with`` block is left (several at once: a
+    ``BaseExceptionGroup``).
+
+    Lifespan: the workers run in a task of the dispatcher's own (a trio
+    system task on trio), so the block may be entered by one task and left by
+    another, as pytest-asyncio async fixtures and aiohttp's ``cleanup_ctx``
+    do. No task of the dispatcher outlives the block.
 
     Shutdown and cancellation: leaving the block refuses new sends
     (:class:`DispatcherClosedError`, also raised to callers waiting in
     :meth:`send_wait`), lets the workers drain the queue for up to
-    ``grace_period`` seconds (also when the block raised an ``Exception``),
-    then cancels what is left. When the block is left by cancellation (the
-    lifespan itself is cancelled) or by another ``BaseException``, every
-    running send is cancelled at once and nothing more starts. Either way
+    ``grace_period`` seconds, then cancels what is left. The grace period
+    holds whether the block ends normally, raises an ``Exception``, is left
+    by cancellation, or is left in a task that is already being cancelled
+    (aiohttp runs cleanup in one): the grace deadline is the dispatcher's
+    own business, so leaving raises no cancellation of its own and the
+    application's later cleanup still runs. Left by another
+    ``BaseException`` (``KeyboardInterrupt``, ``SystemExit``), every running
+    send is cancelled at once. A cancellation that still reaches the drain
+    (asyncio's ``Task.cancel()`` called again, a second Ctrl+C) cancels what
+    is left at once and propagates once the report is made. Either way
     :attr:`report` then lists every send that did not complete, and each is
-    logged at ERROR on ``asyncsignals.background`` with its signal and sender:
-    nothing is lost silently. No task of the dispatcher outlives the block.
+    logged at ERROR on ``asyncsignals.background`` with its signal and sender,
+    then a summary that says how the drain ended: nothing is lost silently.
 
     Not thread-safe: call :meth:`send` and :meth:`send_wait` on the event
     loop's thread (from a worker thread, through ``anyio.from_thread``).
@@ -194,7 +330,9 @@ class BackgroundDispatcher:
         self._numbers = itertools.count()
         self._running: dict[int, _Queued] = {}
         self._report: ShutdownReport | None = None
-        self._task_group: TaskGroup | None = None
+        self._tasks = OwnedTaskGroup(self._stop)
+        # Why the dispatcher stopped before its block was left, if it did.
+        self._stopped_by: str | None = None
         self._send_stream: MemoryObjectSendStream[_Queued] | None = None
         self._receive_stream: MemoryObjectReceiveStream[_Queued] | None = None
         # Set (and replaced) whenever a worker takes a send off a full queue,
@@ -248,6 +386,10 @@ class BackgroundDispatcher:
     async def __aenter__(self) -> BackgroundDispatcher:
         """Start the workers; from now on the dispatcher accepts sends.
 
+        Does not yield. The workers run in a task of the dispatcher's own, so
+        the block may be left by another task than the one that entered it
+        (an async fixture's teardown, an aiohttp cleanup context).
+
         Raises:
             RuntimeError: the dispatcher was entered before; it runs once.
         """
@@ -257,11 +399,7 @@ class BackgroundDispatcher:
             self.max_pending
         )
         self._room = anyio.Event()
-        task_group = anyio.create_task_group()
-        await task_group.__aenter__()
-        self._task_group = task_group
-        for _ in range(self.max_concurrent):
-            task_group.start_soon(self._work)
+        self._tasks.start([self._work] * self.max_concurrent)
         self._state = _RUNNING
         return self
 
@@ -273,33 +411,71 @@ class BackgroundDispatcher:
     ) -> None:
         """Drain within the grace period, cancel the rest, and report.
 
-        Waits (a cancellation point) for queued and running sends, for at most
-        ``grace_period`` seconds, unless the block was left by a
-        ``BaseException`` that is not an ``Exception`` (cancellation
-        included): then running sends are cancelled at once. The block's own
-        exception propagates unchanged.
+        Waits for queued and running sends for at most ``grace_period``
+        seconds, also when the block raised an exception or was cancelled,
+        and also when the task leaving it is already being cancelled: the
+        grace deadline is the dispatcher's own, so it raises no cancellation
+        of its own, and the application's later cleanup still runs. Left by
+        a ``BaseException`` that is neither an ``Exception`` nor a
+        cancellation (``KeyboardInterrupt``, ``SystemExit``), running sends
+        are cancelled at once. A cancellation that still reaches the wait
+        (asyncio's ``Task.cancel()`` called again during the drain) cancels
+        what is left at once, and propagates once the report is made.
+
+        Raises:
+            BaseException: what a receiver raised that is not an
+                ``Exception``, as itself (several: a ``BaseExceptionGroup``).
+                Otherwise the block's own exception propagates unchanged.
         """
-        assert self._task_group is not None
         assert self._send_stream is not None
         assert self._room is not None
-        self._state = _CLOSING
+        if self._state is _RUNNING:
+            self._state = _CLOSING
         # Workers finish what is queued, then find the stream ended.
         self._send_stream.close()
         self._room.set()
-        scope = self._task_group.cancel_scope
-        scope.deadline = min(scope.deadline, anyio.current_time() + self.grace_period)
-        try:
-            if exc is None or isinstance(exc, Exception):
-                # An application error still deserves its pending sends: the
-                # task group does not see it, so it does not cancel them.
-                await self._task_group.__aexit__(None, None, None)
-            else:
-                await self._task_group.__aexit__(exc_type, exc, traceback)
-        finally:
-            self._state = _CLOSED
-            self._report = self._close_and_report()
+        started = anyio.current_time()
+        if self._tasks.wind_down(exc, self.grace_period) and self._stopped_by is None:
+            assert exc is not None
+            self._stopped_by = f"cancelled at once: the block was left by {type(exc).__name__}"
+        await self._tasks.join()
+        self._state = _CLOSED
+        self._report = self._close_and_report(self._how_it_ended(started))
+        self._tasks.raise_failures(f"receivers of {self._display_name} failed")
 
-    def _close_and_report(self) -> ShutdownReport:
+    def _stop(self, failure: BaseException) -> None:
+        """A receiver raised what stops the dispatcher: refuse sends from now on."""
+        assert self._send_stream is not None
+        assert self._room is not None
+        if self._stopped_by is None:
+            self._stopped_by = f"stopped by {type(failure).__name__} raised by a receiver"
+        if self._state is _RUNNING:
+            self._state = _STOPPED
+        self._send_stream.close()
+        self._room.set()
+
+    def _how_it_ended(self, started: float) -> str:
+        """What the summary of sends left over says about the drain."""
+        tasks = self._tasks
+        grace = (
+            "an unlimited grace period"
+            if math.isinf(self.grace_period)
+            else f"the {self.grace_period:g} s grace period"
+        )
+        if tasks.interruption is not None:
+            return (
+                f"the drain was interrupted by {type(tasks.interruption).__name__} after "
+                f"{max(tasks.interrupted_at - started, 0):.2f} s of {grace}"
+            )
+        if self._stopped_by is not None:
+            return self._stopped_by
+        return (
+            "grace period unlimited"
+            if math.isinf(self.grace_period)
+            else (f"grace period {self.grace_period:g} s")
+        )
+
+    def _close_and_report(self, how_it_ended: str) -> ShutdownReport:
         assert self._receive_stream is not None
         not_completed = [(queued, True) for queued in self._running.values()]
         while True:
@@ -330,13 +506,12 @@ class BackgroundDispatcher:
                 "cancelled while running" if each.started else "cancelled before it started",
             )
         if report.not_completed:
-            grace = "unlimited" if math.isinf(self.grace_period) else f"{self.grace_period:g} s"
             logger.error(
-                "%s: %d of %d background sends did not complete at shutdown (grace period %s)",
+                "%s: %d of %d background sends did not complete at shutdown (%s)",
                 self._display_name,
                 len(report.not_completed),
                 report.accepted,
-                grace,
+                how_it_ended,
             )
         return report
 
@@ -409,6 +584,10 @@ class BackgroundDispatcher:
             return DispatcherClosedError(
                 f"{self!r} has not been started: enter it with 'async with' (in the "
                 "application's lifespan) before sending"
+            )
+        if self._state is _STOPPED:
+            return DispatcherClosedError(
+                f"{self!r} was {self._stopped_by}; it accepts no new sends"
             )
         return DispatcherClosedError(f"{self!r} is {self._state}; it accepts no new sends")
 

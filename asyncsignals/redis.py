@@ -69,13 +69,13 @@ from typing import Any, Final, Literal, Protocol, cast
 
 import anyio
 import redis.asyncio as aioredis
-from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT, FieldT, KeyT, StreamIdT
 
+from ._background import OwnedTaskGroup
 from ._receivers import describe
 from ._signal import Signal
 
@@ -90,6 +90,7 @@ _NEW: Final = "not started"
 _RUNNING: Final = "running"
 _CLOSING: Final = "shutting down"
 _CLOSED: Final = "closed"
+_STOPPED: Final = "stopped"
 
 _WIRE_VERSION: Final = 1
 _FIELD: Final = b"event"
@@ -316,7 +317,8 @@ class RedisBridge:
         self._delivered = 0
         self._dead_lettered = 0
         self._receiver_errors = 0
-        self._task_group: TaskGroup | None = None
+        self._tasks = OwnedTaskGroup(self._stop)
+        self._stopped_by: str | None = None
         self._readers: anyio.CancelScope | None = None
         self._send_stream: MemoryObjectSendStream[_Entry] | None = None
         self._receive_stream: MemoryObjectReceiveStream[_Entry] | None = None
@@ -495,6 +497,8 @@ class RedisBridge:
                 f"{self!r} has not been started: enter it with 'async with' (in the "
                 "application's lifespan) before publishing"
             )
+        if self._state is _STOPPED:
+            return BridgeClosedError(f"{self!r} was {self._stopped_by}; it publishes nothing more")
         return BridgeClosedError(f"{self!r} is {self._state}; it publishes nothing more")
 
     # -- lifespan -----------------------------------------------------------
@@ -525,13 +529,8 @@ class RedisBridge:
         self._send_stream, self._receive_stream = anyio.create_memory_object_stream[_Entry](
             self.batch_size
         )
-        task_group = anyio.create_task_group()
-        await task_group.__aenter__()
-        self._task_group = task_group
         self._readers = anyio.CancelScope()
-        task_group.start_soon(self._read)
-        for _ in range(self.max_concurrent):
-            task_group.start_soon(self._work)
+        self._tasks.start([self._read, *[self._work] * self.max_concurrent])
         self._state = _RUNNING
         return self
 
@@ -543,25 +542,31 @@ class RedisBridge:
     ) -> None:
         """Stop reading, let running sends finish, and leave the rest pending.
 
-        Waits (a cancellation point) up to ``grace_period`` seconds for the
-        sends already running, acknowledging each that completes; entries
-        read but not started stay pending in the group, for this consumer's
-        next start or for another consumer after ``claim_idle``. Left by
-        cancellation or another ``BaseException``, running sends are
-        cancelled at once (and stay pending too). The block's own exception
-        propagates unchanged.
+        Waits up to ``grace_period`` seconds for the sends already running,
+        acknowledging each that completes; entries read but not started stay
+        pending in the group, for this consumer's next start or for another
+        consumer after ``claim_idle``. The bridge's tasks are its own: the
+        block may be left by another task than the one that entered it, and
+        leaving it in a task that is already being cancelled still waits
+        for the grace period and raises no cancellation of its own. Left by
+        a ``BaseException`` that is neither an ``Exception`` nor a
+        cancellation, running sends are cancelled at once (and stay pending
+        too); so they are when a cancellation still reaches the wait
+        (asyncio's ``Task.cancel()`` called again), which then propagates.
+
+        Raises:
+            BaseException: what stopped the bridge while it ran (a Redis
+                error that is no outage, a receiver's ``KeyboardInterrupt``),
+                as itself. Otherwise the block's own exception propagates
+                unchanged.
         """
-        assert self._task_group is not None
         assert self._readers is not None
-        self._state = _CLOSING
+        if self._state is _RUNNING:
+            self._state = _CLOSING
         self._readers.cancel()
-        scope = self._task_group.cancel_scope
-        scope.deadline = min(scope.deadline, anyio.current_time() + self.grace_period)
+        self._tasks.wind_down(exc, self.grace_period)
         try:
-            if exc is None or isinstance(exc, Exception):
-                await self._task_group.__aexit__(None, None, None)
-            else:
-                await self._task_group.__aexit__(exc_type, exc, traceback)
+            await self._tasks.join()
         finally:
             self._state = _CLOSED
             assert self._receive_stream is not None
@@ -576,7 +581,16 @@ class RedisBridge:
                     left,
                 )
             if self._owns_client:
-                await self._client.aclose()
+                with anyio.CancelScope(shield=True):
+                    await self._client.aclose()
+        self._tasks.raise_failures(f"{self._display_name} failed")
+
+    def _stop(self, failure: BaseException) -> None:
+        """A worker raised what stops the bridge: publish nothing more."""
+        if self._stopped_by is None:
+            self._stopped_by = f"stopped by {type(failure).__name__}"
+        if self._state is _RUNNING:
+            self._state = _STOPPED
 
     # -- reading ------------------------------------------------------------
 

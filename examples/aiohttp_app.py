@@ -174,7 +174,7 @@ def create_app(
     app[BOOK] = OrderBook() if book is None else book
 
     async def background_dispatcher(app: web.Application) -> AsyncIterator[None]:
-        # Entered at startup and left at cleanup, in the same task.
+        # Entered at startup and left at cleanup (aiohttp may run them in two tasks).
         async with BackgroundDispatcher(
             name="orders",
             grace_period=grace_period,

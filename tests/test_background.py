@@ -414,15 +414,15 @@ async def test_no_task_is_left_after_exit() -> None:
     assert running_tasks() - before == set()
 
 
-async def test_cancelling_the_lifespan_cancels_sends_at_once_and_reports_them(
+async def test_cancelling_the_lifespan_drains_within_grace_then_reports_the_rest(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """Cancellation of the enclosing scope cancels running sends at once (grace not awaited)."""
+    """Cancellation of the enclosing scope still gives sends the grace period, then reports."""
     signal = Signal(name="order_shipped")
     gate = Gate()
     signal.connect(gate)
     before = running_tasks()
-    dispatcher = BackgroundDispatcher(max_concurrent=1, grace_period=math.inf)
+    dispatcher = BackgroundDispatcher(max_concurrent=1, grace_period=0.05)
     with anyio.CancelScope() as lifespan:
         async with dispatcher:
             dispatcher.send(signal, "order-1")
@@ -440,9 +440,31 @@ async def test_cancelling_the_lifespan_cancels_sends_at_once_and_reports_them(
     assert gate.finished == 0
     assert background_records(caplog)[-1] == (
         "BackgroundDispatcher: 2 of 2 background sends did not complete at shutdown "
-        "(grace period unlimited)"
+        "(grace period 0.05 s)"
     )
     assert running_tasks() - before == set()
+
+
+async def test_a_keyboard_interrupt_in_the_block_cancels_sends_at_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A block left by a BaseException that is not a cancellation does not wait for grace."""
+    signal = Signal(name="order_shipped")
+    gate = Gate()
+    signal.connect(gate)
+    dispatcher = BackgroundDispatcher(grace_period=math.inf)
+    with pytest.raises(Fatal):  # noqa: PT012
+        async with dispatcher:
+            dispatcher.send(signal, "order-1")
+            await eventually(lambda: dispatcher.running == 1)
+            raise Fatal
+    report = dispatcher.report
+    assert report is not None
+    assert [(s.sender, s.started) for s in report.not_completed] == [("order-1", True)]
+    assert background_records(caplog)[-1] == (
+        "BackgroundDispatcher: 1 of 1 background sends did not complete at shutdown "
+        "(cancelled at once: the block was left by Fatal)"
+    )
 
 
 async def test_an_application_error_still_drains_then_propagates() -> None:
@@ -466,22 +488,49 @@ async def test_an_application_error_still_drains_then_propagates() -> None:
     assert dispatcher.report.not_completed == ()
 
 
-async def test_a_fatal_base_exception_in_a_receiver_propagates_and_is_reported() -> None:
-    """A receiver's BaseException (not an Exception) is never swallowed; its send is reported."""
+async def test_a_fatal_base_exception_in_a_receiver_propagates_and_is_reported(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A receiver's BaseException (not an Exception) stops the dispatcher and is raised at exit."""
     signal = Signal(name="order_shipped")
 
     async def fatal(sender: object, **kwargs: Any) -> None:
         raise Fatal
 
     signal.connect(fatal)
-    dispatcher = BackgroundDispatcher()
-    with pytest.raises(BaseException) as caught:  # noqa: PT012
+    dispatcher = BackgroundDispatcher(name="mailer")
+    with pytest.raises(Fatal):  # noqa: PT012
         async with dispatcher:
             dispatcher.send(signal, "shop")
-            await anyio.sleep_forever()
-    assert isinstance(caught.value, Fatal) or caught.group_contains(Fatal)
+            await eventually(lambda: " stopped: " in repr(dispatcher))
+            with pytest.raises(DispatcherClosedError, match=r"mailer stopped.*stopped by Fatal"):
+                await dispatcher.send_wait(signal, "later")
     assert dispatcher.report is not None
     assert [(s.sender, s.started) for s in dispatcher.report.not_completed] == [("shop", True)]
+    assert background_records(caplog)[-1] == (
+        "dispatcher mailer: 1 of 1 background sends did not complete at shutdown "
+        "(stopped by Fatal raised by a receiver)"
+    )
+
+
+async def test_fatal_errors_of_several_receivers_are_raised_as_a_group() -> None:
+    """Receivers of two sends raising BaseExceptions at once: the exit raises both, grouped."""
+    signal = Signal(name="order_shipped")
+    together = anyio.Event()
+
+    async def fatal(sender: object, **kwargs: Any) -> None:
+        await together.wait()
+        raise Fatal(sender)
+
+    signal.connect(fatal)
+    with pytest.raises(BaseExceptionGroup) as caught:  # noqa: PT012
+        async with BackgroundDispatcher(max_concurrent=2) as dispatcher:
+            dispatcher.send(signal, "a")
+            dispatcher.send(signal, "b")
+            await eventually(lambda: dispatcher.running == 2)
+            together.set()
+    assert sorted(str(error) for error in caught.value.exceptions) == ["a", "b"]
+    assert "receivers of BackgroundDispatcher failed" in str(caught.value)
 
 
 async def test_repr_shows_name_state_and_counts() -> None:

@@ -7,6 +7,7 @@ its own stream prefix and deletes its keys. Redis being down fails the tests
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import logging
@@ -873,14 +874,70 @@ async def test_trio_is_refused_with_a_clear_error() -> None:
 async def test_an_unexpected_redis_error_stops_the_bridge(
     client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
 ) -> None:
-    """A Redis error that is no outage (a key of the wrong type) propagates from the bridge."""
+    """A Redis error that is no outage (a key of the wrong type) stops the bridge; exit raises."""
     bridge = make_bridge(prefix)
     bridge.export(order_shipped)
     with pytest.raises(ExceptionGroup) as caught:  # noqa: PT012
         async with bridge:
             await client.set(stream_of(prefix), "not a stream")
-            await anyio.sleep(5)
+            await eventually(lambda: " stopped: " in repr(bridge))
+            with pytest.raises(BridgeClosedError, match="stopped by ExceptionGroup"):
+                await bridge.publish(order_shipped, "shop", order_id=1)
     assert caught.group_contains(ResponseError, match="WRONGTYPE")
+
+
+async def test_entered_in_one_task_and_exited_in_another(
+    prefix: str, order_shipped: Signal[..., Any]
+) -> None:
+    """A bridge entered by one task and left by another delivers, then stops cleanly."""
+    calls = recorder(order_shipped)
+    bridge = make_bridge(prefix)
+    bridge.export(order_shipped)
+
+    async def start() -> None:
+        await bridge.__aenter__()
+        await bridge.publish(order_shipped, "shop", order_id=1)
+
+    async with anyio.create_task_group() as task_group:
+        task_group.start_soon(start)
+    await eventually(lambda: bridge.delivered == 1)
+    async with anyio.create_task_group() as task_group:
+        task_group.start_soon(bridge.__aexit__, None, None, None)
+    assert calls == [("shop", {"order_id": 1})]
+    assert repr(bridge).startswith("<RedisBridge closed")
+
+
+async def test_exit_in_a_natively_cancelled_task_raises_no_cancellation_of_its_own(
+    client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
+) -> None:
+    """Left in a task asyncio cancelled, the grace running out raises nothing; cleanup goes on."""
+    started = anyio.Event()
+
+    async def stuck(sender: object, **kwargs: Any) -> None:
+        started.set()
+        await anyio.sleep_forever()
+
+    order_shipped.connect(stuck, dispatch_uid="test")
+    bridge = make_bridge(prefix, grace_period=0.05)
+    bridge.export(order_shipped)
+    later_cleanup: list[str] = []
+
+    async def serve() -> None:
+        await bridge.__aenter__()
+        await bridge.publish(order_shipped, "shop", order_id=1)
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            await bridge.__aexit__(None, None, None)
+            later_cleanup.append("ran")
+
+    task = asyncio.get_running_loop().create_task(serve())
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert later_cleanup == ["ran"]
+    assert await pending(client, stream_of(prefix)) == 1
 
 
 async def test_group_creation_errors_other_than_busygroup_raise(
