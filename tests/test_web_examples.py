@@ -226,3 +226,64 @@ def test_the_documented_commands_serve_the_app(command: list[str]) -> None:
     assert "did not complete:" not in output
     if "uvicorn" in command:
         assert "background sends: 1 accepted, 1 completed, 0 did not complete" in output
+
+
+RUN_APP_GRACE_RUNS_OUT = """
+import logging
+import sys
+
+from aiohttp import web
+
+sys.path.insert(0, "examples")
+import aiohttp_app
+
+logging.basicConfig(level=logging.INFO, format="%(name)s %(levelname)s %(message)s")
+app = aiohttp_app.create_app(book=aiohttp_app.OrderBook(email_delay=60), grace_period=0.2)
+
+
+async def database(app):
+    yield
+    # Entered before the dispatcher: cleaned up after it.
+    print("database closed", flush=True)
+
+
+async def on_cleanup(app):
+    print("on_cleanup ran", flush=True)
+
+
+app.cleanup_ctx.insert(0, database)
+app.on_cleanup.append(on_cleanup)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), shutdown_timeout=1)
+"""
+
+
+def test_run_app_shutdown_whose_grace_runs_out_still_runs_later_cleanup() -> None:
+    """Under run_app, a Ctrl+C whose grace period runs out reports; the cleanup after it runs."""
+    port = free_port()
+    with subprocess.Popen(
+        [sys.executable, "-c", RUN_APP_GRACE_RUNS_OUT, str(port)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as server:
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+                for _ in range(200):
+                    try:
+                        client.post("/orders", json={"item": "teapot"})
+                        break
+                    except httpx.TransportError:
+                        time.sleep(0.05)
+                else:
+                    pytest.fail("the server did not start")
+                assert client.post("/orders/1/ship").status_code == 200
+        finally:
+            server.send_signal(signal.SIGINT)  # as Ctrl+C
+            output, _ = server.communicate(timeout=30)
+    assert server.returncode == 0, output
+    assert "did not complete: cancelled while running" in output, output
+    assert "background sends: 1 accepted, 0 completed, 1 did not complete" in output, output
+    assert "database closed" in output, output
+    assert "on_cleanup ran" in output, output
+    assert "Traceback" not in output, output
