@@ -187,18 +187,8 @@ def free_port() -> int:
         return port
 
 
-@pytest.mark.parametrize(
-    "command",
-    [
-        ["-m", "uvicorn", "--host", "127.0.0.1", "--port", "{port}", "examples.fastapi_app:app"],
-        ["-m", "aiohttp.web", "-H", "127.0.0.1", "-P", "{port}", "examples.aiohttp_app:create_app"],
-    ],
-    ids=["uvicorn", "aiohttp"],
-)
-def test_the_documented_commands_serve_the_app(command: list[str]) -> None:
-    """The README's command starts the service; it answers and shuts down gracefully."""
-    port = free_port()
-    arguments = [part.format(port=port) for part in command]
+def ship_one_order_then_interrupt(arguments: list[str], port: int) -> tuple[int, str]:
+    """Run the server, create and ship an order, press Ctrl+C; its exit code and output."""
     with subprocess.Popen(
         [sys.executable, *arguments],
         cwd=ROOT,
@@ -221,7 +211,23 @@ def test_the_documented_commands_serve_the_app(command: list[str]) -> None:
         finally:
             server.send_signal(signal.SIGINT)  # as Ctrl+C
             output, _ = server.communicate(timeout=30)
-    assert server.returncode == 0, output
+    return server.returncode, output
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["-m", "uvicorn", "--host", "127.0.0.1", "--port", "{port}", "examples.fastapi_app:app"],
+        ["-m", "aiohttp.web", "-H", "127.0.0.1", "-P", "{port}", "examples.aiohttp_app:create_app"],
+    ],
+    ids=["uvicorn", "aiohttp"],
+)
+def test_the_documented_commands_serve_the_app(command: list[str]) -> None:
+    """The README's command starts the service; it answers and shuts down gracefully."""
+    port = free_port()
+    arguments = [part.format(port=port) for part in command]
+    returncode, output = ship_one_order_then_interrupt(arguments, port)
+    assert returncode == 0, output
     # A send that did not complete would be logged at ERROR, shown without any set-up.
     assert "did not complete:" not in output
     if "uvicorn" in command:
@@ -260,28 +266,10 @@ web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), shutdown_timeout=1)
 def test_run_app_shutdown_whose_grace_runs_out_still_runs_later_cleanup() -> None:
     """Under run_app, a Ctrl+C whose grace period runs out reports; the cleanup after it runs."""
     port = free_port()
-    with subprocess.Popen(
-        [sys.executable, "-c", RUN_APP_GRACE_RUNS_OUT, str(port)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    ) as server:
-        try:
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
-                for _ in range(200):
-                    try:
-                        client.post("/orders", json={"item": "teapot"})
-                        break
-                    except httpx.TransportError:
-                        time.sleep(0.05)
-                else:
-                    pytest.fail("the server did not start")
-                assert client.post("/orders/1/ship").status_code == 200
-        finally:
-            server.send_signal(signal.SIGINT)  # as Ctrl+C
-            output, _ = server.communicate(timeout=30)
-    assert server.returncode == 0, output
+    returncode, output = ship_one_order_then_interrupt(
+        ["-c", RUN_APP_GRACE_RUNS_OUT, str(port)], port
+    )
+    assert returncode == 0, output
     assert "did not complete: cancelled while running" in output, output
     assert "background sends: 1 accepted, 0 completed, 1 did not complete" in output, output
     assert "database closed" in output, output
