@@ -264,6 +264,11 @@ class BackgroundDispatcher:
             ``math.inf`` waits for all of them.
         name: Shown in ``repr`` and in logs.
 
+    Raises:
+        TypeError: a count that is not an ``int`` (a ``bool`` included), a
+            grace period that is not a number, a name that is not a str.
+        ValueError: a count below 1, a grace period below 0 or NaN.
+
     Errors: a receiver's exception never reaches the code that handed the send
     over. ``send_robust`` logs it on the ``asyncsignals`` logger (with its
     traceback) and the dispatcher logs it again at ERROR on
@@ -310,10 +315,18 @@ class BackgroundDispatcher:
         grace_period: float = 10.0,
         name: str | None = None,
     ) -> None:
-        if max_pending < 1:
-            raise ValueError(f"max_pending must be at least 1, got {max_pending!r}")
-        if max_concurrent < 1:
-            raise ValueError(f"max_concurrent must be at least 1, got {max_concurrent!r}")
+        for argument, count in (("max_pending", max_pending), ("max_concurrent", max_concurrent)):
+            if not isinstance(count, int) or isinstance(count, bool):  # pyright: ignore[reportUnnecessaryIsInstance] (checks what callers pass)
+                raise TypeError(f"{argument} must be a whole number of sends, got {count!r}")
+            if count < 1:
+                raise ValueError(f"{argument} must be at least 1, got {count!r}")
+        if not isinstance(grace_period, (int, float)) or isinstance(grace_period, bool):  # pyright: ignore[reportUnnecessaryIsInstance] (checks what callers pass)
+            raise TypeError(
+                f"grace_period must be a number of seconds (math.inf to wait for every "
+                f"send), got {grace_period!r}"
+            )
+        if name is not None and not isinstance(name, str):  # pyright: ignore[reportUnnecessaryIsInstance] (checks what callers pass)
+            raise TypeError(f"name must be a str or None, got {name!r}")
         if not grace_period >= 0:
             raise ValueError(
                 f"grace_period must be a number of seconds >= 0 (math.inf to wait for "

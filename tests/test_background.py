@@ -383,6 +383,28 @@ def test_bad_limits_are_value_errors(arguments: dict[str, Any], message: str) ->
         BackgroundDispatcher(**arguments)
 
 
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"max_pending": 2.5}, "max_pending must be a whole number of sends, got 2.5"),
+        ({"max_concurrent": 2.5}, "max_concurrent must be a whole number of sends, got 2.5"),
+        ({"max_pending": True}, "max_pending must be a whole number of sends, got True"),
+        ({"max_concurrent": False}, "max_concurrent must be a whole number of sends, got False"),
+        ({"max_concurrent": "3"}, "max_concurrent must be a whole number of sends, got '3'"),
+        ({"grace_period": None}, "grace_period must be a number of seconds.*got None"),
+        ({"grace_period": "10"}, "grace_period must be a number of seconds.*got '10'"),
+        ({"grace_period": True}, "grace_period must be a number of seconds.*got True"),
+        ({"name": 3}, "name must be a str or None, got 3"),
+    ],
+)
+def test_arguments_of_the_wrong_type_are_type_errors(
+    arguments: dict[str, Any], message: str
+) -> None:
+    """Counts must be ints (not bools), the grace a number of seconds, the name a str."""
+    with pytest.raises(TypeError, match=message):
+        BackgroundDispatcher(**arguments)
+
+
 async def test_concurrency_is_bounded_by_max_concurrent() -> None:
     """No more than max_concurrent sends run at once; the rest wait in the queue."""
     signal = Signal()
