@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import dataclasses
-import itertools
 import logging
 import math
 import reprlib
@@ -207,7 +206,9 @@ class ShutdownReport:
         errors: Receiver exceptions (and sends that failed as a whole), each
             logged.
         not_completed: The sends cancelled while running or never started, in
-            the order they were accepted.
+            the order they entered the queue (the order they started, for
+            those that did): a :meth:`~BackgroundDispatcher.send_wait` that
+            waited for room comes after the sends that got in meanwhile.
     """
 
     accepted: int
@@ -217,19 +218,22 @@ class ShutdownReport:
 
 
 class _Queued:
-    """A send waiting in the queue or running: what to send, and in which context."""
+    """A send waiting in the queue or running: what to send, and in which context.
+
+    ``number`` is its place in the order sends entered the queue, given when
+    it does (a send_wait() may wait while later sends get in first).
+    """
 
     __slots__ = ("context", "number", "payload", "sender", "signal")
 
     def __init__(
         self,
-        number: int,
         signal: Signal[..., Any],
         sender: object,
         payload: dict[str, Any],
         context: contextvars.Context,
     ) -> None:
-        self.number = number
+        self.number = -1
         self.signal = signal
         self.sender = sender
         self.payload = payload
@@ -251,7 +255,7 @@ class BackgroundDispatcher:
     Each send runs as ``await signal.send_robust(sender, **payload)`` in the
     context (``contextvars``) of the code that handed it over, in one of
     ``max_concurrent`` worker tasks of the dispatcher's own task group. Sends
-    start in the order they were accepted; they run concurrently, so they may
+    start in the order they entered the queue; they run concurrently, so they may
     finish in any order.
 
     Args:
@@ -340,7 +344,6 @@ class BackgroundDispatcher:
         self._accepted = 0
         self._completed = 0
         self._errors = 0
-        self._numbers = itertools.count()
         self._running: dict[int, _Queued] = {}
         self._report: ShutdownReport | None = None
         self._tasks = OwnedTaskGroup(self._stop)
@@ -590,7 +593,7 @@ class BackgroundDispatcher:
                 f"argument of signal {_label(signal)}"
             )
         signal._check_payload(payload)
-        return _Queued(next(self._numbers), signal, sender, payload, contextvars.copy_context())
+        return _Queued(signal, sender, payload, contextvars.copy_context())
 
     def _closed_error(self) -> DispatcherClosedError:
         if self._state is _NEW:
@@ -621,6 +624,7 @@ class BackgroundDispatcher:
         """
         queued = self._accept(signal, sender, payload)
         assert self._send_stream is not None
+        queued.number = self._accepted
         try:
             self._send_stream.send_nowait(queued)
         except anyio.WouldBlock:
@@ -647,6 +651,7 @@ class BackgroundDispatcher:
         queued = self._accept(signal, sender, payload)
         assert self._send_stream is not None
         while True:
+            queued.number = self._accepted
             try:
                 self._send_stream.send_nowait(queued)
             except anyio.WouldBlock:

@@ -569,3 +569,34 @@ async def test_repr_shows_name_state_and_counts() -> None:
     assert repr(BackgroundDispatcher()).startswith("<BackgroundDispatcher not started")
     assert dispatcher.report is not None
     assert dispatcher.report.completed == 1
+
+
+async def test_not_completed_sends_are_listed_in_queue_order() -> None:
+    """The report lists sends in the order they entered the queue, not the order of the calls."""
+    signal = Signal(name="order_shipped")
+    first_done = anyio.Event()
+    dispatcher = BackgroundDispatcher(max_pending=1, max_concurrent=1, grace_period=0.05)
+
+    async def receiver(sender: int, **kwargs: Any) -> None:
+        if sender == 1:
+            await first_done.wait()
+        elif sender == 2:
+            # Takes the room that the worker just made, ahead of send_wait(3).
+            dispatcher.send(signal, 4)
+        else:
+            await anyio.sleep_forever()
+
+    signal.connect(receiver)
+    async with anyio.create_task_group() as task_group, dispatcher:
+        dispatcher.send(signal, 1)
+        await eventually(lambda: dispatcher.running == 1)
+        dispatcher.send(signal, 2)
+        task_group.start_soon(dispatcher.send_wait, signal, 3)
+        await anyio.sleep(0.01)
+        first_done.set()
+        await eventually(lambda: dispatcher.queued == 1 and dispatcher.completed == 2)
+    assert dispatcher.report is not None
+    assert [(s.sender, s.started) for s in dispatcher.report.not_completed] == [
+        (4, True),
+        (3, False),
+    ]
