@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextvars
 import math
-from collections.abc import Callable
+import types
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
 import anyio
@@ -600,3 +601,53 @@ async def test_not_completed_sends_are_listed_in_queue_order() -> None:
         (4, True),
         (3, False),
     ]
+
+
+@types.coroutine
+def counting_suspensions(
+    awaitable: Awaitable[None], suspensions: list[int]
+) -> Generator[Any, Any, None]:
+    """Await ``awaitable``, counting each time it suspends (yields to the event loop)."""
+    steps = awaitable.__await__()
+    value: Any = None
+    thrown: BaseException | None = None
+    while True:
+        try:
+            yielded = steps.send(value) if thrown is None else steps.throw(thrown)
+        except StopIteration:
+            return
+        suspensions[0] += 1
+        thrown = value = None
+        try:
+            value = yield yielded
+        except BaseException as exc:  # thrown into the awaitable
+            thrown = exc
+
+
+async def test_send_wait_on_a_full_queue_sleeps_instead_of_spinning() -> None:
+    """A send_wait() that lost the room to another caller waits again; it does not spin."""
+    signal = Signal()
+    gate = Gate()
+    signal.connect(gate)
+    suspensions = [0]
+    async with BackgroundDispatcher(max_pending=1, max_concurrent=1) as dispatcher:
+        dispatcher.send(signal, 1)
+        await eventually(lambda: dispatcher.running == 1)
+        dispatcher.send(signal, 2)
+
+        async def wait_for_room(sender: int) -> None:
+            await counting_suspensions(dispatcher.send_wait(signal, sender), suspensions)
+
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(wait_for_room, 3)
+            task_group.start_soon(wait_for_room, 4)
+            await anyio.sleep(0.01)
+            # Send 1 ends and the worker takes 2: one waiter gets in, the
+            # other finds the queue full again and must sleep, not retry.
+            gate.opened.set()
+            gate.opened = anyio.Event()
+            await eventually(lambda: len(gate.calls) == 2 and dispatcher.queued == 1)
+            await anyio.sleep(0.05)
+            assert suspensions[0] < 10
+            gate.opened.set()
+    assert sorted(sender for sender, _ in gate.calls) == [1, 2, 3, 4]  # type: ignore[type-var]
