@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import dataclasses
+import itertools
 import logging
 import math
 import reprlib
@@ -25,7 +26,6 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._context import await_in_context
-from ._receivers import describe
 from ._signal import Signal
 
 __all__ = [
@@ -240,6 +240,24 @@ class _Queued:
         self.context = context
 
 
+# The payload summary in the log of sends that did not complete: bounded
+# whatever the payload holds.
+_payload_repr: Final = reprlib.Repr()
+_payload_repr.maxstring = 30
+_payload_repr.maxother = 40
+_PAYLOAD_ITEMS: Final = 6
+
+
+def _summary(payload: Mapping[str, Any]) -> str:
+    items = [
+        f"{key}={_payload_repr.repr(value)}"
+        for key, value in itertools.islice(payload.items(), _PAYLOAD_ITEMS)
+    ]
+    if len(payload) > _PAYLOAD_ITEMS:
+        items.append(f"... ({len(payload) - _PAYLOAD_ITEMS} more)")
+    return ", ".join(items) if items else "no payload"
+
+
 def _label(signal: Signal[..., Any]) -> str:
     return signal.name if signal.name is not None else repr(signal)
 
@@ -267,16 +285,21 @@ class BackgroundDispatcher:
             queued and running sends before cancelling the rest.
             ``math.inf`` waits for all of them.
         name: Shown in ``repr`` and in logs.
+        describe: Says which send a :class:`BackgroundSend` is (``lambda send:
+            f"order #{send.payload['order'].id}"``), for the log line of each
+            send that did not complete. By default that line summarizes the
+            payload with :mod:`reprlib` (each value, and the whole, bounded).
+            If it raises, the default summary is used and the error named.
 
     Raises:
         TypeError: a count that is not an ``int`` (a ``bool`` included), a
-            grace period that is not a number, a name that is not a str.
+            grace period that is not a number, a name that is not a str, a
+            ``describe`` that is not callable.
         ValueError: a count below 1, a grace period below 0 or NaN.
 
     Errors: a receiver's exception never reaches the code that handed the send
-    over. ``send_robust`` logs it on the ``asyncsignals`` logger (with its
-    traceback) and the dispatcher logs it again at ERROR on
-    ``asyncsignals.background``, naming the signal, the receiver and the
+    over. ``send_robust`` logs it, once, at ERROR on the ``asyncsignals``
+    logger with its traceback, naming the signal, the receiver and the
     sender; :attr:`errors` counts them. A ``BaseException`` that is not an
     ``Exception`` (``KeyboardInterrupt``, ``SystemExit``) raised by a receiver
     is never swallowed, and never escapes into the event loop: it stops the
@@ -318,6 +341,7 @@ class BackgroundDispatcher:
         max_concurrent: int = 10,
         grace_period: float = 10.0,
         name: str | None = None,
+        describe: Callable[[BackgroundSend], str] | None = None,
     ) -> None:
         for argument, count in (("max_pending", max_pending), ("max_concurrent", max_concurrent)):
             if not isinstance(count, int) or isinstance(count, bool):  # pyright: ignore[reportUnnecessaryIsInstance] (checks what callers pass)
@@ -331,6 +355,8 @@ class BackgroundDispatcher:
             )
         if name is not None and not isinstance(name, str):  # pyright: ignore[reportUnnecessaryIsInstance] (checks what callers pass)
             raise TypeError(f"name must be a str or None, got {name!r}")
+        if describe is not None and not callable(describe):
+            raise TypeError(f"describe must be a callable or None, got {describe!r}")
         if not grace_period >= 0:
             raise ValueError(
                 f"grace_period must be a number of seconds >= 0 (math.inf to wait for "
@@ -340,6 +366,7 @@ class BackgroundDispatcher:
         self.max_concurrent = max_concurrent
         self.grace_period = grace_period
         self.name = name
+        self.describe = describe
         self._state = _NEW
         self._accepted = 0
         self._completed = 0
@@ -516,10 +543,11 @@ class BackgroundDispatcher:
         )
         for each in report.not_completed:
             logger.error(
-                "background send of signal %s from sender %s did not complete: %s",
+                "background send of signal %s from sender %s did not complete: %s; %s",
                 _label(each.signal),
                 reprlib.repr(each.sender),
                 "cancelled while running" if each.started else "cancelled before it started",
+                self._describe(each),
             )
         if report.not_completed:
             logger.error(
@@ -530,6 +558,14 @@ class BackgroundDispatcher:
                 how_it_ended,
             )
         return report
+
+    def _describe(self, send: BackgroundSend) -> str:
+        if self.describe is not None:
+            try:
+                return self.describe(send)
+            except Exception as exc:  # the report must not fail because of it
+                return f"{_summary(send.payload)} (describe raised {type(exc).__name__})"
+        return _summary(send.payload)
 
     async def _work(self) -> None:
         assert self._receive_stream is not None
@@ -559,26 +595,11 @@ class BackgroundDispatcher:
                 type(exc).__name__,
             )
             return
-        self._count_failures(signal, sender, results)
+        # send_robust logged each receiver's error, with its traceback.
+        self._errors += sum(isinstance(result, Exception) for _, result in results)
         # From Python 3.12 the errors' tracebacks reach this frame (it stepped
         # the send): keep no reference to them here, or they form a cycle.
         del results
-
-    def _count_failures(
-        self, signal: Signal[..., Any], sender: object, results: list[tuple[Any, Any]]
-    ) -> None:
-        for receiver, result in results:
-            if isinstance(result, Exception):
-                self._errors += 1
-                # The traceback is on the record send_robust logged just before.
-                logger.error(
-                    "background send of signal %s from sender %s: receiver %s raised %s: %s",
-                    _label(signal),
-                    reprlib.repr(sender),
-                    describe(receiver),
-                    type(result).__name__,
-                    result,
-                )
 
     # -- sending ------------------------------------------------------------
 

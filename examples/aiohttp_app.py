@@ -177,6 +177,8 @@ def create_app(
         # Entered at startup and left at cleanup (aiohttp may run them in two tasks).
         async with BackgroundDispatcher(
             name="orders",
+            # Names each e-mail that did not go out, in the shutdown log.
+            describe=lambda send: f"e-mail for order #{send.payload['order'].id}",
             grace_period=grace_period,
             max_pending=max_pending,
             max_concurrent=max_concurrent,

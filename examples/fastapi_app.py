@@ -132,6 +132,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with BackgroundDispatcher(
             name="orders",
+            # Names each e-mail that did not go out, in the shutdown log.
+            describe=lambda send: f"e-mail for order #{send.payload['order'].id}",
             grace_period=grace_period,
             max_pending=max_pending,
             max_concurrent=max_concurrent,

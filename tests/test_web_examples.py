@@ -117,7 +117,8 @@ async def test_fastapi_shutdown_reports_emails_cut_off_by_the_grace_period(
     ]
     assert background_records(caplog)[0] == (
         "background send of signal order_shipped_background from sender "
-        "<OrderBook: 1 orders> did not complete: cancelled while running"
+        "<OrderBook: 1 orders> did not complete: cancelled while running; "
+        "e-mail for order #1"
     )
 
 
@@ -270,7 +271,7 @@ def test_run_app_shutdown_whose_grace_runs_out_still_runs_later_cleanup() -> Non
         ["-c", RUN_APP_GRACE_RUNS_OUT, str(port)], port
     )
     assert returncode == 0, output
-    assert "did not complete: cancelled while running" in output, output
+    assert "did not complete: cancelled while running; e-mail for order #1" in output, output
     assert "background sends: 1 accepted, 0 completed, 1 did not complete" in output, output
     assert "database closed" in output, output
     assert "on_cleanup ran" in output, output
