@@ -587,10 +587,9 @@ class RedisBridge:
 
     def _stop(self, failure: BaseException) -> None:
         """A worker raised what stops the bridge: publish nothing more."""
-        if self._stopped_by is None:
-            self._stopped_by = f"stopped by {type(failure).__name__}"
         if self._state is _RUNNING:
             self._state = _STOPPED
+            self._stopped_by = f"stopped by {type(failure).__name__}"
 
     # -- reading ------------------------------------------------------------
 

@@ -435,3 +435,52 @@ def test_a_lifespan_under_the_users_test_plugin(
     pytester.makepyfile(test_lifespan=tests)
     result = pytester.runpytest_subprocess()
     result.assert_outcomes(passed=passed)
+
+
+async def test_a_block_left_at_once_by_a_fatal_error_starts_nothing() -> None:
+    """Entered and left by a BaseException without a pause: queued sends never start."""
+    signal = Signal(name="order_shipped")
+    ran: list[object] = []
+    signal.connect(lambda sender, **kwargs: ran.append(sender), weak=False)
+    dispatcher = BackgroundDispatcher()
+    with pytest.raises(Fatal):  # noqa: PT012
+        async with dispatcher:
+            dispatcher.send(signal, "shop")
+            raise Fatal
+    assert ran == []
+    assert dispatcher.report is not None
+    assert [(s.sender, s.started) for s in dispatcher.report.not_completed] == [("shop", False)]
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_repeated_cancellations_of_the_drain_still_wait_for_every_send() -> None:
+    """Each further cancellation of the drain still waits for the sends to end; none outlives it."""
+    signal = Signal(name="order_shipped")
+    finished: list[str] = []
+
+    async def slow_to_stop(sender: object, **kwargs: Any) -> None:
+        try:
+            await anyio.sleep_forever()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.sleep(0.1)
+            finished.append("stopped")
+
+    signal.connect(slow_to_stop)
+    dispatcher = BackgroundDispatcher(grace_period=60)
+
+    async def serve() -> None:
+        await dispatcher.__aenter__()
+        dispatcher.send(signal, "order-1")
+        await dispatcher.__aexit__(None, None, None)
+
+    task = asyncio.get_running_loop().create_task(serve())
+    await eventually(lambda: dispatcher.running == 1 and "shutting down" in repr(dispatcher))
+    for _ in range(3):
+        task.cancel()
+        await anyio.sleep(0.02)
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert finished == ["stopped"]
+    assert dispatcher.report is not None
+    assert len(dispatcher.report.not_completed) == 1

@@ -1044,3 +1044,28 @@ async def test_a_deleted_stream_and_group_are_created_again(
             await bridge.publish(order_shipped, "shop", order_id=1)
             await eventually(lambda: bridge.delivered == 1)
     assert calls == [("shop", {"order_id": 1})]
+
+
+class Fatal(BaseException):
+    """A BaseException that is not an Exception, as KeyboardInterrupt is."""
+
+
+async def test_a_receivers_fatal_error_during_the_drain_is_raised_at_exit(
+    prefix: str, order_shipped: Signal[..., Any]
+) -> None:
+    """A receiver's BaseException raised while the bridge drains is raised by the exit."""
+    started = anyio.Event()
+
+    async def fatal_late(sender: object, **kwargs: Any) -> None:
+        started.set()
+        await anyio.sleep(0.05)
+        raise Fatal("late")
+
+    order_shipped.connect(fatal_late, dispatch_uid="test")
+    bridge = make_bridge(prefix, grace_period=5)
+    bridge.export(order_shipped)
+    with pytest.raises(Fatal, match="late"):  # noqa: PT012
+        async with bridge:
+            await bridge.publish(order_shipped, "shop", order_id=1)
+            await started.wait()
+    assert repr(bridge).startswith("<RedisBridge closed")
