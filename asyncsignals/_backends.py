@@ -23,7 +23,14 @@ import sys
 from collections.abc import Awaitable, Sequence
 from typing import Any, Final, TypeVar
 
-from ._concurrent import Outcomes, RobustFailure, run_asyncio_tasks, run_to_completion
+from ._concurrent import (
+    Outcomes,
+    RobustFailure,
+    is_cancellation,
+    run_asyncio_tasks,
+    run_to_completion,
+    run_trio_nursery,
+)
 
 T = TypeVar("T")
 
@@ -65,6 +72,12 @@ class CancelWatch:
             finally:
                 del delivered  # raised: no cycle through this frame
 
+    async def raise_instead_of(self, group: BaseException) -> None:
+        """A receiver raised ``group``, made only of cancellations (its own trio
+        nursery's): raise the caller's cancellation, as itself, in its place."""
+        if is_cancellation(group):
+            await self.backend.raise_if_cancelled(self.baseline, None)
+
 
 class Backend:
     """The operations a send needs from the event loop it runs on."""
@@ -92,9 +105,17 @@ class Backend:
         raise NotImplementedError
 
     def run_tasks(
-        self, awaitables: Sequence[Awaitable[Any]], on_robust_failure: RobustFailure | None
+        self,
+        awaitables: Sequence[Awaitable[Any]],
+        on_robust_failure: RobustFailure | None,
+        on_superseded: RobustFailure,
     ) -> Awaitable[Outcomes]:
-        """Run ``awaitables`` concurrently, each in a task; wait for them all."""
+        """Run ``awaitables`` concurrently, each in a task; wait for them all.
+
+        ``on_robust_failure`` is told of each ``Exception`` that is a result
+        (send_robust); ``on_superseded`` of each that the caller's
+        cancellation replaces.
+        """
         raise NotImplementedError
 
     async def wait_uninterruptibly(self, awaitable: Awaitable[T]) -> T:
@@ -120,9 +141,12 @@ class _Asyncio(Backend):
             raise delivered if delivered is not None else asyncio.CancelledError()
 
     def run_tasks(
-        self, awaitables: Sequence[Awaitable[Any]], on_robust_failure: RobustFailure | None
+        self,
+        awaitables: Sequence[Awaitable[Any]],
+        on_robust_failure: RobustFailure | None,
+        on_superseded: RobustFailure,
     ) -> Awaitable[Outcomes]:
-        return run_asyncio_tasks(awaitables, on_robust_failure)
+        return run_asyncio_tasks(awaitables, on_robust_failure, on_superseded)
 
     async def wait_uninterruptibly(self, awaitable: Awaitable[T]) -> T:
         return await run_to_completion(awaitable)
@@ -143,11 +167,12 @@ class _Trio(Backend):
         await self._trio.lowlevel.checkpoint_if_cancelled()
 
     def run_tasks(
-        self, awaitables: Sequence[Awaitable[Any]], on_robust_failure: RobustFailure | None
+        self,
+        awaitables: Sequence[Awaitable[Any]],
+        on_robust_failure: RobustFailure | None,
+        on_superseded: RobustFailure,
     ) -> Awaitable[Outcomes]:
-        from ._concurrent import run_trio_nursery  # noqa: PLC0415 (trio is optional)
-
-        return run_trio_nursery(awaitables, on_robust_failure)
+        return run_trio_nursery(awaitables, on_robust_failure, on_superseded)
 
     async def wait_uninterruptibly(self, awaitable: Awaitable[T]) -> T:
         # anyio's worker threads on trio return their result even after the

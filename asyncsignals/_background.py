@@ -26,6 +26,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._context import await_in_context
+from ._instrument import background_send
 from ._signal import Signal
 
 __all__ = [
@@ -582,6 +583,9 @@ class BackgroundDispatcher:
 
     async def _run(self, queued: _Queued) -> None:
         signal, sender = queued.signal, queued.sender
+        # Instruments see a send of its own, not a part of the request that
+        # queued it (which has moved on): a trace of its own, linked to it.
+        queued.context.run(background_send.set, True)
         try:
             results = await await_in_context(
                 queued.context, signal.send_robust(sender, **queued.payload)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import anyio
 
@@ -119,9 +119,9 @@ class _Run:
     async def run_in_trio_task(self, index: int, awaitable: Awaitable[Any]) -> None:
         try:
             self.values[index] = await awaitable
-        except anyio.get_cancelled_exc_class():
-            raise  # the nursery's own business
         except BaseException as error:
+            if is_cancellation(error):
+                raise  # the nursery's own business
             self.record(index, error)
 
 
@@ -132,7 +132,9 @@ def _close(awaitable: Awaitable[Any]) -> None:
 
 
 async def run_asyncio_tasks(
-    awaitables: Sequence[Awaitable[Any]], on_robust_failure: RobustFailure | None
+    awaitables: Sequence[Awaitable[Any]],
+    on_robust_failure: RobustFailure | None,
+    on_superseded: RobustFailure,
 ) -> Outcomes:
     """Run ``awaitables`` as asyncio tasks of the current task; wait for them all.
 
@@ -177,7 +179,7 @@ async def run_asyncio_tasks(
             except asyncio.CancelledError as cancelled:
                 run.abort_once()
                 await _wait_out(run)
-                _raise_unless_interrupted(cancelled, run.errors)
+                _raise_unless_interrupted(cancelled, run.errors, on_superseded)
         return run.outcomes()
     finally:
         # A task cancelled before its first step keeps a CancelledError whose
@@ -190,25 +192,43 @@ def _nothing_to_abort() -> None:
     """The abort of a run that has ended."""
 
 
+def is_cancellation(error: BaseException | None) -> bool:
+    """Whether ``error`` is a cancellation rather than a failure.
+
+    True for ``asyncio.CancelledError``, ``trio.Cancelled``, and an exception
+    group made only of them (nested groups included, as a trio nursery of a
+    receiver's raises); False for None and anything else, interrupts included.
+    """
+    if isinstance(error, BaseExceptionGroup):
+        members = cast("BaseExceptionGroup[BaseException]", error).exceptions
+        return all(is_cancellation(each) for each in members)
+    # trio is looked up, never imported: it is there only if the application uses it.
+    trio_cancelled = getattr(sys.modules.get("trio"), "Cancelled", asyncio.CancelledError)
+    return isinstance(error, asyncio.CancelledError | trio_cancelled)
+
+
 def _interrupts(errors: list[tuple[int, BaseException]]) -> bool:
     """Whether any failure is an interrupt (KeyboardInterrupt, SystemExit), never swallowed."""
-    if not errors:
-        return False
-    cancelled = anyio.get_cancelled_exc_class()
-    return any(not isinstance(error, Exception | cancelled) for _, error in errors)
+    return any(
+        not isinstance(error, Exception) and not is_cancellation(error) for _, error in errors
+    )
 
 
 def _raise_unless_interrupted(
-    cancelled: BaseException, errors: list[tuple[int, BaseException]]
+    cancelled: BaseException, errors: list[tuple[int, BaseException]], on_superseded: RobustFailure
 ) -> None:
     """After the caller's cancellation: raise it as itself, unless a receiver was interrupted.
 
-    Receivers' exceptions raised meanwhile become the cancellation's context,
-    so none is lost; an interrupt is what the send raises instead.
+    Receivers' exceptions raised meanwhile become the cancellation's context
+    and are handed to ``on_superseded`` (which logs them), so none is lost;
+    an interrupt is what the send raises instead.
     """
     if _interrupts(errors):
         return
-    failures = [error for _, error in errors if isinstance(error, Exception)]
+    superseded = [(position, error) for position, error in errors if isinstance(error, Exception)]
+    for position, error in superseded:
+        on_superseded(position, error)
+    failures = [error for _, error in superseded]
     if failures and cancelled.__context__ is None:
         cancelled.__context__ = (
             failures[0]
@@ -218,7 +238,7 @@ def _raise_unless_interrupted(
     try:
         raise cancelled
     finally:
-        del cancelled, failures
+        del cancelled, failures, superseded
 
 
 def _cancel_unless_shielded(task: asyncio.Task[Any]) -> None:
@@ -269,7 +289,9 @@ async def _wait_out(run: _Run) -> None:
 
 
 async def run_trio_nursery(
-    awaitables: Sequence[Awaitable[Any]], on_robust_failure: RobustFailure | None
+    awaitables: Sequence[Awaitable[Any]],
+    on_robust_failure: RobustFailure | None,
+    on_superseded: RobustFailure,
 ) -> Outcomes:
     """Run ``awaitables`` in a trio nursery; wait for them all.
 
@@ -290,25 +312,27 @@ async def run_trio_nursery(
             if not run.errors:
                 # The caller's cancellation, which the nursery groups:
                 # raised as itself.
-                await _raise_caller_cancellation(trio, run.errors)
+                await _raise_caller_cancellation(trio, run.errors, on_superseded)
                 raise  # pragma: no cover (only a cancelled caller's Cancelled gets here)
         # Receivers that caught the caller's cancellation and returned (or
         # failed meanwhile) do not end it: trio's cancellation is
         # level-triggered, so asking is exact.
-        await _raise_caller_cancellation(trio, run.errors)
+        await _raise_caller_cancellation(trio, run.errors, on_superseded)
         return run.outcomes()
     finally:
         run.let_go()
 
 
-async def _raise_caller_cancellation(trio: Any, errors: list[tuple[int, BaseException]]) -> None:
+async def _raise_caller_cancellation(
+    trio: Any, errors: list[tuple[int, BaseException]], on_superseded: RobustFailure
+) -> None:
     """On trio: raise the caller's cancellation if it stands (see _raise_unless_interrupted)."""
     if _interrupts(errors):
         return
     try:
         await trio.lowlevel.checkpoint_if_cancelled()
     except trio.Cancelled as cancelled:
-        _raise_unless_interrupted(cancelled, errors)
+        _raise_unless_interrupted(cancelled, errors, on_superseded)
 
 
 async def run_to_completion(awaitable: Awaitable[T]) -> T:

@@ -9,15 +9,14 @@ wraps each receiver for that send.
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import logging
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, cast
+from typing import Any
 
+from ._concurrent import is_cancellation
 from ._signal import _ALL_SIGNALS, Signal
 
 __all__ = ["Instrument", "SendEvent", "add_instrument", "remove_instrument"]
@@ -136,16 +135,6 @@ class Instrument:
         made only of them when the receiver ran tasks of its own:
         ``self.is_cancellation(error)`` tells it from a failure.
         """
-
-
-def is_cancellation(error: BaseException | None) -> bool:
-    """See :meth:`Instrument.is_cancellation`."""
-    if isinstance(error, BaseExceptionGroup):
-        members = cast("BaseExceptionGroup[BaseException]", error).exceptions
-        return all(is_cancellation(each) for each in members)
-    # trio is looked up, never imported: it is there only if the application uses it.
-    trio_cancelled = getattr(sys.modules.get("trio"), "Cancelled", asyncio.CancelledError)
-    return isinstance(error, (asyncio.CancelledError, trio_cancelled))
 
 
 def _within_background_send(wrapper: Callable[..., Any], is_async: bool) -> Callable[..., Any]:

@@ -459,14 +459,7 @@ class Signal(Generic[P, R]):
                 "creates a generator, so its body would never run; make it a plain "
                 "function or an async def that returns"
             )
-        if dispatch_uid is not None:
-            try:
-                hash(dispatch_uid)
-            except TypeError:
-                raise TypeError(
-                    f"dispatch_uid must be hashable, got {type(dispatch_uid).__name__} "
-                    f"{dispatch_uid!r}"
-                ) from None
+        uid_key = None if dispatch_uid is None else _dispatch_uid_key(dispatch_uid)
         is_async = is_async_callable(receiver)
         if to_thread and is_async:
             raise TypeError(
@@ -486,8 +479,8 @@ class Signal(Generic[P, R]):
         target: Any = reference(receiver, self._on_collected) if weak else receiver
         hold = _STRONG if not weak else _WEAK_METHOD if isinstance(target, WeakMethodRef) else _WEAK
         key: Hashable
-        if dispatch_uid is not None:
-            key = ("dispatch_uid", dispatch_uid)
+        if uid_key is not None:
+            key = uid_key
         elif hold == _WEAK and type(receiver) is FunctionType:
             key = target  # the weak reference is the key: see receiver_key
         else:
@@ -533,7 +526,7 @@ class Signal(Generic[P, R]):
             TypeError: neither ``receiver`` nor ``dispatch_uid`` is given.
         """
         if dispatch_uid is not None:
-            key: Hashable = ("dispatch_uid", dispatch_uid)
+            key: Hashable = _dispatch_uid_key(dispatch_uid)
         elif receiver is not None:
             key = receiver_key(receiver)
         else:
@@ -960,11 +953,14 @@ class Signal(Generic[P, R]):
                 except Exception as exc:
                     if not robust:
                         # The caller's cancellation wins over the receiver's error.
-                        await watch.raise_if_caller_cancelled()
+                        await self._raise_if_cancelled(watch, exc, receiver, sender)
                         self._annotate(exc, receiver)
                         raise
                     value = self._report(exc, receiver, sender)
                     await watch.raise_if_caller_cancelled()
+                except BaseExceptionGroup as group:
+                    await watch.raise_instead_of(group)
+                    raise
                 else:
                     # A receiver that absorbed the caller's cancellation ends the hook.
                     await watch.raise_if_caller_cancelled()
@@ -1133,11 +1129,14 @@ class Signal(Generic[P, R]):
             except Exception as exc:
                 if not robust:
                     # The caller's cancellation wins over the receiver's error.
-                    await watch.raise_if_caller_cancelled()
+                    await self._raise_if_cancelled(watch, exc, receiver, sender)
                     self._annotate(exc, receiver)
                     raise
                 value = self._report(exc, receiver, sender)
                 await watch.raise_if_caller_cancelled()
+            except BaseExceptionGroup as group:
+                await watch.raise_instead_of(group)
+                raise
             else:
                 # ... and over a value returned after absorbing it.
                 await watch.raise_if_caller_cancelled()
@@ -1172,6 +1171,9 @@ class Signal(Generic[P, R]):
             (lambda position, error: self._report(error, pending[position][1], sender))
             if robust
             else None,
+            lambda position, error: self._report(
+                error, pending[position][1], sender, superseded=True
+            ),
         )
         try:
             if errors:
@@ -1181,6 +1183,16 @@ class Signal(Generic[P, R]):
             _fill_in(results, pending, values)
         finally:
             del results, values, errors  # see _report: no cycle through an exception
+
+    async def _raise_if_cancelled(
+        self, watch: CancelWatch, exc: Exception, receiver: object, sender: object
+    ) -> None:
+        """In send: raise the caller's cancellation instead of ``exc``, logging ``exc``."""
+        try:
+            await watch.raise_if_caller_cancelled()
+        except BaseException:
+            self._report(exc, receiver, sender, superseded=True)
+            raise
 
     def _timed(self, receiver: Callable[..., Any], timeout: float) -> Callable[..., Any]:
         """``receiver`` with its timeout applied to each call, for one observed send."""
@@ -1256,8 +1268,13 @@ class Signal(Generic[P, R]):
         for position, error in errors:
             self._annotate(error, pending[position][1])
 
-    def _report(self, exc: Exception, receiver: object, sender: object) -> Exception:
+    def _report(
+        self, exc: Exception, receiver: object, sender: object, superseded: bool = False
+    ) -> Exception:
         """Log a receiver's exception for send_robust, which returns it as the result.
+
+        ``superseded``: the caller's cancellation propagates instead of this
+        exception (in ``send`` too), so the log is where it is seen.
 
         The frame that caught it is in its traceback, so that frame must not
         keep it, or the results that hold it, once the send is done: callers
@@ -1266,11 +1283,12 @@ class Signal(Generic[P, R]):
         the garbage collector's next pass, after the caller has let go.
         """
         logger.error(
-            "receiver %s of signal %s raised %s (sender: %s)",
+            "receiver %s of signal %s raised %s (sender: %s)%s",
             describe(receiver),
             self._label,
             type(exc).__name__,
             reprlib.repr(sender),
+            "; the caller's cancellation propagates instead" if superseded else "",
             exc_info=exc,
         )
         return exc
@@ -1352,7 +1370,8 @@ class Signal(Generic[P, R]):
                 _run_on_a_loop(
                     functools.partial(
                         self._await_pending, sender, results, pending, context, robust
-                    )
+                    ),
+                    [call for _, _, kind, call, _ in pending if kind == _ASYNC],
                 )
             return results
         finally:
@@ -1388,7 +1407,8 @@ class Signal(Generic[P, R]):
                         value = _run_on_a_loop(
                             functools.partial(
                                 self._await_one, value, receiver, self._timeout_of(timeout)
-                            )
+                            ),
+                            [value],
                         )
                 except Exception as exc:
                     if not robust:
@@ -1434,13 +1454,15 @@ def _pop_sender(args: tuple[object, ...], kwargs: dict[str, Any], method: str) -
     )
 
 
-def _run_on_a_loop(function: Callable[[], Awaitable[T]]) -> T:
+def _run_on_a_loop(function: Callable[[], Awaitable[T]], awaitables: Sequence[object] = ()) -> T:
     """Run ``function`` on this anyio worker thread's event loop, or on a temporary one.
 
     Either way it runs in a copy of the calling thread's context, so
     receivers see what the caller set. Its exception is raised again here,
     not through the event loop's machinery, which would hold it in
-    reference cycles (see unboxed).
+    reference cycles (see unboxed). Should no loop run it (a temporary one
+    that cannot start), ``awaitables``, which it would have awaited, are
+    closed: none is left un-awaited.
     """
     # The function and then its outcome, each taken out when used: nothing
     # the event loop's frames keep refers to what the receivers returned.
@@ -1467,11 +1489,29 @@ def _run_on_a_loop(function: Callable[[], Awaitable[T]]) -> T:
     else:
         on_a_worker_thread = True
     if not on_a_worker_thread:
-        # A loop factory, so that the thread's current event loop, if it
-        # set one, is left as it was (asyncio.Runner resets it otherwise).
-        anyio.run(run, backend_options={"loop_factory": asyncio.new_event_loop})
+        callers_context = contextvars.copy_context()
+
+        async def run_in_callers_context() -> None:
+            await await_in_context(callers_context, run())
+
+        try:
+            # From a fresh context: a thread that asyncio.to_thread started
+            # inherits the marker of its parent's running loop, and anyio
+            # would refuse to start a loop under it. The receivers still
+            # run in the caller's context. A loop factory, so that the
+            # thread's current event loop, if it set one, is left as it was
+            # (asyncio.Runner resets it otherwise).
+            contextvars.Context().run(_run_on_a_temporary_loop, run_in_callers_context)
+        except BaseException:
+            for awaitable in awaitables:
+                _close(awaitable)
+            raise
     # Returned, not kept in a local: see unboxed.
     return cast("T", unboxed(box.pop()))
+
+
+def _run_on_a_temporary_loop(function: Callable[[], Awaitable[None]]) -> None:
+    anyio.run(function, backend_options={"loop_factory": asyncio.new_event_loop})
 
 
 # (result index, receiver, _ASYNC or _THREAD, its awaitable or its kwargs, timeout)
@@ -1481,9 +1521,30 @@ _Pending = tuple[int, Any, int, Any, float | None]
 _PLAIN_RESULTS: Final = frozenset({bool, int, float, str, bytes, tuple, list, dict, set})
 
 
+def _dispatch_uid_key(dispatch_uid: Hashable) -> Hashable:
+    """The key a connection made with ``dispatch_uid`` is stored under.
+
+    Raises:
+        TypeError: ``dispatch_uid`` is not hashable (raised before anything is stored).
+    """
+    try:
+        hash(dispatch_uid)
+    except TypeError:
+        raise TypeError(
+            f"dispatch_uid must be hashable, got {type(dispatch_uid).__name__} {dispatch_uid!r}"
+        ) from None
+    return ("dispatch_uid", dispatch_uid)
+
+
 def _is_generator_function(receiver: object) -> bool:
-    """A (sync or async) generator function, bound method or partial of one."""
-    return inspect.isgeneratorfunction(receiver) or inspect.isasyncgenfunction(receiver)
+    """A (sync or async) generator function, a bound method or partial of one, or an
+    object whose ``__call__`` is one."""
+    if inspect.isgeneratorfunction(receiver) or inspect.isasyncgenfunction(receiver):
+        return True
+    if inspect.isfunction(receiver) or inspect.ismethod(receiver):
+        return False
+    call = getattr(type(receiver), "__call__", None)  # noqa: B004 (the class's, not a callable check)
+    return inspect.isgeneratorfunction(call) or inspect.isasyncgenfunction(call)
 
 
 def _weak_callback(signal: Signal[..., Any]) -> Callable[[object], None]:
@@ -1521,11 +1582,23 @@ def _check_timeout(timeout: float | None) -> float | None:
     return timeout
 
 
-# The limiters whose slots the receivers running this code hold: a nested
-# send from inside a receiver runs in its parent's slot instead of waiting
-# for one the parent would never give back.
-_held_limiters: contextvars.ContextVar[frozenset[anyio.CapacityLimiter]] = contextvars.ContextVar(
-    "asyncsignals_held_limiters", default=frozenset()
+class _Slot:
+    """One receiver's slot of a limiter, while the receiver runs."""
+
+    __slots__ = ("held", "limiter")
+
+    def __init__(self, limiter: anyio.CapacityLimiter) -> None:
+        self.limiter = limiter
+        self.held = True
+
+
+# The slots held by the receivers whose code is running: a nested send from
+# inside a receiver runs in its parent's slot instead of waiting for one the
+# parent would never give back. A task the receiver started inherits this,
+# but once the receiver has ended its slot is no longer held, and that
+# task's sends wait their turn as any other.
+_held_slots: contextvars.ContextVar[tuple[_Slot, ...]] = contextvars.ContextVar(
+    "asyncsignals_held_slots", default=()
 )
 
 
@@ -1536,19 +1609,26 @@ async def _limited_and_timed(
     describe_failure: Callable[[], str],
 ) -> T:
     borrower = object()  # unique: a nested send in the same task borrows again
-    held = _held_limiters.get()
-    if limiter is not None and limiter in held:
-        limiter = None  # a nested send: its parent's slot is this receiver's
+    slot = None
     token = None
     if limiter is not None:
-        try:
-            await limiter.acquire_on_behalf_of(borrower)
-        except BaseException:
-            _close(awaitable)
-            raise
-        # Runs in the receiver's own context (its task's, or the send's
-        # copy): what it sets reaches the receiver's code, never the sender.
-        token = _held_limiters.set(held | {limiter})
+        held = _held_slots.get()
+        if not any(each.held and each.limiter is limiter for each in held):
+            try:
+                # A free slot is taken without yielding: the send adds no
+                # checkpoint of its own, it waits only for a slot.
+                limiter.acquire_on_behalf_of_nowait(borrower)
+            except anyio.WouldBlock:
+                try:
+                    await limiter.acquire_on_behalf_of(borrower)
+                except BaseException:
+                    _close(awaitable)
+                    raise
+            # Runs in the receiver's own context (its task's, or the send's
+            # copy): what it sets reaches the receiver's code, never the sender.
+            slot = _Slot(limiter)
+            token = _held_slots.set((*held, slot))
+        # else a nested send: its parent's slot is this receiver's
     try:
         if time_limit is None:
             return await awaitable
@@ -1556,10 +1636,11 @@ async def _limited_and_timed(
             return await awaitable
         raise TimeoutError(describe_failure())
     finally:
-        if limiter is not None:
-            limiter.release_on_behalf_of(borrower)
-            if token is not None:
-                _held_limiters.reset(token)
+        if slot is not None:
+            slot.held = False
+            slot.limiter.release_on_behalf_of(borrower)
+        if token is not None:
+            _held_slots.reset(token)
 
 
 def _close(awaitable: object) -> None:

@@ -61,13 +61,8 @@ from opentelemetry import trace
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, TracerProvider
 from opentelemetry.util.types import AttributeValue
 
-from ._instrument import (
-    Instrument,
-    SendEvent,
-    add_instrument,
-    is_cancellation,
-    remove_instrument,
-)
+from ._concurrent import is_cancellation
+from ._instrument import Instrument, SendEvent, add_instrument, remove_instrument
 from ._receivers import describe
 from ._signal import Signal
 

@@ -17,7 +17,8 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
-from helpers import native_timeout, native_timeout_error
+import trio
+from helpers import current_backend, native_timeout, native_timeout_error
 
 from asyncsignals import Signal
 
@@ -101,16 +102,21 @@ async def test_send_robust_error_from_finally_does_not_hide_the_cancellation(
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-async def test_send_error_from_finally_does_not_hide_the_cancellation(shape: str) -> None:
-    """In send, the cancellation propagates and carries the receiver's error as its context."""
+async def test_send_error_from_finally_does_not_hide_the_cancellation(
+    shape: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """In send, the cancellation propagates; the receiver's error is its context, and logged."""
     signal = make_signal(shape, raises_from_finally)
     caught: list[BaseException] = []
-    with anyio.move_on_after(0.02) as scope:
-        try:
-            await signal.send(None)
-        except BaseException as exc:
-            caught.append(exc)
-            raise
+    with caplog.at_level(logging.ERROR, logger="asyncsignals"):
+        with anyio.move_on_after(0.02) as scope:
+            try:
+                await signal.send(None)
+            except BaseException as exc:
+                caught.append(exc)
+                raise
+    assert "ValueError" in caplog.text
+    assert "the caller's cancellation propagates instead" in caplog.text
     assert scope.cancelled_caught
     assert isinstance(caught[0], anyio.get_cancelled_exc_class())
     context = caught[0].__context__
@@ -298,3 +304,33 @@ async def test_closing_a_suspended_send_closes_its_receiver() -> None:
     sending.send(None)
     sending.close()
     assert cleaned_up == [True]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("method", ["send", "send_robust"])
+async def test_a_receivers_own_task_group_does_not_group_the_cancellation(
+    shape: str, method: str
+) -> None:
+    """A receiver running tasks of its own when the caller is cancelled: the cancellation itself."""
+
+    async def runs_tasks(sender: object, **kwargs: Any) -> None:
+        # The backend's own group: a trio nursery groups its children's Cancelled.
+        if current_backend() == "trio":
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(trio.sleep_forever)
+                nursery.start_soon(trio.sleep_forever)
+        else:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(asyncio.sleep(10))
+                tasks.create_task(asyncio.sleep(10))
+
+    signal = make_signal(shape, runs_tasks)
+    caught: list[BaseException] = []
+    with anyio.move_on_after(0.02) as scope:
+        try:
+            await getattr(signal, method)(None)
+        except BaseException as exc:
+            caught.append(exc)
+            raise
+    assert scope.cancelled_caught
+    assert [type(exc) for exc in caught] == [anyio.get_cancelled_exc_class()]

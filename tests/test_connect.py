@@ -340,3 +340,29 @@ def test_receiver_decorator_with_no_signal_is_refused() -> None:
 
     with pytest.raises(TypeError, match="at least one signal"):
         receiver([])
+
+
+class GeneratorCall:
+    def __call__(self, sender: object, **kwargs: Any) -> Any:
+        yield sender
+
+
+class AsyncGeneratorCall:
+    async def __call__(self, sender: object, **kwargs: Any) -> Any:
+        yield sender
+
+
+@pytest.mark.parametrize("receiver", [GeneratorCall(), AsyncGeneratorCall()])
+def test_objects_whose_call_is_a_generator_are_refused(receiver: Any) -> None:
+    """An object whose __call__ is a generator function would never run its body: refused."""
+    with pytest.raises(TypeError, match="generator"):
+        Signal().connect(receiver, weak=False)
+
+
+def test_disconnect_with_an_unhashable_dispatch_uid_says_so() -> None:
+    """disconnect(dispatch_uid=<unhashable>) raises the same clear TypeError as connect."""
+    signal = Signal()
+    signal.connect(handler, dispatch_uid="kept")
+    with pytest.raises(TypeError, match="dispatch_uid must be hashable"):
+        signal.disconnect(dispatch_uid=["not", "hashable"])  # type: ignore[arg-type]
+    assert signal.has_listeners()

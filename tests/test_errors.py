@@ -425,3 +425,22 @@ async def test_exception_that_cannot_take_a_note_is_raised_as_itself(
         with pytest.raises(type(error)) as raised:
             await signal.send(None)
         assert raised.value is error
+
+
+@pytest.mark.parametrize("concurrent", [True, False])
+@pytest.mark.parametrize("method", ["send", "send_robust"])
+async def test_a_receivers_group_of_interrupts_propagates_as_itself(
+    concurrent: bool, method: str
+) -> None:
+    """A receiver raising a BaseExceptionGroup of interrupts: it reaches the caller unchanged."""
+    group = BaseExceptionGroup("interrupted", [KeyboardInterrupt()])
+
+    async def interrupted(sender: object, **kwargs: Any) -> None:
+        await anyio.lowlevel.checkpoint()
+        raise group
+
+    signal = Signal(concurrent=concurrent)
+    signal.connect(interrupted)
+    with pytest.raises(BaseExceptionGroup) as raised:
+        await getattr(signal, method)(None)
+    assert raised.value is group

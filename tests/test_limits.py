@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from typing import Any
@@ -310,3 +311,44 @@ def test_concurrent_must_be_a_bool(bad: object) -> None:
     """concurrent= takes True or False only: anything else is refused at construction."""
     with pytest.raises(TypeError, match="concurrent"):
         Signal(concurrent=bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("concurrent", [True, False])
+async def test_a_free_slot_is_taken_without_a_checkpoint(concurrent: bool) -> None:
+    """With a slot free, a limited send whose receiver never suspends runs even when cancelled."""
+    ran: list[bool] = []
+
+    async def never_suspends(sender: object, **kwargs: Any) -> str:
+        ran.append(True)
+        return "ran"
+
+    signal = Signal(max_concurrency=1, concurrent=concurrent)
+    signal.connect(never_suspends)
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        results = await signal.send(None)
+    assert not scope.cancelled_caught
+    assert results == [(never_suspends, "ran")]
+
+
+async def test_tasks_a_receiver_starts_do_not_keep_its_slot() -> None:
+    """Sends from tasks a receiver started wait their turn once that receiver has ended."""
+    signal = Signal(max_concurrency=1)
+    running = 0
+    most = 0
+
+    async def receiver(sender: object, spawn: Any = None, **kwargs: Any) -> None:
+        nonlocal running, most
+        if spawn is not None:
+            for _ in range(4):
+                spawn.start_soon(functools.partial(signal.send, None))
+            return
+        running += 1
+        most = max(most, running)
+        await anyio.sleep(0.01)
+        running -= 1
+
+    signal.connect(receiver)
+    async with anyio.create_task_group() as application:
+        await signal.send(None, spawn=application)
+    assert most == 1

@@ -322,15 +322,8 @@ async def test_a_background_send_links_to_the_span_that_queued_it(
     tracing: Tracing,
     signal: Signal[Any, Any],
     in_background: Callable[..., Awaitable[None]],
-    request: pytest.FixtureRequest,
 ) -> None:
     """A dispatcher's send starts a trace of its own, linked to the request span that queued it."""
-    if in_background.__name__ == "through_a_dispatcher":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True, reason="the dispatcher does not yet mark the context it runs sends in"
-            )
-        )
     payment_settled = Signal(name="payment_settled")
     watcher = OpenTelemetryInstrument(tracing.provider)
     add_instrument(watcher, payment_settled)

@@ -332,3 +332,36 @@ async def test_cancelling_a_worker_threads_caller_cancels_its_send_sync(concurre
     assert started.is_set()
     assert cancelled == [True]
     assert len(outcome) == 1
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize("concurrent", [True, False])
+async def test_from_an_asyncio_to_thread_thread_runs_on_a_temporary_loop(concurrent: bool) -> None:
+    """From a thread asyncio.to_thread started (no anyio token), async receivers still run."""
+    signal = Signal(concurrent=concurrent)
+    signal.connect(async_receiver)
+    loop_thread = threading.get_ident()
+
+    def in_thread() -> tuple[int, list[Any]]:
+        return threading.get_ident(), signal.send_sync(None)
+
+    with no_unawaited_coroutines():
+        thread, results = await asyncio.to_thread(in_thread)
+    assert thread != loop_thread
+    assert [value for _, value in results] == [("async", thread)]
+
+
+@pytest.mark.parametrize("concurrent", [True, False])
+def test_a_temporary_loop_that_cannot_start_leaves_no_coroutine_unawaited(
+    concurrent: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If the temporary loop fails to start, the receivers' coroutines are closed, not dropped."""
+    signal = Signal(concurrent=concurrent)
+    signal.connect(async_receiver)
+
+    def refuses(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("no loop for you")
+
+    monkeypatch.setattr(anyio, "run", refuses)
+    with no_unawaited_coroutines(), pytest.raises(RuntimeError, match="no loop for you"):
+        signal.send_sync(None)
