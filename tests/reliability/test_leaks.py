@@ -14,6 +14,7 @@ object that reused a dead sender's ``id()`` inherited its receivers).
 
 from __future__ import annotations
 
+import faulthandler
 import gc
 import os
 import time
@@ -179,8 +180,18 @@ def test_memory_flat_over_connect_cycles() -> None:
     assert after - before < FLAT
 
 
+@pytest.fixture
+def without_watchdog() -> None:
+    """Cancel pytest's faulthandler watchdog: pytest-timeout bounds the long soaks."""
+    # The watchdog would dump every thread's stack after a minute, which reads
+    # as a hang although the soak is only long, and a dump that races a thread
+    # changing its frames can crash the interpreter.
+    faulthandler.cancel_dump_traceback_later()
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
+@pytest.mark.usefixtures("without_watchdog")
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_memory_flat_over_a_million_sends(backend: str) -> None:
     """1,000,000 sends after a warm-up leave traced memory flat."""
@@ -191,6 +202,7 @@ def test_memory_flat_over_a_million_sends(backend: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
+@pytest.mark.usefixtures("without_watchdog")
 def test_memory_flat_over_100_000_connect_cycles() -> None:
     """100,000 connect/disconnect cycles after a warm-up leave traced memory flat."""
     before, after, elapsed = soak_cycles(100_000)
