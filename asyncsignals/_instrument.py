@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._concurrent import is_cancellation
-from ._signal import _ALL_SIGNALS, Signal
+from ._signal import Signal, all_signals
 
 __all__ = ["Instrument", "SendEvent", "add_instrument", "remove_instrument"]
 
@@ -285,7 +285,7 @@ def add_instrument(instrument: Instrument, signal: Signal[..., Any] | None = Non
             return
         hook = _everywhere[instrument] = _InstrumentHook(instrument)
         Signal._every_signal_hooks = (*Signal._every_signal_hooks, hook)
-        for each in list(_ALL_SIGNALS):
+        for each in all_signals():
             each._add_hook(hook)
 
 
@@ -303,7 +303,7 @@ def remove_instrument(instrument: Instrument, signal: Signal[..., Any] | None = 
         Signal._every_signal_hooks = tuple(
             hook for hook in Signal._every_signal_hooks if hook is not everywhere
         )
-        for each in list(_ALL_SIGNALS):
+        for each in all_signals():
             each._remove_hook(everywhere)
 
 

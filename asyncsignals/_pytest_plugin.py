@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from ._signal import _ALL_SIGNALS, Signal
+from ._signal import Signal, all_signals, connections_of
 from .testing import SignalCapture, capture
 
 __all__ = ["signal_capture", "signal_isolation"]
@@ -45,9 +45,9 @@ def signal_isolation() -> Iterator[None]:
     test, add ``usefixtures = ["signal_isolation"]`` to the pytest
     configuration.
     """
-    saved = [(weakref.ref(signal), signal._save_connections()) for signal in list(_ALL_SIGNALS)]
+    saved = [(weakref.ref(signal), connections_of(signal).save()) for signal in all_signals()]
     yield
     for reference, connections in saved:
         signal = reference()
         if signal is not None:
-            signal._restore_connections(connections)
+            connections_of(signal).restore(connections)

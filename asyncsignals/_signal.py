@@ -6,7 +6,6 @@ import asyncio
 import contextvars
 import functools
 import inspect
-import itertools
 import logging
 import reprlib
 import threading
@@ -23,6 +22,19 @@ from typing_extensions import ParamSpec, TypeVar
 
 from ._backends import Backend, CancelWatch, current_backend, running_event_loop
 from ._concurrent import unboxed
+from ._connections import (
+    ASYNC,
+    INLINE,
+    STRONG,
+    THREAD,
+    WEAK,
+    WEAK_METHOD,
+    Connection,
+    ConnectionStore,
+    InlineConnection,
+    Snapshot,
+    live_receiver,
+)
 from ._context import await_in_context
 from ._receivers import (
     WeakMethodRef,
@@ -53,37 +65,6 @@ Receiver: TypeAlias = Callable[P, Awaitable[R]] | Callable[P, R]
 
 #: What a send returns: ``(receiver, result)`` in connection order.
 Results: TypeAlias = list[tuple[Callable[..., Any], R]]
-
-# How a connection's receiver is run.
-_INLINE: Final = 0  # sync: called on the loop's thread, in connection order
-_ASYNC: Final = 1  # async: awaited concurrently with the other async receivers
-_THREAD: Final = 2  # sync with to_thread=True: run in a worker thread
-
-# How a connection holds its receiver.
-_STRONG: Final = 0  # the receiver itself
-_WEAK: Final = 1  # a weakref.ref to it
-_WEAK_METHOD: Final = 2  # a WeakMethodRef to a bound method's object
-
-# A connection: (receiver or weak reference to it, how it is held, how it runs,
-# takes signal=, connection sequence number, its own timeout or None). A plain
-# tuple: it is read on every send, and unpacking a tuple is the cheapest way
-# to read its fields.
-_Connection = tuple[Any, int, int, bool, int, float | None]
-# A sync receiver as the sync-only loop of a send needs it: (receiver or weak
-# reference to it, how it is held, takes signal=, its own timeout or None).
-_Inline = tuple[Any, int, bool, float | None]
-# What a send from one sender reaches: its connections in connection order,
-# whether any of them must be awaited (async or to_thread), and, when none
-# must, the same connections as _Inline entries.
-_Snapshot = tuple[tuple[_Connection, ...], bool, tuple[_Inline, ...] | None]
-_NOTHING: _Snapshot = ((), False, ())
-
-
-def _live_receiver(connection: _Connection) -> Any:
-    target, hold = connection[0], connection[1]
-    if hold == _WEAK_METHOD:
-        return target.method()
-    return target() if hold else target
 
 
 class SendHook(Protocol):
@@ -130,49 +111,18 @@ def _end_watches(
         watch.end(results, error)
 
 
-# A signal's connections saved by Signal._save_connections.
-_SavedConnections = tuple[
-    dict[Hashable, _Connection],
-    dict[int, tuple["_SenderConnections", dict[Hashable, _Connection]]],
-]
+def connections_of(signal: Signal[..., Any]) -> ConnectionStore:
+    """The connection store of ``signal`` (for the package's test helpers)."""
+    return signal._connections
+
 
 # Every signal alive, so that test helpers can save and restore them all.
 _ALL_SIGNALS: weakref.WeakSet[Signal] = weakref.WeakSet()
 
 
-class _SenderRef(weakref.ref[Any]):
-    """Weak reference to a sender, remembering the ``id()`` it is filed under."""
-
-    __slots__ = ("sender_id",)
-    sender_id: int
-
-
-class _StrongSenderRef:
-    """Holds a sender that cannot be weakly referenced (``object()``, str, int).
-
-    Such a sender is kept until its last connection is removed: matching by
-    identity needs the object itself, and a bare ``id()`` could be reused.
-    """
-
-    __slots__ = ("sender",)
-
-    def __init__(self, sender: object) -> None:
-        self.sender = sender
-
-    def __call__(self) -> object:
-        return self.sender
-
-
-class _SenderConnections:
-    """The connections made for one specific sender."""
-
-    __slots__ = ("cache", "connections", "sender_ref")
-
-    def __init__(self, sender_ref: Callable[[], object]) -> None:
-        self.sender_ref = sender_ref
-        self.connections: dict[Hashable, _Connection] = {}
-        # (version it was built for, any-sender and own connections merged)
-        self.cache: tuple[object, _Snapshot] = (None, _NOTHING)
+def all_signals() -> list[Signal[..., Any]]:
+    """Every signal alive now (for the package's test helpers and instruments)."""
+    return list(_ALL_SIGNALS)
 
 
 class Signal(Generic[P, R]):
@@ -210,23 +160,16 @@ class Signal(Generic[P, R]):
 
     __slots__ = (
         "__weakref__",
-        "_any_cache",
-        "_any_sender",
-        "_cached_records",
         "_concurrent",
-        "_dirty",
+        "_connections",
         "_hooks",
         "_limiter",
         "_limiters",
         "_lock",
         "_max_concurrency",
-        "_on_collected",
         "_providing_args",
         "_required_args",
-        "_senders",
-        "_sequence",
         "_timeout",
-        "_version",
         "name",
     )
 
@@ -265,7 +208,7 @@ class Signal(Generic[P, R]):
             self._providing_args = None
         # The names a send must provide; Signal.declare makes some optional.
         self._required_args = self._providing_args
-        del use_caching  # lookups are always cached, see _connections_for
+        del use_caching  # lookups are always cached, see ConnectionStore.lookup
         #: Shown in ``repr``, error messages, exception notes and logs.
         self.name: str | None = name
         self._timeout = _check_timeout(timeout)
@@ -288,19 +231,7 @@ class Signal(Generic[P, R]):
         )
         self._concurrent = concurrent
         self._lock = threading.Lock()
-        self._sequence = itertools.count()
-        self._any_sender: dict[Hashable, _Connection] = {}
-        self._senders: dict[int, _SenderConnections] = {}
-        # Any change to the connections replaces _version; a cache is valid
-        # while it was built for the current one. Replacing an attribute is
-        # atomic, so weakref callbacks (which may run in any thread, at any
-        # allocation) can invalidate caches without taking the lock.
-        self._version: object = object()
-        self._any_cache: tuple[object, _Snapshot] = (None, _NOTHING)
-        # Records holding a cached lookup, for _changed to drop.
-        self._cached_records: list[_SenderConnections] = []
-        self._dirty = False
-        self._on_collected = _weak_callback(self)
+        self._connections = ConnectionStore()
         self._hooks: tuple[SendHook, ...] = Signal._every_signal_hooks
         _ALL_SIGNALS.add(self)
 
@@ -475,39 +406,19 @@ class Signal(Generic[P, R]):
         shape = inspect_receiver(receiver)
         check_accepts(receiver, shape, self._providing_args, self._required_args, self)
         takes_signal = shape is not None and shape.takes_signal
-        kind = _ASYNC if is_async else _THREAD if to_thread else _INLINE
-        target: Any = reference(receiver, self._on_collected) if weak else receiver
-        hold = _STRONG if not weak else _WEAK_METHOD if isinstance(target, WeakMethodRef) else _WEAK
+        kind = ASYNC if is_async else THREAD if to_thread else INLINE
+        connections = self._connections
+        target: Any = reference(receiver, connections.on_collected) if weak else receiver
+        hold = STRONG if not weak else WEAK_METHOD if isinstance(target, WeakMethodRef) else WEAK
         key: Hashable
         if uid_key is not None:
             key = uid_key
-        elif hold == _WEAK and type(receiver) is FunctionType:
+        elif hold == WEAK and type(receiver) is FunctionType:
             key = target  # the weak reference is the key: see receiver_key
         else:
             key = receiver_key(receiver)
 
-        with self._lock:
-            if self._dirty:
-                self._purge()
-            if sender is None:
-                connections = self._any_sender
-            else:
-                record = self._record_for(sender)
-                if record is None:
-                    record = _SenderConnections(self._sender_ref(sender))
-                    self._senders[id(sender)] = record
-                connections = record.connections
-            existing = connections.get(key)
-            if existing is None or _live_receiver(existing) is None:
-                connections[key] = (
-                    target,
-                    hold,
-                    kind,
-                    takes_signal,
-                    next(self._sequence),
-                    timeout,
-                )
-                self._changed()
+        connections.add(key, sender, target, hold, kind, takes_signal, timeout)
         return receiver
 
     def disconnect(
@@ -531,138 +442,21 @@ class Signal(Generic[P, R]):
             key = receiver_key(receiver)
         else:
             raise TypeError("disconnect() needs the receiver or the dispatch_uid to remove")
-        with self._lock:
-            if sender is None:
-                removed = self._any_sender.pop(key, None)
-            else:
-                record = self._record_for(sender)
-                if record is None:
-                    return False
-                removed = record.connections.pop(key, None)
-                if not record.connections:
-                    del self._senders[id(sender)]
-            if removed is None:
-                return False
-            self._changed()
-            # A collected receiver's connection is gone already, as far as
-            # anyone can tell: removing its leftover entry removes nothing.
-            return _live_receiver(removed) is not None
+        return self._connections.remove(key, sender)
 
     def has_listeners(self, sender: object = None) -> bool:
         """True when a send from ``sender`` would reach at least one live receiver.
 
         ``sender=None`` asks about the receivers connected for any sender.
         """
-        connections = self._connections_for(sender)[0]
-        return any(_live_receiver(c) is not None for c in connections)
+        connections = self._connections.lookup(sender)[0]
+        return any(live_receiver(c) is not None for c in connections)
 
     def receivers_for(self, sender: object) -> list[Callable[..., Any]]:
         """The live receivers a send from ``sender`` reaches, in connection order."""
-        connections = self._connections_for(sender)[0]
-        live = [_live_receiver(c) for c in connections]
+        connections = self._connections.lookup(sender)[0]
+        live = [live_receiver(c) for c in connections]
         return [receiver for receiver in live if receiver is not None]
-
-    # -- bookkeeping --------------------------------------------------------
-
-    def _changed(self) -> None:
-        """The connections changed (lock held): no cached lookup may be used again.
-
-        The caches are dropped too, not just outdated, so that a lookup
-        cached for a sender that never sends again does not keep a
-        disconnected receiver alive.
-        """
-        self._version = object()
-        self._any_cache = (None, _NOTHING)
-        for record in self._cached_records:
-            record.cache = (None, _NOTHING)
-        self._cached_records.clear()
-
-    def _mark_dirty(self, reference: object) -> None:
-        # A weakly held receiver or sender was collected. Mostly only flag
-        # it: this runs inside the garbage collector, possibly while another
-        # thread iterates the connections, so the cleanup waits for the lock.
-        self._dirty = True
-        self._version = object()
-        if isinstance(reference, _SenderRef):
-            record = self._senders.get(reference.sender_id)
-            if record is not None and record.sender_ref is reference:
-                # A dead sender's connections go now, not at the next
-                # cleanup: they may hold receivers strongly. Replaced, not
-                # cleared, so that whoever is reading the old ones (under
-                # the lock, in another thread) reads them to the end; no one
-                # adds to them, since that takes the live sender.
-                record.connections = {}
-                record.cache = (None, _NOTHING)
-
-    def _sender_ref(self, sender: object) -> Callable[[], object]:
-        try:
-            sender_ref = _SenderRef(sender, self._on_collected)
-        except TypeError:
-            return _StrongSenderRef(sender)
-        sender_ref.sender_id = id(sender)
-        return sender_ref
-
-    def _record_for(self, sender: object) -> _SenderConnections | None:
-        record = self._senders.get(id(sender))
-        # A record whose sender died belongs to an object that merely had the
-        # same id(); it is never matched.
-        if record is None or record.sender_ref() is not sender:
-            return None
-        return record
-
-    def _purge(self) -> None:
-        """Drop connections whose receiver or sender was collected (lock held)."""
-        self._dirty = False
-        self._any_sender = {
-            k: c for k, c in self._any_sender.items() if _live_receiver(c) is not None
-        }
-        for sender_id, record in list(self._senders.items()):
-            if record.sender_ref() is None:
-                del self._senders[sender_id]
-                continue
-            record.connections = {
-                k: c for k, c in record.connections.items() if _live_receiver(c) is not None
-            }
-            if not record.connections:
-                del self._senders[sender_id]
-        self._changed()
-
-    def _connections_for(self, sender: object) -> _Snapshot:
-        """The connections a send from ``sender`` reaches, in connection order.
-
-        Cached per sender (and for "any sender") until the connections change,
-        so a send costs the same however many other senders have receivers.
-        """
-        if sender is not None and self._senders:
-            record = self._record_for(sender)
-            if record is not None:
-                cached_version, snapshot = record.cache
-                if cached_version is self._version:
-                    return snapshot
-                return self._rebuild(record)
-        cached_version, snapshot = self._any_cache
-        if cached_version is self._version:
-            return snapshot
-        return self._rebuild(None)
-
-    def _rebuild(self, record: _SenderConnections | None) -> _Snapshot:
-        with self._lock:
-            if self._dirty:
-                self._purge()
-            version = self._version
-            merged = list(self._any_sender.values())
-            if record is not None:
-                merged.extend(record.connections.values())
-                merged.sort(key=lambda connection: connection[4])
-            awaits = any(c[2] != _INLINE for c in merged)
-            inline = None if awaits else tuple((c[0], c[1], c[3], c[5]) for c in merged)
-            snapshot = (tuple(merged), awaits, inline)
-            if record is None:
-                self._any_cache = (version, snapshot)
-            else:
-                record.cache = (version, snapshot)
-                self._cached_records.append(record)
-            return snapshot
 
     # -- sending ------------------------------------------------------------
 
@@ -728,13 +522,14 @@ class Signal(Generic[P, R]):
             if len(args) == 1 and "sender" not in kwargs
             else _pop_sender(args, kwargs, "send")
         )
-        # _connections_for and _check_payload, their common cases read here:
+        # The store's lookup and _check_payload, their common cases read here:
         # the cached lookup when no sender has receivers of its own, and no
         # call for an untyped payload that does not use the reserved name.
         # (The calls cost about 50 ns, 1.5% of a send to 10 sync receivers.)
-        version, snapshot = self._any_cache
-        if version is not self._version or (self._senders and sender is not None):
-            snapshot = self._connections_for(sender)
+        store = self._connections
+        version, snapshot = store.any_cache
+        if version is not store.version or (store.senders and sender is not None):
+            snapshot = store.lookup(sender)
         if self._providing_args is not None or "signal" in kwargs:
             self._check_payload(kwargs)
         inline = snapshot[2]
@@ -764,9 +559,10 @@ class Signal(Generic[P, R]):
         )
         # As in send, with robust=True. Not one shared coroutine: awaiting it
         # would cost a send to 10 sync receivers about 4%.
-        version, snapshot = self._any_cache
-        if version is not self._version or (self._senders and sender is not None):
-            snapshot = self._connections_for(sender)
+        store = self._connections
+        version, snapshot = store.any_cache
+        if version is not store.version or (store.senders and sender is not None):
+            snapshot = store.lookup(sender)
         if self._providing_args is not None or "signal" in kwargs:
             self._check_payload(kwargs)
         inline = snapshot[2]
@@ -788,7 +584,7 @@ class Signal(Generic[P, R]):
         sender: object,
         named: dict[str, Any],
         robust: bool,
-        snapshot: _Snapshot,
+        snapshot: Snapshot,
         observed: bool = False,
     ) -> list[tuple[Callable[..., Any], Any]]:
         """A send whose payload is checked: ``snapshot`` is what it reaches.
@@ -813,7 +609,7 @@ class Signal(Generic[P, R]):
             del results  # see _report: no cycle through a kept exception
 
     async def _send_observed(
-        self, snapshot: _Snapshot, sender: object, named: dict[str, Any], robust: bool
+        self, snapshot: Snapshot, sender: object, named: dict[str, Any], robust: bool
     ) -> list[tuple[Callable[..., Any], Any]]:
         """A send with hooks installed: muting, skipped or wrapped receivers, reports."""
         watches, observed, originals = self._observe(snapshot, sender, named)
@@ -832,8 +628,8 @@ class Signal(Generic[P, R]):
             del results  # see _report: no cycle through a kept exception
 
     def _observe(
-        self, snapshot: _Snapshot, sender: object, named: dict[str, Any]
-    ) -> tuple[list[SendWatch], _Snapshot | None, dict[Callable[..., Any], Any]]:
+        self, snapshot: Snapshot, sender: object, named: dict[str, Any]
+    ) -> tuple[list[SendWatch], Snapshot | None, dict[Callable[..., Any], Any]]:
         """Ask the hooks about this send.
 
         Returns their watches, the connections the send keeps (None when
@@ -845,12 +641,12 @@ class Signal(Generic[P, R]):
         originals: dict[Callable[..., Any], Any] = {}
         if any(watch.muted for watch in watches):
             return watches, None, originals
-        kept: list[_Connection] = []
+        kept: list[Connection] = []
         for connection in snapshot[0]:
-            receiver = _live_receiver(connection)
+            receiver = live_receiver(connection)
             if receiver is None or not all(watch.allows(receiver) for watch in watches):
                 continue
-            is_async = connection[2] == _ASYNC
+            is_async = connection[2] == ASYNC
             timeout = self._timeout_of(connection[5]) if is_async else None
             # The receiver's timeout goes innermost, so that a hook's wrapper
             # sees the TimeoutError it raises, as the send does.
@@ -861,13 +657,13 @@ class Signal(Generic[P, R]):
                 originals[call] = receiver
                 connection = (  # noqa: PLW2901
                     call,
-                    _STRONG,
+                    STRONG,
                     *connection[2:5],
                     connection[5] if timeout is None else _UNTIMED,
                 )
             kept.append(connection)
         # The inline loop cannot run a wrapped receiver's timeout: always _send's path.
-        return watches, (tuple(kept), any(c[2] != _INLINE for c in kept), None), originals
+        return watches, (tuple(kept), any(c[2] != INLINE for c in kept), None), originals
 
     def _add_hook(self, hook: SendHook) -> None:
         """Observe this signal's sends (for asyncsignals.testing); thread-safe."""
@@ -878,28 +674,9 @@ class Signal(Generic[P, R]):
         with self._lock:
             self._hooks = tuple(each for each in self._hooks if each is not hook)
 
-    def _save_connections(self) -> _SavedConnections:
-        """Every connection as it is now, for :meth:`_restore_connections`."""
-        with self._lock:
-            return (
-                dict(self._any_sender),
-                {key: (record, dict(record.connections)) for key, record in self._senders.items()},
-            )
-
-    def _restore_connections(self, saved: _SavedConnections) -> None:
-        """Put back the connections :meth:`_save_connections` returned (for test isolation)."""
-        any_sender, senders = saved
-        with self._lock:
-            self._any_sender = dict(any_sender)
-            self._senders = {}
-            for key, (record, connections) in senders.items():
-                record.connections = dict(connections)
-                self._senders[key] = record
-            self._changed()
-
     async def _send_in_order(
         self,
-        connections: Sequence[_Connection],
+        connections: Sequence[Connection],
         sender: object,
         named: dict[str, Any],
         robust: bool,
@@ -919,7 +696,7 @@ class Signal(Generic[P, R]):
 
     async def _run_in_order(
         self,
-        connections: Sequence[_Connection],
+        connections: Sequence[Connection],
         sender: object,
         named: dict[str, Any],
         robust: bool,
@@ -936,17 +713,17 @@ class Signal(Generic[P, R]):
                 receiver = target() if hold else target
                 if receiver is None:
                     continue
-                if hold == _WEAK_METHOD:
+                if hold == WEAK_METHOD:
                     receiver = MethodType(target.function, receiver)
                 kwargs = arguments_with_signal if takes_signal else arguments
                 try:
-                    if kind == _THREAD:
+                    if kind == THREAD:
                         value = await self._guarded(
                             _run_in_thread(receiver, kwargs, backend), receiver, None, limiter
                         )
                     else:
                         value = receiver(**kwargs)
-                        if kind == _ASYNC or _is_awaitable(value):
+                        if kind == ASYNC or _is_awaitable(value):
                             value = await self._guarded(
                                 value, receiver, self._timeout_of(timeout), limiter
                             )
@@ -971,7 +748,7 @@ class Signal(Generic[P, R]):
 
     def _run_sync(
         self,
-        inline: Sequence[_Inline],
+        inline: Sequence[InlineConnection],
         sender: object,
         named: dict[str, Any],
         robust: bool,
@@ -993,7 +770,7 @@ class Signal(Generic[P, R]):
         plain_results = _PLAIN_RESULTS
         try:
             for target, hold, takes_signal, timeout in inline:
-                if hold == _WEAK:  # the most common: one test for it
+                if hold == WEAK:  # the most common: one test for it
                     receiver = target()
                     if receiver is None:
                         continue
@@ -1018,7 +795,7 @@ class Signal(Generic[P, R]):
                         and inspect.isawaitable(result)
                     ):
                         pending.append(
-                            (len(results), receiver, _ASYNC, result, self._timeout_of(timeout))
+                            (len(results), receiver, ASYNC, result, self._timeout_of(timeout))
                         )
                         result = None
                 results.append((receiver, result))
@@ -1031,7 +808,7 @@ class Signal(Generic[P, R]):
 
     def _run_inline(
         self,
-        connections: Sequence[_Connection],
+        connections: Sequence[Connection],
         sender: object,
         named: dict[str, Any],
         robust: bool,
@@ -1052,7 +829,7 @@ class Signal(Generic[P, R]):
         # This loop is the cost of every send: constants are read from locals,
         # and the awaitable check runs only for results that could be one.
         plain_results = _PLAIN_RESULTS
-        async_kind, thread_kind, weak_method = _ASYNC, _THREAD, _WEAK_METHOD
+        async_kind, thread_kind, weak_method = ASYNC, THREAD, WEAK_METHOD
         try:
             for target, hold, kind, takes_signal, _, timeout in connections:
                 if hold:
@@ -1117,7 +894,7 @@ class Signal(Generic[P, R]):
     ) -> None:
         backend = current_backend()
         limiter = self._current_limiter(backend)
-        if len(pending) == 1 and pending[0][2] == _ASYNC:
+        if len(pending) == 1 and pending[0][2] == ASYNC:
             # One async receiver needs no task: it is awaited in this task,
             # each step run in the send's context copy.
             index, receiver, _, awaitable, timeout = pending[0]
@@ -1157,9 +934,9 @@ class Signal(Generic[P, R]):
     ) -> None:
         awaitables = [
             call
-            if kind == _ASYNC and timeout is None and limiter is None
+            if kind == ASYNC and timeout is None and limiter is None
             else self._guarded(
-                _run_in_thread(receiver, call, backend) if kind == _THREAD else call,
+                _run_in_thread(receiver, call, backend) if kind == THREAD else call,
                 receiver,
                 timeout,
                 limiter,
@@ -1316,10 +1093,10 @@ class Signal(Generic[P, R]):
         sender: object,
         named: dict[str, Any],
         robust: bool,
-        snapshot: _Snapshot | None = None,
+        snapshot: Snapshot | None = None,
     ) -> list[tuple[Callable[..., Any], Any]]:
         if snapshot is None:
-            snapshot = self._connections_for(sender)
+            snapshot = self._connections.lookup(sender)
             self._check_payload(named)
             if self._hooks:
                 watches, observed, originals = self._observe(snapshot, sender, named)
@@ -1344,7 +1121,7 @@ class Signal(Generic[P, R]):
             asynchronous = [
                 describe(receiver)
                 for connection in connections
-                if connection[2] == _ASYNC and (receiver := _live_receiver(connection)) is not None
+                if connection[2] == ASYNC and (receiver := live_receiver(connection)) is not None
             ]
             if asynchronous:
                 names = ", ".join(asynchronous)
@@ -1371,7 +1148,7 @@ class Signal(Generic[P, R]):
                     functools.partial(
                         self._await_pending, sender, results, pending, context, robust
                     ),
-                    [call for _, _, kind, call, _ in pending if kind == _ASYNC],
+                    [call for _, _, kind, call, _ in pending if kind == ASYNC],
                 )
             return results
         finally:
@@ -1379,7 +1156,7 @@ class Signal(Generic[P, R]):
 
     def _run_sync_in_order(
         self,
-        connections: Sequence[_Connection],
+        connections: Sequence[Connection],
         sender: object,
         named: dict[str, Any],
         robust: bool,
@@ -1397,13 +1174,13 @@ class Signal(Generic[P, R]):
         value: Any = None
         try:
             for connection in connections:
-                receiver = _live_receiver(connection)
+                receiver = live_receiver(connection)
                 if receiver is None:
                     continue
                 kind, takes_signal, timeout = connection[2], connection[3], connection[5]
                 try:
                     value = receiver(**(arguments_with_signal if takes_signal else arguments))
-                    if kind == _ASYNC or _is_awaitable(value):
+                    if kind == ASYNC or _is_awaitable(value):
                         value = _run_on_a_loop(
                             functools.partial(
                                 self._await_one, value, receiver, self._timeout_of(timeout)
@@ -1514,7 +1291,7 @@ def _run_on_a_temporary_loop(function: Callable[[], Awaitable[None]]) -> None:
     anyio.run(function, backend_options={"loop_factory": asyncio.new_event_loop})
 
 
-# (result index, receiver, _ASYNC or _THREAD, its awaitable or its kwargs, timeout)
+# (result index, receiver, ASYNC or THREAD, its awaitable or its kwargs, timeout)
 _Pending = tuple[int, Any, int, Any, float | None]
 
 # Result types that are never awaitable: skips the awaitable check for them.
@@ -1545,22 +1322,6 @@ def _is_generator_function(receiver: object) -> bool:
         return False
     call = getattr(type(receiver), "__call__", None)  # noqa: B004 (the class's, not a callable check)
     return inspect.isgeneratorfunction(call) or inspect.isasyncgenfunction(call)
-
-
-def _weak_callback(signal: Signal[..., Any]) -> Callable[[object], None]:
-    """The weakref callback of ``signal``'s references, holding the signal weakly.
-
-    A bound method kept on the signal would form a cycle with it, and a
-    dropped signal would wait for the cyclic garbage collector.
-    """
-    signal_ref = weakref.ref(signal)
-
-    def on_collected(reference: object) -> None:
-        alive = signal_ref()
-        if alive is not None:
-            alive._mark_dirty(reference)
-
-    return on_collected
 
 
 def _is_awaitable(result: object) -> bool:
@@ -1699,7 +1460,7 @@ def _fill_in(
 def _close_awaitables(pending: list[_Pending]) -> None:
     """Close the coroutines of receivers that will not run, so none is left un-awaited."""
     for _, _, kind, call, _ in pending:
-        if kind == _ASYNC:
+        if kind == ASYNC:
             _close(call)
 
 

@@ -41,7 +41,7 @@ import anyio
 import anyio.lowlevel
 
 from ._receivers import is_async_callable
-from ._signal import Signal
+from ._signal import Signal, connections_of
 
 __all__ = [
     "Send",
@@ -869,11 +869,7 @@ def _muted(
 
 def _connection_numbers(signal: Signal[..., Any]) -> set[int]:
     """The sequence number of every connection the signal holds."""
-    any_sender, senders = signal._save_connections()
-    numbers = {connection[4] for connection in any_sender.values()}
-    for _, connections in senders.values():
-        numbers.update(connection[4] for connection in connections.values())
-    return numbers
+    return connections_of(signal).sequence_numbers()
 
 
 def connected_to(

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from asyncsignals import Signal
+from asyncsignals._signal import connections_of
 
 pytestmark = pytest.mark.anyio
 
@@ -301,7 +302,7 @@ def test_failed_connect_leaves_no_sender_behind() -> None:
     with pytest.raises(TypeError, match="dispatch_uid"):
         signal.connect(handler, sender=sender, dispatch_uid=["not", "hashable"])  # type: ignore[arg-type]
     assert not signal.has_listeners(sender)
-    assert signal._save_connections() == ({}, {})
+    assert connections_of(signal).save() == ({}, {})
 
 
 def generator_receiver(sender: object, **kwargs: Any) -> Any:

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from asyncsignals import Signal
+from asyncsignals._signal import connections_of
 from asyncsignals.testing import capture
 
 
@@ -30,10 +31,10 @@ def test_restore_puts_back_sender_specific_connections() -> None:
         return "added later"
 
     signal.connect(kept, sender=sender)
-    saved = signal._save_connections()
+    saved = connections_of(signal).save()
     signal.disconnect(kept, sender=sender)
     signal.connect(added_later, sender=sender)
-    signal._restore_connections(saved)
+    connections_of(signal).restore(saved)
     assert signal.receivers_for(sender) == [kept]
     assert signal.send_sync(sender) == [(kept, "kept")]
 
