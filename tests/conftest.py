@@ -1,10 +1,15 @@
-"""Every async test runs on asyncio and on trio, and fails instead of hanging."""
+"""Every async test runs on asyncio and on trio, and fails instead of hanging.
+
+The Redis tests get their server from ``redis_url``: the configured Redis
+when it answers, else a throwaway ``redis-server`` for the session.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 import anyio
@@ -17,6 +22,20 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
     """Both backends, named explicitly so that a missing trio fails instead of skipping."""
     backend: str = request.param
     return backend
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A Redis that answers: ASYNCSIGNALS_TEST_REDIS's, else one started for the session."""
+    # Imported here: only the Redis tests need redis-py.
+    from redis_helpers.server import RedisUnavailableError, redis_for_tests
+
+    with contextlib.ExitStack() as stack:
+        try:
+            url = stack.enter_context(redis_for_tests())
+        except RedisUnavailableError as exc:
+            pytest.fail(f"no Redis for the tests: {exc}")
+        yield url
 
 
 @pytest.hookimpl(wrapper=True)

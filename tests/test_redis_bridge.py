@@ -1,8 +1,10 @@
-"""The Redis bridge, against a real Redis (127.0.0.1:6379 unless ASYNCSIGNALS_TEST_REDIS says).
+"""The Redis bridge, against a real Redis: the session's ``redis_url``.
 
+That is the Redis at ``ASYNCSIGNALS_TEST_REDIS`` (default 127.0.0.1:6379) when
+it answers, else a throwaway ``redis-server`` the session starts and stops;
+with no ``redis-server`` installed the tests fail saying how to install it.
 asyncio only: redis-py's async client does not run on trio. Every test uses
-its own stream prefix and deletes its keys. Redis being down fails the tests
-(CI starts it), with the command that starts it.
+its own stream prefix and deletes its keys.
 """
 
 from __future__ import annotations
@@ -11,10 +13,7 @@ import asyncio
 import gc
 import json
 import logging
-import os
-import shutil
 import signal as os_signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -29,15 +28,16 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis_helpers.server import free_port, server_command
 
 from asyncsignals import Signal
 from asyncsignals.redis import BridgeClosedError, RedisBridge
 
 pytestmark = pytest.mark.anyio
 
-REDIS_URL = os.environ.get("ASYNCSIGNALS_TEST_REDIS", "redis://127.0.0.1:6379/0")
-START_REDIS = "redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no"
 CONSUMER_SCRIPT = Path(__file__).parent / "redis_helpers" / "consumer.py"
+# For the tests of what a bridge refuses before it connects: no server needed.
+UNUSED_URL = "redis://127.0.0.1:6379/0"
 
 
 @pytest.fixture
@@ -47,17 +47,10 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[aioredis.Redis]:
-    """A client of the test Redis; fails (never skips) when Redis is down."""
-    connection = aioredis.from_url(REDIS_URL)
-    try:
-        await connection.ping()
-    except RedisConnectionError as exc:
-        await connection.aclose()
-        pytest.fail(
-            f"Redis is not reachable at {REDIS_URL} ({exc}); these tests need a real "
-            f"Redis 7. Start one with: {START_REDIS}"
-        )
+async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    """A connected client of the test Redis (the session's ``redis_url``)."""
+    connection = aioredis.from_url(redis_url)
+    await connection.ping()
     yield connection
     await connection.aclose()
 
@@ -80,9 +73,9 @@ def order_shipped() -> Iterator[Signal[..., Any]]:
     signal.disconnect(dispatch_uid="test")
 
 
-def make_bridge(prefix: str, **options: Any) -> RedisBridge:
+def make_bridge(url: str, prefix: str, **options: Any) -> RedisBridge:
     options.setdefault("block", 0.05)
-    return RedisBridge(REDIS_URL, stream_prefix=prefix, **options)
+    return RedisBridge(url, stream_prefix=prefix, **options)
 
 
 def recorder(signal: Signal[..., Any]) -> list[tuple[object, dict[str, Any]]]:
@@ -121,10 +114,10 @@ def stream_of(prefix: str, name: str = "order_shipped") -> str:
 
 
 async def left_pending_by_a_stopped_consumer(
-    client: aioredis.Redis, prefix: str, signal: Signal[..., Any], order_ids: list[int]
+    url: str, client: aioredis.Redis, prefix: str, signal: Signal[..., Any], order_ids: list[int]
 ) -> list[str]:
     """Publish one event per order id, read them all as consumer "gone", and return their ids."""
-    publisher = make_bridge(prefix)
+    publisher = make_bridge(url, prefix)
     publisher.export(signal, consume=False)
     async with publisher:
         ids = [await publisher.publish(signal, "shop", order_id=each) for each in order_ids]
@@ -138,11 +131,11 @@ async def left_pending_by_a_stopped_consumer(
 
 
 async def test_work_event_round_trip_is_acknowledged(
-    client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
+    redis_url: str, client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
 ) -> None:
     """A published work event runs the local receivers once and is then acknowledged."""
     calls = recorder(order_shipped)
-    bridge = make_bridge(prefix)
+    bridge = make_bridge(redis_url, prefix)
     bridge.export(order_shipped)
     async with bridge:
         entry_id = await bridge.publish(order_shipped, "shop", order_id=1)
@@ -155,7 +148,7 @@ async def test_work_event_round_trip_is_acknowledged(
 
 
 async def test_sender_names_match_receivers_connected_for_that_name(
-    prefix: str, order_shipped: Signal[..., Any]
+    redis_url: str, prefix: str, order_shipped: Signal[..., Any]
 ) -> None:
     """A sender travels as an interned name, so connect(sender="shop") matches it."""
     for_shop: list[object] = []
@@ -165,7 +158,7 @@ async def test_sender_names_match_receivers_connected_for_that_name(
         weak=False,
         dispatch_uid="test",
     )
-    bridge = make_bridge(prefix)
+    bridge = make_bridge(redis_url, prefix)
     bridge.export(order_shipped)
     async with bridge:
         await bridge.publish(order_shipped, "shop", order_id=1)
@@ -176,11 +169,11 @@ async def test_sender_names_match_receivers_connected_for_that_name(
 
 
 async def test_each_work_event_runs_in_one_consumer_of_the_group(
-    client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
+    redis_url: str, client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
 ) -> None:
     """Two consumers of one group share the events: each runs exactly once when none fails."""
     calls = recorder(order_shipped)
-    first = make_bridge(prefix, consumer="first")
+    first = make_bridge(redis_url, prefix, consumer="first")
     second = RedisBridge(client, consumer="second", stream_prefix=prefix, block=0.05)
     for bridge in (first, second):
         bridge.export(order_shipped)
@@ -194,6 +187,7 @@ async def test_each_work_event_runs_in_one_consumer_of_the_group(
 
 
 async def test_a_dropped_connection_does_not_rerun_an_entry_in_flight(
+    redis_url: str,
     client: aioredis.Redis,
     prefix: str,
     order_shipped: Signal[..., Any],
@@ -209,7 +203,7 @@ async def test_a_dropped_connection_does_not_rerun_an_entry_in_flight(
 
     order_shipped.connect(wait_for_release, weak=False, dispatch_uid="test")
     name = f"asyncsignals-test-{uuid.uuid4().hex}"
-    own_client = aioredis.from_url(REDIS_URL, client_name=name)
+    own_client = aioredis.from_url(redis_url, client_name=name)
     bridge = RedisBridge(own_client, stream_prefix=prefix, block=0.05)
     bridge.export(order_shipped)
     try:
@@ -231,16 +225,16 @@ async def test_a_dropped_connection_does_not_rerun_an_entry_in_flight(
 
 
 async def test_events_published_before_any_consumer_are_delivered(
-    prefix: str, order_shipped: Signal[..., Any]
+    redis_url: str, prefix: str, order_shipped: Signal[..., Any]
 ) -> None:
     """The group starts at the stream's beginning: a publisher's early events are kept."""
     calls = recorder(order_shipped)
-    publisher = make_bridge(prefix)
+    publisher = make_bridge(redis_url, prefix)
     publisher.export(order_shipped, consume=False)
     async with publisher:
         await publisher.publish(order_shipped, "shop", order_id=7)
     assert calls == []
-    consumer = make_bridge(prefix)
+    consumer = make_bridge(redis_url, prefix)
     consumer.export(order_shipped)
     async with consumer:
         await eventually(lambda: consumer.delivered == 1)
@@ -248,22 +242,22 @@ async def test_events_published_before_any_consumer_are_delivered(
 
 
 async def test_restart_resumes_from_the_groups_position(
-    prefix: str, order_shipped: Signal[..., Any]
+    redis_url: str, prefix: str, order_shipped: Signal[..., Any]
 ) -> None:
     """A bridge started again reads only what its group has not read yet."""
     calls = recorder(order_shipped)
-    bridge = make_bridge(prefix)
+    bridge = make_bridge(redis_url, prefix)
     bridge.export(order_shipped)
     async with bridge:
         for order_id in range(3):
             await bridge.publish(order_shipped, "shop", order_id=order_id)
         await eventually(lambda: bridge.delivered == 3)
-    publisher = make_bridge(prefix)
+    publisher = make_bridge(redis_url, prefix)
     publisher.export(order_shipped, consume=False)
     async with publisher:
         for order_id in range(3, 6):
             await publisher.publish(order_shipped, "shop", order_id=order_id)
-    restarted = make_bridge(prefix)
+    restarted = make_bridge(redis_url, prefix)
     restarted.export(order_shipped)
     async with restarted:
         await eventually(lambda: restarted.delivered == 3)
@@ -273,6 +267,7 @@ async def test_restart_resumes_from_the_groups_position(
 
 
 async def test_acknowledged_only_after_the_send_completes(
+    redis_url: str,
     client: aioredis.Redis,
     prefix: str,
     order_shipped: Signal[..., Any],
@@ -286,7 +281,7 @@ async def test_acknowledged_only_after_the_send_completes(
         await anyio.sleep_forever()
 
     order_shipped.connect(hang, weak=False, dispatch_uid="test")
-    bridge = make_bridge(prefix, consumer="hanging", grace_period=0.1)
+    bridge = make_bridge(redis_url, prefix, consumer="hanging", grace_period=0.1)
     bridge.export(order_shipped)
     with caplog.at_level(logging.WARNING, "asyncsignals.redis"):
         async with bridge:
@@ -298,7 +293,7 @@ async def test_acknowledged_only_after_the_send_completes(
 
 
 async def test_shutdown_lets_running_sends_finish_and_acknowledges_them(
-    client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
+    redis_url: str, client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
 ) -> None:
     """Within the grace period a running send completes and is acknowledged."""
     started = anyio.Event()
@@ -310,7 +305,7 @@ async def test_shutdown_lets_running_sends_finish_and_acknowledges_them(
         finished.append(order_id)
 
     order_shipped.connect(slow, weak=False, dispatch_uid="test")
-    bridge = make_bridge(prefix, grace_period=3)
+    bridge = make_bridge(redis_url, prefix, grace_period=3)
     bridge.export(order_shipped)
     async with bridge:
         await bridge.publish(order_shipped, "shop", order_id=1)
@@ -320,7 +315,7 @@ async def test_shutdown_lets_running_sends_finish_and_acknowledges_them(
 
 
 async def test_queued_entries_stay_pending_at_shutdown(
-    client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
+    redis_url: str, client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
 ) -> None:
     """Entries read but not started at shutdown are not run and stay pending."""
     started = anyio.Event()
@@ -330,7 +325,7 @@ async def test_queued_entries_stay_pending_at_shutdown(
         await anyio.sleep(0.3)
 
     order_shipped.connect(slow, weak=False, dispatch_uid="test")
-    bridge = make_bridge(prefix, max_concurrent=1, batch_size=4, grace_period=3)
+    bridge = make_bridge(redis_url, prefix, max_concurrent=1, batch_size=4, grace_period=3)
     bridge.export(order_shipped)
     async with bridge:
         for order_id in range(4):
@@ -342,7 +337,7 @@ async def test_queued_entries_stay_pending_at_shutdown(
 
 
 async def test_same_consumer_rereads_its_own_pending_entries_at_start(
-    prefix: str, order_shipped: Signal[..., Any]
+    redis_url: str, prefix: str, order_shipped: Signal[..., Any]
 ) -> None:
     """A consumer restarted under its name re-runs what it left pending, without waiting."""
     started = anyio.Event()
@@ -355,12 +350,12 @@ async def test_same_consumer_rereads_its_own_pending_entries_at_start(
             await anyio.sleep_forever()
 
     order_shipped.connect(hang_once, weak=False, dispatch_uid="test")
-    bridge = make_bridge(prefix, consumer="worker-1", grace_period=0)
+    bridge = make_bridge(redis_url, prefix, consumer="worker-1", grace_period=0)
     bridge.export(order_shipped)
     async with bridge:
         await bridge.publish(order_shipped, "shop", order_id=5)
         await started.wait()
-    again = make_bridge(prefix, consumer="worker-1", claim_idle=60)
+    again = make_bridge(redis_url, prefix, consumer="worker-1", claim_idle=60)
     again.export(order_shipped)
     async with again:
         await eventually(lambda: again.delivered == 1)
@@ -368,6 +363,7 @@ async def test_same_consumer_rereads_its_own_pending_entries_at_start(
 
 
 async def test_idle_entries_of_a_stopped_consumer_are_claimed(
+    redis_url: str,
     client: aioredis.Redis,
     prefix: str,
     order_shipped: Signal[..., Any],
@@ -376,8 +372,8 @@ async def test_idle_entries_of_a_stopped_consumer_are_claimed(
     """Entries pending on another consumer for claim_idle are claimed and run."""
     calls = recorder(order_shipped)
     stream = stream_of(prefix)
-    await left_pending_by_a_stopped_consumer(client, prefix, order_shipped, [0, 1, 2])
-    bridge = make_bridge(prefix, consumer="survivor", claim_idle=0.2, batch_size=2)
+    await left_pending_by_a_stopped_consumer(redis_url, client, prefix, order_shipped, [0, 1, 2])
+    bridge = make_bridge(redis_url, prefix, consumer="survivor", claim_idle=0.2, batch_size=2)
     bridge.export(order_shipped)
     with caplog.at_level(logging.INFO, "asyncsignals.redis"):
         async with bridge:
@@ -388,15 +384,17 @@ async def test_idle_entries_of_a_stopped_consumer_are_claimed(
 
 
 async def test_an_entry_past_max_deliveries_is_dead_lettered_when_claimed(
-    client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
+    redis_url: str, client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
 ) -> None:
     """A poison entry that other consumers took and never finished is dead-lettered, not run."""
     calls = recorder(order_shipped)
     stream = stream_of(prefix)
-    poison, _ = await left_pending_by_a_stopped_consumer(client, prefix, order_shipped, [1, 2])
+    poison, _ = await left_pending_by_a_stopped_consumer(
+        redis_url, client, prefix, order_shipped, [1, 2]
+    )
     # Consumers that each took the poison entry and died: three deliveries so far.
     await client.xclaim(stream, "asyncsignals", "gone", 0, [poison], retrycount=3)
-    bridge = make_bridge(prefix, consumer="survivor", claim_idle=0.1, max_deliveries=3)
+    bridge = make_bridge(redis_url, prefix, consumer="survivor", claim_idle=0.1, max_deliveries=3)
     bridge.export(order_shipped)
     async with bridge:
         await eventually(lambda: bridge.delivered == 1 and bridge.dead_lettered == 1)
@@ -409,7 +407,7 @@ async def test_an_entry_past_max_deliveries_is_dead_lettered_when_claimed(
 
 
 async def test_own_pending_entries_past_max_deliveries_are_dead_lettered_at_start(
-    client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
+    redis_url: str, client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
 ) -> None:
     """An entry that hung this consumer at every start is dead-lettered at the next one."""
     runs: list[int] = []
@@ -423,7 +421,9 @@ async def test_own_pending_entries_past_max_deliveries_are_dead_lettered_at_star
     async def run_until_the_send_hangs(publish: bool) -> None:
         """One run of the process, stopped while the send hangs."""
         runs_before = len(runs)
-        bridge = make_bridge(prefix, consumer="worker-1", grace_period=0, max_deliveries=2)
+        bridge = make_bridge(
+            redis_url, prefix, consumer="worker-1", grace_period=0, max_deliveries=2
+        )
         bridge.export(order_shipped)
         async with bridge:
             if publish:
@@ -432,7 +432,7 @@ async def test_own_pending_entries_past_max_deliveries_are_dead_lettered_at_star
 
     await run_until_the_send_hangs(publish=True)
     await run_until_the_send_hangs(publish=False)
-    again = make_bridge(prefix, consumer="worker-1", max_deliveries=2)
+    again = make_bridge(redis_url, prefix, consumer="worker-1", max_deliveries=2)
     again.export(order_shipped)
     async with again:
         await eventually(lambda: again.dead_lettered == 1)
@@ -443,14 +443,18 @@ async def test_own_pending_entries_past_max_deliveries_are_dead_lettered_at_star
 
 
 async def test_max_deliveries_none_retries_for_ever(
-    client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
+    redis_url: str, client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
 ) -> None:
     """With max_deliveries=None an entry delivered many times still runs."""
     calls = recorder(order_shipped)
     stream = stream_of(prefix)
-    [entry_id] = await left_pending_by_a_stopped_consumer(client, prefix, order_shipped, [1])
+    [entry_id] = await left_pending_by_a_stopped_consumer(
+        redis_url, client, prefix, order_shipped, [1]
+    )
     await client.xclaim(stream, "asyncsignals", "gone", 0, [entry_id], retrycount=1000)
-    bridge = make_bridge(prefix, consumer="survivor", claim_idle=0.1, max_deliveries=None)
+    bridge = make_bridge(
+        redis_url, prefix, consumer="survivor", claim_idle=0.1, max_deliveries=None
+    )
     bridge.export(order_shipped)
     async with bridge:
         await eventually(lambda: bridge.delivered == 1)
@@ -459,7 +463,7 @@ async def test_max_deliveries_none_retries_for_ever(
 
 
 async def test_a_long_send_is_not_claimed_by_another_consumer(
-    prefix: str, order_shipped: Signal[..., Any]
+    redis_url: str, prefix: str, order_shipped: Signal[..., Any]
 ) -> None:
     """A consumer keeps the entries it is running from looking idle: no duplicate."""
     calls: list[int] = []
@@ -469,9 +473,9 @@ async def test_a_long_send_is_not_claimed_by_another_consumer(
         await anyio.sleep(0.8)
 
     order_shipped.connect(slow, weak=False, dispatch_uid="test")
-    first = make_bridge(prefix, consumer="first", claim_idle=0.2)
+    first = make_bridge(redis_url, prefix, consumer="first", claim_idle=0.2)
     first.export(order_shipped)
-    second = make_bridge(prefix, consumer="second", claim_idle=0.2)
+    second = make_bridge(redis_url, prefix, consumer="second", claim_idle=0.2)
     second.export(order_shipped)
     async with first:
         await first.publish(order_shipped, "shop", order_id=1)
@@ -481,7 +485,9 @@ async def test_a_long_send_is_not_claimed_by_another_consumer(
     assert calls == [1]
 
 
-async def test_a_killed_consumer_loses_no_event(client: aioredis.Redis, prefix: str) -> None:
+async def test_a_killed_consumer_loses_no_event(
+    redis_url: str, client: aioredis.Redis, prefix: str
+) -> None:
     """SIGKILL mid-stream: another consumer claims what was pending; all run at least once."""
     order_shipped: Signal[..., Any] = Signal(providing_args=["order_id"], name="order_shipped")
     local: list[int] = []
@@ -491,13 +497,13 @@ async def test_a_killed_consumer_loses_no_event(client: aioredis.Redis, prefix: 
 
     order_shipped.connect(record)
     events = 60
-    publisher = make_bridge(prefix)
+    publisher = make_bridge(redis_url, prefix)
     publisher.export(order_shipped, consume=False)
     async with publisher:
         for order_id in range(events):
             await publisher.publish(order_shipped, "shop", order_id=order_id)
     process = await anyio.open_process(
-        [sys.executable, str(CONSUMER_SCRIPT), REDIS_URL, prefix, "asyncsignals", "doomed"],
+        [sys.executable, str(CONSUMER_SCRIPT), redis_url, prefix, "asyncsignals", "doomed"],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=None,
@@ -513,7 +519,7 @@ async def test_a_killed_consumer_loses_no_event(client: aioredis.Redis, prefix: 
         for consumer in await client.xinfo_consumers(stream_of(prefix), "asyncsignals")
     }
     assert consumers[b"doomed"] > 0, "the kill must leave entries pending"
-    survivor = make_bridge(prefix, consumer="survivor", claim_idle=0.2)
+    survivor = make_bridge(redis_url, prefix, consumer="survivor", claim_idle=0.2)
     survivor.export(order_shipped)
     async with survivor:
         await eventually(lambda: set(ran_there) | set(local) == set(range(events)))
@@ -528,11 +534,13 @@ async def test_a_killed_consumer_loses_no_event(client: aioredis.Redis, prefix: 
 # -- broadcast mode ---------------------------------------------------------
 
 
-async def test_broadcast_reaches_every_bridge(prefix: str, order_shipped: Signal[..., Any]) -> None:
+async def test_broadcast_reaches_every_bridge(
+    redis_url: str, prefix: str, order_shipped: Signal[..., Any]
+) -> None:
     """Every bridge exporting a broadcast signal runs every event once."""
     calls = recorder(order_shipped)
-    first = make_bridge(prefix, consumer="first")
-    second = make_bridge(prefix, consumer="second")
+    first = make_bridge(redis_url, prefix, consumer="first")
+    second = make_bridge(redis_url, prefix, consumer="second")
     for bridge in (first, second):
         bridge.export(order_shipped, mode="broadcast")
     async with first, second:
@@ -543,15 +551,15 @@ async def test_broadcast_reaches_every_bridge(prefix: str, order_shipped: Signal
 
 
 async def test_broadcast_is_at_most_once_across_restarts(
-    prefix: str, order_shipped: Signal[..., Any]
+    redis_url: str, prefix: str, order_shipped: Signal[..., Any]
 ) -> None:
     """A broadcast bridge runs only events published after it started reading."""
     calls = recorder(order_shipped)
-    publisher = make_bridge(prefix)
+    publisher = make_bridge(redis_url, prefix)
     publisher.export(order_shipped, mode="broadcast", consume=False)
     async with publisher:
         await publisher.publish(order_shipped, "shop", order_id=1)
-        listener = make_bridge(prefix)
+        listener = make_bridge(redis_url, prefix)
         listener.export(order_shipped, mode="broadcast")
         async with listener:
             await anyio.sleep(0.1)
@@ -564,6 +572,7 @@ async def test_broadcast_is_at_most_once_across_restarts(
 
 
 async def test_hostile_entries_go_to_the_dead_letter_stream(
+    redis_url: str,
     client: aioredis.Redis,
     prefix: str,
     order_shipped: Signal[..., Any],
@@ -595,7 +604,7 @@ async def test_hostile_entries_go_to_the_dead_letter_stream(
         {b"event": event(payload={})},
         {b"event": b"\x80\x04\x95" + b"cos\nsystem\n(S'echo pwned'\ntR."},
     ]
-    bridge = make_bridge(prefix, max_message_bytes=4096)
+    bridge = make_bridge(redis_url, prefix, max_message_bytes=4096)
     bridge.export(order_shipped)
     with caplog.at_level(logging.ERROR, "asyncsignals.redis"):
         async with bridge:
@@ -615,11 +624,11 @@ async def test_hostile_entries_go_to_the_dead_letter_stream(
 
 
 async def test_payload_carrying_sender_is_dead_lettered(
-    client: aioredis.Redis, prefix: str
+    redis_url: str, client: aioredis.Redis, prefix: str
 ) -> None:
     """An open-payload signal still refuses a payload that names 'sender'."""
     open_signal: Signal[..., Any] = Signal(name="open")
-    bridge = make_bridge(prefix)
+    bridge = make_bridge(redis_url, prefix)
     bridge.export(open_signal)
     async with bridge:
         message = {"v": 1, "signal": "open", "sender": None, "payload": {"sender": 1}}
@@ -628,7 +637,7 @@ async def test_payload_carrying_sender_is_dead_lettered(
 
 
 async def test_an_entry_trimmed_while_pending_is_dead_lettered(
-    client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
+    redis_url: str, client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
 ) -> None:
     """A pending entry deleted from the stream before it ran is dead-lettered, not retried."""
     started = anyio.Event()
@@ -638,13 +647,13 @@ async def test_an_entry_trimmed_while_pending_is_dead_lettered(
         await anyio.sleep_forever()
 
     order_shipped.connect(hang, weak=False, dispatch_uid="test")
-    bridge = make_bridge(prefix, consumer="worker-1", grace_period=0)
+    bridge = make_bridge(redis_url, prefix, consumer="worker-1", grace_period=0)
     bridge.export(order_shipped)
     async with bridge:
         entry_id = await bridge.publish(order_shipped, "shop", order_id=1)
         await started.wait()
     await client.xdel(stream_of(prefix), entry_id)
-    again = make_bridge(prefix, consumer="worker-1")
+    again = make_bridge(redis_url, prefix, consumer="worker-1")
     again.export(order_shipped)
     async with again:
         await eventually(lambda: again.dead_lettered == 1)
@@ -654,6 +663,7 @@ async def test_an_entry_trimmed_while_pending_is_dead_lettered(
 
 
 async def test_receiver_errors_are_logged_counted_and_acknowledged(
+    redis_url: str,
     client: aioredis.Redis,
     prefix: str,
     order_shipped: Signal[..., Any],
@@ -665,7 +675,7 @@ async def test_receiver_errors_are_logged_counted_and_acknowledged(
         raise LookupError("no such order")
 
     order_shipped.connect(fail, weak=False, dispatch_uid="test")
-    bridge = make_bridge(prefix)
+    bridge = make_bridge(redis_url, prefix)
     bridge.export(order_shipped)
     with caplog.at_level(logging.ERROR):
         async with bridge:
@@ -677,6 +687,7 @@ async def test_receiver_errors_are_logged_counted_and_acknowledged(
 
 
 async def test_a_failing_send_is_dead_lettered(
+    redis_url: str,
     client: aioredis.Redis,
     prefix: str,
     order_shipped: Signal[..., Any],
@@ -688,7 +699,7 @@ async def test_a_failing_send_is_dead_lettered(
         raise RuntimeError("instrument bug")
 
     monkeypatch.setattr(Signal, "send_robust", broken)
-    bridge = make_bridge(prefix)
+    bridge = make_bridge(redis_url, prefix)
     bridge.export(order_shipped)
     async with bridge:
         await bridge.publish(order_shipped, "shop", order_id=1)
@@ -705,7 +716,7 @@ class FailingReceiver:
 
 
 async def test_failing_receivers_are_freed_without_the_cyclic_collector(
-    prefix: str, order_shipped: Signal[..., Any]
+    redis_url: str, prefix: str, order_shipped: Signal[..., Any]
 ) -> None:
     """A delivery whose receiver raised leaves no cycle holding the error and the receiver.
 
@@ -715,7 +726,7 @@ async def test_failing_receivers_are_freed_without_the_cyclic_collector(
     receiver = FailingReceiver()
     order_shipped.connect(receiver, dispatch_uid="test")
     reference = weakref.ref(receiver)
-    bridge = make_bridge(prefix)
+    bridge = make_bridge(redis_url, prefix)
     bridge.export(order_shipped)
     # send_robust logs each failure; pytest's log capture would keep the error.
     logging.disable(logging.CRITICAL)
@@ -750,7 +761,7 @@ class DecimalCodec:
         return {**data, "amount": Decimal(data["amount"])}
 
 
-async def test_codec_and_named_senders_round_trip(prefix: str) -> None:
+async def test_codec_and_named_senders_round_trip(redis_url: str, prefix: str) -> None:
     """A codec carries non-JSON values; exported senders come back as the same objects."""
     refunded: Signal[..., Any] = Signal(providing_args=["amount"], name="refunded")
     calls: list[tuple[object, Decimal]] = []
@@ -759,7 +770,7 @@ async def test_codec_and_named_senders_round_trip(prefix: str) -> None:
         sender=Shop,
         weak=False,
     )
-    bridge = make_bridge(prefix)
+    bridge = make_bridge(redis_url, prefix)
     bridge.export(refunded, codec=DecimalCodec(), senders={"shop": Shop})
     async with bridge:
         await bridge.publish(refunded, Shop, amount=Decimal("9.99"))
@@ -772,10 +783,10 @@ async def test_codec_and_named_senders_round_trip(prefix: str) -> None:
 
 
 async def test_an_unknown_sender_name_is_dead_lettered(
-    client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
+    redis_url: str, client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
 ) -> None:
     """With exported senders, an entry naming another sender is dead-lettered."""
-    bridge = make_bridge(prefix)
+    bridge = make_bridge(redis_url, prefix)
     bridge.export(order_shipped, senders={"shop": Shop})
     async with bridge:
         message = {"v": 1, "signal": "order_shipped", "sender": "x", "payload": {"order_id": 1}}
@@ -787,11 +798,11 @@ async def test_an_unknown_sender_name_is_dead_lettered(
 
 
 async def test_publish_refuses_what_cannot_travel(
-    prefix: str, order_shipped: Signal[..., Any]
+    redis_url: str, prefix: str, order_shipped: Signal[..., Any]
 ) -> None:
     """Unexported signals, bad payloads, object senders, non-JSON and oversized events raise."""
     other: Signal[..., Any] = Signal(name="other")
-    bridge = make_bridge(prefix, max_message_bytes=200)
+    bridge = make_bridge(redis_url, prefix, max_message_bytes=200)
     bridge.export(order_shipped, consume=False)
     bridge.export(other, consume=False)
     with pytest.raises(BridgeClosedError, match="has not been started"):
@@ -819,7 +830,7 @@ async def test_publish_refuses_what_cannot_travel(
 
 def test_export_refuses_unnamed_duplicate_and_late_signals() -> None:
     """export needs a named signal, a unique name, a known mode, and a bridge not yet entered."""
-    bridge = RedisBridge(REDIS_URL)
+    bridge = RedisBridge(UNUSED_URL)
     with pytest.raises(ValueError, match="has no name"):
         bridge.export(Signal())
     bridge.export(Signal(name="a"))
@@ -848,12 +859,14 @@ def test_export_refuses_unnamed_duplicate_and_late_signals() -> None:
 def test_bad_options_raise(options: dict[str, Any], message: str) -> None:
     """Each option out of range is a ValueError naming it."""
     with pytest.raises(ValueError, match=message):
-        RedisBridge(REDIS_URL, **options)
+        RedisBridge(UNUSED_URL, **options)
 
 
-async def test_clients_that_decode_responses_are_refused(client: aioredis.Redis) -> None:
+async def test_clients_that_decode_responses_are_refused(
+    redis_url: str, client: aioredis.Redis
+) -> None:
     """A client decoding responses could be broken by a hostile entry: refused up front."""
-    decoding = aioredis.from_url(REDIS_URL, decode_responses=True)
+    decoding = aioredis.from_url(redis_url, decode_responses=True)
     try:
         with pytest.raises(ValueError, match="decode_responses=False"):
             RedisBridge(decoding)
@@ -866,16 +879,16 @@ async def test_clients_that_decode_responses_are_refused(client: aioredis.Redis)
 @pytest.mark.parametrize("anyio_backend", ["trio"])
 async def test_trio_is_refused_with_a_clear_error() -> None:
     """Entering a bridge under trio raises RuntimeError saying it needs asyncio."""
-    bridge = RedisBridge(REDIS_URL)
+    bridge = RedisBridge(UNUSED_URL)
     with pytest.raises(RuntimeError, match="asyncio only"):
         await bridge.__aenter__()
 
 
 async def test_an_unexpected_redis_error_stops_the_bridge(
-    client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
+    redis_url: str, client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
 ) -> None:
     """A Redis error that is no outage (a key of the wrong type) stops the bridge; exit raises."""
-    bridge = make_bridge(prefix)
+    bridge = make_bridge(redis_url, prefix)
     bridge.export(order_shipped)
     with pytest.raises(ExceptionGroup) as caught:  # noqa: PT012
         async with bridge:
@@ -887,11 +900,11 @@ async def test_an_unexpected_redis_error_stops_the_bridge(
 
 
 async def test_entered_in_one_task_and_exited_in_another(
-    prefix: str, order_shipped: Signal[..., Any]
+    redis_url: str, prefix: str, order_shipped: Signal[..., Any]
 ) -> None:
     """A bridge entered by one task and left by another delivers, then stops cleanly."""
     calls = recorder(order_shipped)
-    bridge = make_bridge(prefix)
+    bridge = make_bridge(redis_url, prefix)
     bridge.export(order_shipped)
 
     async def start() -> None:
@@ -908,7 +921,7 @@ async def test_entered_in_one_task_and_exited_in_another(
 
 
 async def test_exit_in_a_natively_cancelled_task_raises_no_cancellation_of_its_own(
-    client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
+    redis_url: str, client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
 ) -> None:
     """Left in a task asyncio cancelled, the grace running out raises nothing; cleanup goes on."""
     started = anyio.Event()
@@ -918,7 +931,7 @@ async def test_exit_in_a_natively_cancelled_task_raises_no_cancellation_of_its_o
         await anyio.sleep_forever()
 
     order_shipped.connect(stuck, dispatch_uid="test")
-    bridge = make_bridge(prefix, grace_period=0.05)
+    bridge = make_bridge(redis_url, prefix, grace_period=0.05)
     bridge.export(order_shipped)
     later_cleanup: list[str] = []
 
@@ -941,11 +954,11 @@ async def test_exit_in_a_natively_cancelled_task_raises_no_cancellation_of_its_o
 
 
 async def test_group_creation_errors_other_than_busygroup_raise(
-    client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
+    redis_url: str, client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
 ) -> None:
     """Entering over a key that is not a stream raises Redis's error."""
     await client.set(stream_of(prefix), "not a stream")
-    for bridge in (make_bridge(prefix), RedisBridge(client, stream_prefix=prefix)):
+    for bridge in (make_bridge(redis_url, prefix), RedisBridge(client, stream_prefix=prefix)):
         bridge.export(order_shipped)
         with pytest.raises(ResponseError, match="WRONGTYPE"):
             await bridge.__aenter__()
@@ -955,18 +968,9 @@ async def test_group_creation_errors_other_than_busygroup_raise(
 # -- Redis restarted mid-run ------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 async def start_redis(port: int) -> anyio.abc.Process:
-    server = shutil.which("redis-server")
-    assert server is not None, f"redis-server is not installed; {START_REDIS}"
     process = await anyio.open_process(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        server_command(port),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -1027,6 +1031,7 @@ async def test_redis_restarted_mid_run(caplog: pytest.LogCaptureFixture) -> None
 
 
 async def test_a_deleted_stream_and_group_are_created_again(
+    redis_url: str,
     client: aioredis.Redis,
     prefix: str,
     order_shipped: Signal[..., Any],
@@ -1034,7 +1039,7 @@ async def test_a_deleted_stream_and_group_are_created_again(
 ) -> None:
     """The stream deleted under a running bridge: it recreates the group and goes on."""
     calls = recorder(order_shipped)
-    bridge = make_bridge(prefix)
+    bridge = make_bridge(redis_url, prefix)
     bridge.export(order_shipped)
     with caplog.at_level(logging.WARNING, "asyncsignals.redis"):
         async with bridge:
@@ -1051,7 +1056,7 @@ class Fatal(BaseException):
 
 
 async def test_a_receivers_fatal_error_during_the_drain_is_raised_at_exit(
-    prefix: str, order_shipped: Signal[..., Any]
+    redis_url: str, prefix: str, order_shipped: Signal[..., Any]
 ) -> None:
     """A receiver's BaseException raised while the bridge drains is raised by the exit."""
     started = anyio.Event()
@@ -1062,7 +1067,7 @@ async def test_a_receivers_fatal_error_during_the_drain_is_raised_at_exit(
         raise Fatal("late")
 
     order_shipped.connect(fatal_late, dispatch_uid="test")
-    bridge = make_bridge(prefix, grace_period=5)
+    bridge = make_bridge(redis_url, prefix, grace_period=5)
     bridge.export(order_shipped)
     with pytest.raises(Fatal, match="late"):  # noqa: PT012
         async with bridge:
