@@ -23,6 +23,8 @@ import sys
 from collections.abc import Awaitable, Sequence
 from typing import Any, Final, TypeVar
 
+import anyio
+
 from ._concurrent import (
     Outcomes,
     RobustFailure,
@@ -187,6 +189,15 @@ class _Trio(Backend):
 
 ASYNCIO: Final[Backend] = _Asyncio("asyncio", asyncio.CancelledError, level_triggered=False)
 _trio_backend: list[Backend] = []
+
+
+def would_block() -> tuple[type[Exception], ...]:
+    """What a limiter's ``acquire_on_behalf_of_nowait`` raises when no slot is free.
+
+X
+    """
+    trio = sys.modules.get("trio")
+    return (anyio.WouldBlock,) if trio is None else (anyio.WouldBlock, trio.WouldBlock)
 
 
 def trio_running() -> bool:

@@ -20,7 +20,7 @@ import anyio.from_thread
 import anyio.to_thread
 from typing_extensions import ParamSpec, TypeVar
 
-from ._backends import Backend, CancelWatch, current_backend, running_event_loop
+from ._backends import Backend, CancelWatch, current_backend, running_event_loop, would_block
 from ._concurrent import unboxed
 from ._connections import (
     ASYNC,
@@ -1379,7 +1379,7 @@ async def _limited_and_timed(
                 # A free slot is taken without yielding: the send adds no
                 # checkpoint of its own, it waits only for a slot.
                 limiter.acquire_on_behalf_of_nowait(borrower)
-            except anyio.WouldBlock:
+            except would_block():
                 try:
                     await limiter.acquire_on_behalf_of(borrower)
                 except BaseException:
