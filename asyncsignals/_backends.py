@@ -194,7 +194,7 @@ _trio_backend: list[Backend] = []
 def would_block() -> tuple[type[Exception], ...]:
     """What a limiter's ``acquire_on_behalf_of_nowait`` raises when no slot is free.
 
-X
+    anyio's ``WouldBlock``; on trio, older anyio releases let trio's own through.
     """
     trio = sys.modules.get("trio")
     return (anyio.WouldBlock,) if trio is None else (anyio.WouldBlock, trio.WouldBlock)
