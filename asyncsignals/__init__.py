@@ -10,6 +10,9 @@ from ._background import (
 from ._instrument import Instrument, SendEvent, add_instrument, remove_instrument
 from ._signal import Signal, receiver
 
+# Kept equal to the version in pyproject.toml (a test compares the two).
+__version__ = "0.1.0.dev0"
+
 __all__ = [
     "BackgroundDispatcher",
     "BackgroundSend",

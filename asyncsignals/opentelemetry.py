@@ -56,10 +56,16 @@ import weakref
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from opentelemetry import context as otel_context
-from opentelemetry import trace
-from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, TracerProvider
-from opentelemetry.util.types import AttributeValue
+try:
+    from opentelemetry import context as otel_context
+    from opentelemetry import trace
+    from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, TracerProvider
+    from opentelemetry.util.types import AttributeValue
+except ImportError as _missing_dependency:
+    raise ImportError(
+        "asyncsignals.opentelemetry needs the OpenTelemetry API, which is not installed: "
+        "pip install 'asyncsignals[opentelemetry]'"
+    ) from _missing_dependency
 
 from ._concurrent import is_cancellation
 from ._instrument import Instrument, SendEvent, add_instrument, remove_instrument

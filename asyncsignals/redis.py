@@ -68,12 +68,19 @@ from types import TracebackType
 from typing import Any, Final, Literal, Protocol, cast
 
 import anyio
-import redis.asyncio as aioredis
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.typing import EncodableT, FieldT, KeyT, StreamIdT
+
+try:
+    import redis.asyncio as aioredis
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import ResponseError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+    from redis.typing import EncodableT, FieldT, KeyT, StreamIdT
+except ImportError as _missing_dependency:
+    raise ImportError(
+        "asyncsignals.redis needs redis-py, which is not installed: "
+        "pip install 'asyncsignals[redis]'"
+    ) from _missing_dependency
 
 from ._background import OwnedTaskGroup
 from ._receivers import describe
