@@ -1,4 +1,4 @@
-"""Turning results into the markdown table, the targets of issue 3 and a PNG chart."""
+"""Turning results into the markdown table, the ratio targets and a PNG chart."""
 
 from __future__ import annotations
 
@@ -146,7 +146,7 @@ def memory_table(results: Results) -> list[str]:
 
 @dataclass(frozen=True)
 class Verdict:
-    """One target of issue 3, checked."""
+    """One ratio target, checked."""
 
     target: str
     status: str  # PASS, FAIL or SKIP
@@ -174,7 +174,7 @@ def _ratio_target(
 
 
 def targets(results: Results) -> list[Verdict]:
-    """Every ratio target of issue 3, checked against one interpreter's results."""
+    """Every ratio target, checked against one interpreter's results."""
     python = tuple(int(part) for part in results["python_short"].split("."))
     verdicts = [
         _ratio_target(
@@ -306,12 +306,19 @@ def targets_lines(results: Results) -> list[str]:
     return [f"- **{v.status}** {v.target}: {v.measured}" for v in targets(results)]
 
 
+def run_kind(results: Results) -> str:
+    """How a run was made: full or quick repeats, every row or the chosen ones."""
+    if results.get("partial"):
+        return f"partial run, {results['mode']} repeats: the chosen scenarios only"
+    return f"{results['mode']} run"
+
+
 def markdown(results: Results, chart: str | None) -> str:
     """The whole report for one interpreter's results."""
     lines = [
         f"# asyncsignals benchmarks: {results['interpreter']}, {results['date']}",
         "",
-        f"Command: `{results['command']}` ({results['mode']} run)  ",
+        f"Command: `{results['command']}` ({run_kind(results)})  ",
         f"Platform: {results['platform']}  ",
         f"asyncsignals source: {results.get('source', 'unknown')}  ",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in results["versions"].items()),
@@ -342,7 +349,7 @@ def markdown(results: Results, chart: str | None) -> str:
         ]
     lines += ["", "## Connect and disconnect", "", *connect_table(results)]
     lines += ["", "## Memory (tracemalloc)", "", *memory_table(results)]
-    lines += ["", "## Targets (issue 3)", "", *targets_lines(results)]
+    lines += ["", "## Targets", "", *targets_lines(results)]
     if chart is not None:
         lines += ["", f"![ratio to the floor]({chart})"]
     return "\n".join(lines) + "\n"

@@ -344,18 +344,22 @@ def _environment(spec: str) -> str:
     return str(python)
 
 
-def drive(arguments: argparse.Namespace, passthrough: list[str]) -> int:
-    """Run the harness under each ``--python`` and merge the reports."""
+def drive(arguments: argparse.Namespace, passthrough: list[str], command: str) -> int:
+    """Run the harness under each ``--python`` and merge the reports.
+
+    Each report records ``command``, the one the user ran, rather than the
+    child's own arguments (no ``--python``, and the driver's ``--no-write``).
+    """
     merged: list[dict[str, Any]] = []
     for spec in arguments.python:
         python = _environment(spec)
         with tempfile.TemporaryDirectory() as directory:
             output = Path(directory) / "results.json"
-            command = [python, "-m", "benchmarks", *passthrough, "--json", str(output)]
+            child = [python, "-m", "benchmarks", *passthrough, "--json", str(output)]
             _progress(f"== Python {spec}")
             # The child's report is printed once, merged, below.
             completed = subprocess.run(
-                command,
+                child,
                 check=False,
                 cwd=REPOSITORY,
                 stdout=None if arguments.smoke else subprocess.DEVNULL,
@@ -364,7 +368,9 @@ def drive(arguments: argparse.Namespace, passthrough: list[str]) -> int:
                 return completed.returncode
             if arguments.smoke:
                 continue
-            merged.append(json.loads(output.read_text()))
+            results = json.loads(output.read_text())
+            results["command"] = command
+            merged.append(results)
     if arguments.smoke:
         return 0
     sections = [write_report(results, not arguments.no_write) for results in merged]
@@ -386,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m benchmarks``."""
     raw = sys.argv[1:] if argv is None else argv
     arguments = _parser().parse_args(raw)
+    command = " ".join(["python -m benchmarks", *_without_json(raw)])
     if arguments.python:
         passthrough = [a for a in raw if a not in {"--quick", "--smoke", "--no-write"}]
         passthrough = _without_python(passthrough)
@@ -393,13 +400,12 @@ def main(argv: list[str] | None = None) -> int:
             flag for flag, on in (("--quick", arguments.quick), ("--smoke", arguments.smoke)) if on
         ]
         passthrough += ["--no-write"]  # the driver writes the reports itself
-        return drive(arguments, passthrough)
+        return drive(arguments, passthrough, command)
     backends = _backends(arguments.backend)
     if arguments.smoke:
         return smoke(backends)
     _chosen(arguments.scenario)  # an unknown name fails before anything is measured
     settings = QUICK if arguments.quick else DEFAULT
-    command = " ".join(["python -m benchmarks", *_without_json(raw)])
     started = time.perf_counter()
     results = measure(
         backends, settings, "quick" if arguments.quick else "full", command, arguments.scenario
