@@ -142,7 +142,7 @@ def _opentelemetry_missing() -> str | None:
 
 
 def _sequential_missing() -> str | None:
-    """asyncsignals' sequential mode (issue 3) is probed as ``Signal(concurrent=False)``."""
+    """asyncsignals' sequential mode is probed as ``Signal(concurrent=False)``."""
     try:
         asyncsignals.Signal(concurrent=False)  # type: ignore[call-arg,unused-ignore]
     except TypeError:

@@ -41,7 +41,7 @@ class Scenario:
 
 
 # The rows the instrument columns run on: what a send costs with no instrument,
-# with one on another signal, and with one on the signal itself (issue 6).
+# with one on another signal, and with one on the signal itself.
 INSTRUMENT_SCENARIOS = frozenset({"send/10/sync", "send/1/async"})
 
 

@@ -1,7 +1,7 @@
 """What each of a send's guarantees costs: the floor, built up one guarantee at a time.
 
-``python -m benchmarks.costs`` times, on the rows where asyncsignals misses a
-ratio of issue 3, a ladder of hand-written dispatchers. Each rung adds one
+``python -m benchmarks.costs`` times, on the rows where asyncsignals misses one
+of its ratio targets, a ladder of hand-written dispatchers. Each rung adds one
 thing DESIGN.md requires of a send to the rung before it, written the
 cheapest way we know, and the last rung is asyncsignals itself:
 
@@ -50,7 +50,7 @@ from benchmarks._report import format_ns
 from benchmarks._scenarios import ORDER, TIMES, Scenario
 
 ROWS: tuple[tuple[Scenario, bool], ...] = (
-    # (scenario, sequential): the rows where issue 3's ratios are missed
+    # (scenario, sequential): the rows where a ratio target is missed
     (Scenario("send/10/sync", 10, "sync"), False),
     (Scenario("send/1/async", 1, "async"), False),
     (Scenario("send/10/async", 10, "async"), True),
