@@ -17,7 +17,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._concurrent import is_cancellation
-from ._signal import Signal, all_signals
+from ._hooks import add_everywhere, remove_everywhere
+from ._signal import Signal, add_hook, all_signals, hooks_of, remove_hook
 
 __all__ = ["Instrument", "SendEvent", "add_instrument", "remove_instrument"]
 
@@ -278,33 +279,31 @@ def add_instrument(instrument: Instrument, signal: Signal[..., Any] | None = Non
         raise TypeError(f"add_instrument() expects an Instrument, got {instrument!r}")
     with _lock:
         if signal is not None:
-            if not any(_hook_of(hook) is instrument for hook in signal._hooks):
-                signal._add_hook(_InstrumentHook(instrument))
+            if not any(_hook_of(hook) is instrument for hook in hooks_of(signal)):
+                add_hook(signal, _InstrumentHook(instrument))
             return
         if instrument in _everywhere:
             return
         hook = _everywhere[instrument] = _InstrumentHook(instrument)
-        Signal._every_signal_hooks = (*Signal._every_signal_hooks, hook)
+        add_everywhere(hook)
         for each in all_signals():
-            each._add_hook(hook)
+            add_hook(each, hook)
 
 
 def remove_instrument(instrument: Instrument, signal: Signal[..., Any] | None = None) -> None:
     """Undo :func:`add_instrument` (for that signal, or everywhere); a no-op if not installed."""
     with _lock:
         if signal is not None:
-            for hook in signal._hooks:
+            for hook in hooks_of(signal):
                 if _hook_of(hook) is instrument:
-                    signal._remove_hook(hook)
+                    remove_hook(signal, hook)
             return
         everywhere = _everywhere.pop(instrument, None)
         if everywhere is None:
             return
-        Signal._every_signal_hooks = tuple(
-            hook for hook in Signal._every_signal_hooks if hook is not everywhere
-        )
+        remove_everywhere(everywhere)
         for each in all_signals():
-            each._remove_hook(everywhere)
+            remove_hook(each, everywhere)
 
 
 def _hook_of(hook: object) -> Instrument | None:

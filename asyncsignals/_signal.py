@@ -10,10 +10,10 @@ import logging
 import reprlib
 import threading
 import weakref
-from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from contextvars import copy_context
 from types import FunctionType, MethodType
-from typing import Any, ClassVar, Final, Generic, Protocol, TypeAlias, cast
+from typing import Any, Final, Generic, TypeAlias, cast
 
 import anyio
 import anyio.from_thread
@@ -36,6 +36,7 @@ from ._connections import (
     live_receiver,
 )
 from ._context import await_in_context
+from ._hooks import UNTIMED, Observation, SendHook, everywhere, observe
 from ._receivers import (
     WeakMethodRef,
     check_accepts,
@@ -67,48 +68,21 @@ Receiver: TypeAlias = Callable[P, Awaitable[R]] | Callable[P, R]
 Results: TypeAlias = list[tuple[Callable[..., Any], R]]
 
 
-class SendHook(Protocol):
-    """What a watcher plugs into a signal: test helpers and instruments.
-
-    Private to the package: a signal with no hooks pays one attribute check
-    per send for all of this.
-    """
-
-    def begin(self, signal: Signal, sender: object, named: Mapping[str, Any]) -> SendWatch:
-        """A send is starting, before any receiver runs; watch it."""
-        ...
+def hooks_of(signal: Signal[..., Any]) -> tuple[SendHook, ...]:
+    """The hooks observing ``signal``'s sends."""
+    return signal._hooks
 
 
-class SendWatch(Protocol):
-    """One hook's view of one send."""
-
-    #: True mutes the send: nothing runs and it returns ``[]``.
-    muted: bool
-
-    def allows(self, receiver: Callable[..., Any]) -> bool:
-        """Whether this receiver runs in this send."""
-        ...
-
-    def wrap(
-        self, receiver: Callable[..., Any], call: Callable[..., Any], is_async: bool
-    ) -> Callable[..., Any]:
-        """What to call instead of ``call`` (``receiver``, or an earlier hook's wrapper)."""
-        ...
-
-    def end(
-        self, results: list[tuple[Callable[..., Any], Any]] | None, error: BaseException | None
-    ) -> None:
-        """After the send: its results, or the exception it raised (results None)."""
-        ...
+def add_hook(signal: Signal[..., Any], hook: SendHook) -> None:
+    """Observe ``signal``'s sends with ``hook`` (test helpers, instruments); thread-safe."""
+    with signal._lock:
+        signal._hooks = (*signal._hooks, hook)
 
 
-def _end_watches(
-    watches: list[SendWatch],
-    results: list[tuple[Callable[..., Any], Any]] | None,
-    error: BaseException | None,
-) -> None:
-    for watch in watches:
-        watch.end(results, error)
+def remove_hook(signal: Signal[..., Any], hook: SendHook) -> None:
+    """Stop observing ``signal``'s sends with ``hook``; thread-safe."""
+    with signal._lock:
+        signal._hooks = tuple(each for each in signal._hooks if each is not hook)
 
 
 def connections_of(signal: Signal[..., Any]) -> ConnectionStore:
@@ -173,9 +147,6 @@ class Signal(Generic[P, R]):
         "name",
     )
 
-    # Hooks every signal gets, new ones too (instruments added everywhere).
-    _every_signal_hooks: ClassVar[tuple[SendHook, ...]] = ()
-
     def __init__(
         self,
         *,
@@ -232,7 +203,7 @@ class Signal(Generic[P, R]):
         self._concurrent = concurrent
         self._lock = threading.Lock()
         self._connections = ConnectionStore()
-        self._hooks: tuple[SendHook, ...] = Signal._every_signal_hooks
+        self._hooks: tuple[SendHook, ...] = everywhere()
         _ALL_SIGNALS.add(self)
 
     def __repr__(self) -> str:
@@ -612,67 +583,20 @@ class Signal(Generic[P, R]):
         self, snapshot: Snapshot, sender: object, named: dict[str, Any], robust: bool
     ) -> list[tuple[Callable[..., Any], Any]]:
         """A send with hooks installed: muting, skipped or wrapped receivers, reports."""
-        watches, observed, originals = self._observe(snapshot, sender, named)
+        observation = self._observe(snapshot, sender, named)
+        observed = observation.snapshot
         try:
             results = (
                 [] if observed is None else await self._send(sender, named, robust, observed, True)
             )
         except BaseException as error:
-            _end_watches(watches, None, error)
+            observation.failed(error)
             raise
-        results = _unwrapped(results, originals)
-        _end_watches(watches, results, None)
-        try:
-            return results
-        finally:
-            del results  # see _report: no cycle through a kept exception
+        return observation.finished(results)
 
-    def _observe(
-        self, snapshot: Snapshot, sender: object, named: dict[str, Any]
-    ) -> tuple[list[SendWatch], Snapshot | None, dict[Callable[..., Any], Any]]:
-        """Ask the hooks about this send.
-
-        Returns their watches, the connections the send keeps (None when
-        muted; a wrapped receiver is held strongly for the send), and the
-        receiver behind each wrapper.
-        """
-        # Every hook hears of every send, muted or not.
-        watches = [hook.begin(self, sender, named) for hook in self._hooks]
-        originals: dict[Callable[..., Any], Any] = {}
-        if any(watch.muted for watch in watches):
-            return watches, None, originals
-        kept: list[Connection] = []
-        for connection in snapshot[0]:
-            receiver = live_receiver(connection)
-            if receiver is None or not all(watch.allows(receiver) for watch in watches):
-                continue
-            is_async = connection[2] == ASYNC
-            timeout = self._timeout_of(connection[5]) if is_async else None
-            # The receiver's timeout goes innermost, so that a hook's wrapper
-            # sees the TimeoutError it raises, as the send does.
-            call = receiver if timeout is None else self._timed(receiver, timeout)
-            for watch in watches:
-                call = watch.wrap(receiver, call, is_async)
-            if call is not receiver:
-                originals[call] = receiver
-                connection = (  # noqa: PLW2901
-                    call,
-                    STRONG,
-                    *connection[2:5],
-                    connection[5] if timeout is None else _UNTIMED,
-                )
-            kept.append(connection)
-        # The inline loop cannot run a wrapped receiver's timeout: always _send's path.
-        return watches, (tuple(kept), any(c[2] != INLINE for c in kept), None), originals
-
-    def _add_hook(self, hook: SendHook) -> None:
-        """Observe this signal's sends (for asyncsignals.testing); thread-safe."""
-        with self._lock:
-            self._hooks = (*self._hooks, hook)
-
-    def _remove_hook(self, hook: SendHook) -> None:
-        with self._lock:
-            self._hooks = tuple(each for each in self._hooks if each is not hook)
+    def _observe(self, snapshot: Snapshot, sender: object, named: dict[str, Any]) -> Observation:
+        """Ask the hooks about this send (see asyncsignals._hooks.observe)."""
+        return observe(self, self._hooks, snapshot, sender, named, self._timeout_of, self._timed)
 
     async def _send_in_order(
         self,
@@ -991,7 +915,7 @@ class Signal(Generic[P, R]):
         limiter: anyio.CapacityLimiter | None,
     ) -> Awaitable[T]:
         """``awaitable`` under the receiver's timeout and the signal's concurrency limit."""
-        if timeout is _UNTIMED:
+        if timeout is UNTIMED:
             timeout = None
         if timeout is None and limiter is None:
             return awaitable
@@ -1099,20 +1023,16 @@ class Signal(Generic[P, R]):
             snapshot = self._connections.lookup(sender)
             self._check_payload(named)
             if self._hooks:
-                watches, observed, originals = self._observe(snapshot, sender, named)
+                observation = self._observe(snapshot, sender, named)
+                observed = observation.snapshot
                 try:
                     results = (
                         [] if observed is None else self._send_sync(sender, named, robust, observed)
                     )
                 except BaseException as error:
-                    _end_watches(watches, None, error)
+                    observation.failed(error)
                     raise
-                results = _unwrapped(results, originals)
-                _end_watches(watches, results, None)
-                try:
-                    return results
-                finally:
-                    del results  # see _report: no cycle through a kept exception
+                return observation.finished(results)
         connections, awaits, _ = snapshot
         if not connections:
             return []
@@ -1203,15 +1123,6 @@ class Signal(Generic[P, R]):
         """Await one receiver's awaitable under its time limit and the signal's limit."""
         limiter = self._current_limiter(current_backend())
         return await self._guarded(awaitable, receiver, time_limit, limiter)
-
-
-def _unwrapped(
-    results: list[tuple[Callable[..., Any], Any]], originals: dict[Callable[..., Any], Any]
-) -> list[tuple[Callable[..., Any], Any]]:
-    """Results naming the receivers that hooks wrapped for a send."""
-    if not originals:
-        return results
-    return [(originals.get(receiver, receiver), value) for receiver, value in results]
 
 
 def _pop_sender(args: tuple[object, ...], kwargs: dict[str, Any], method: str) -> object:
@@ -1327,10 +1238,6 @@ def _is_generator_function(receiver: object) -> bool:
 def _is_awaitable(result: object) -> bool:
     """Whether a sync receiver returned something to await."""
     return result is not None and type(result) not in _PLAIN_RESULTS and inspect.isawaitable(result)
-
-
-# A connection whose timeout is already applied inside its receiver (see _observe).
-_UNTIMED: Final = float("inf")
 
 
 def _check_timeout(timeout: float | None) -> float | None:

@@ -41,7 +41,7 @@ import anyio
 import anyio.lowlevel
 
 from ._receivers import is_async_callable
-from ._signal import Signal, connections_of
+from ._signal import Signal, add_hook, connections_of, remove_hook
 
 __all__ = [
     "Send",
@@ -325,7 +325,7 @@ def _acquire(signal: Signal[..., Any], observer: _Observer | None = None) -> Non
         hub = _hubs.get(signal)
         if hub is None:
             hub = _hubs[signal] = _Hub()
-            signal._add_hook(hub)
+            add_hook(signal, hub)
         hub.users += 1
         if observer is not None:
             hub.observers = (*hub.observers, observer)
@@ -340,7 +340,7 @@ def _release(signal: Signal[..., Any], observer: _Observer | None = None) -> Non
             hub.observers = tuple(each for each in hub.observers if each is not observer)
         if hub.users == 0:
             del _hubs[signal]
-            signal._remove_hook(hub)
+            remove_hook(signal, hub)
 
 
 class _LoopCall:

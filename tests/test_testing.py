@@ -19,6 +19,7 @@ from helpers import join_thread, start_thread
 
 import asyncsignals.testing
 from asyncsignals import Signal
+from asyncsignals._signal import hooks_of
 from asyncsignals.testing import (
     Send,
     SendTimeoutError,
@@ -178,8 +179,8 @@ def test_a_capture_leaves_no_hook_behind() -> None:
     """Once every helper has exited, the signal has no hook left to pay for."""
     signal = Signal()
     with capture(signal), capture(signal), muted(signal):
-        assert len(signal._hooks) == 1
-    assert not signal._hooks
+        assert len(hooks_of(signal)) == 1
+    assert not hooks_of(signal)
 
 
 async def test_assertions_pass_when_the_sends_match() -> None:

@@ -1,0 +1,180 @@
+"""Observing a send: the test helpers' captures and mutes, and instruments.
+
+A hook is plugged into a signal (or into every signal); each send asks every
+hook for a watch before any receiver runs. A watch may mute the send, leave
+receivers out, or wrap them; it hears how the send ended. One implementation
+serves ``send``, ``send_robust`` and the sync entry points: the signal calls
+:func:`observe` and then :meth:`Observation.finished` or
+:meth:`Observation.failed`.
+
+A signal with no hooks pays one attribute check per send for all of this.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+from ._connections import ASYNC, INLINE, STRONG, Connection, Snapshot, live_receiver
+
+if TYPE_CHECKING:
+    from ._signal import Signal
+
+__all__ = [
+    "UNTIMED",
+    "Observation",
+    "SendHook",
+    "SendWatch",
+    "TimedCall",
+    "add_everywhere",
+    "everywhere",
+    "observe",
+    "remove_everywhere",
+]
+
+Results = list[tuple[Callable[..., Any], Any]]
+
+#: A connection's timeout once a wrapper applies it (see :func:`observe`):
+#: the send must not time the receiver a second time.
+UNTIMED: Final = float("inf")
+
+#: Makes the call that applies a receiver's timeout: ``(receiver, seconds)``.
+TimedCall = Callable[[Callable[..., Any], float], Callable[..., Any]]
+
+
+class SendHook(Protocol):
+    """What a watcher plugs into a signal: test helpers and instruments."""
+
+    def begin(
+        self, signal: Signal[..., Any], sender: object, named: Mapping[str, Any]
+    ) -> SendWatch:
+        """A send is starting, before any receiver runs; watch it."""
+        ...
+
+
+class SendWatch(Protocol):
+    """One hook's view of one send."""
+
+    #: True mutes the send: nothing runs and it returns ``[]``.
+    muted: bool
+
+    def allows(self, receiver: Callable[..., Any]) -> bool:
+        """Whether this receiver runs in this send."""
+        ...
+
+    def wrap(
+        self, receiver: Callable[..., Any], call: Callable[..., Any], is_async: bool
+    ) -> Callable[..., Any]:
+        """What to call instead of ``call`` (``receiver``, or an earlier hook's wrapper)."""
+        ...
+
+    def end(self, results: Results | None, error: BaseException | None) -> None:
+        """After the send: its results, or the exception it raised (results None)."""
+        ...
+
+
+# Hooks every signal gets, new ones too (instruments added everywhere).
+_everywhere: tuple[SendHook, ...] = ()
+_everywhere_lock = threading.Lock()
+
+
+def everywhere() -> tuple[SendHook, ...]:
+    """The hooks that every signal, new ones too, starts with."""
+    return _everywhere
+
+
+def add_everywhere(hook: SendHook) -> None:
+    """Give ``hook`` to every signal created from now on (existing ones are the caller's)."""
+    global _everywhere  # noqa: PLW0603 (module state: the hooks of signals yet to come)
+    with _everywhere_lock:
+        _everywhere = (*_everywhere, hook)
+
+
+def remove_everywhere(hook: SendHook) -> None:
+    """Stop giving ``hook`` to new signals."""
+    global _everywhere  # noqa: PLW0603 (see add_everywhere)
+    with _everywhere_lock:
+        _everywhere = tuple(each for each in _everywhere if each is not hook)
+
+
+class Observation:
+    """The hooks' watches of one send, and what they let it run."""
+
+    __slots__ = ("_originals", "snapshot", "watches")
+
+    def __init__(
+        self,
+        watches: list[SendWatch],
+        snapshot: Snapshot | None,
+        originals: dict[Callable[..., Any], Any],
+    ) -> None:
+        self.watches = watches
+        #: The connections the send runs (None when muted: it runs nothing).
+        self.snapshot = snapshot
+        self._originals = originals
+
+    def finished(self, results: Results) -> Results:
+        """The send returned ``results``: tell every watch; the results name the receivers."""
+        originals = self._originals
+        if originals:
+            results = [(originals.get(receiver, receiver), value) for receiver, value in results]
+        for watch in self.watches:
+            watch.end(results, None)
+        try:
+            return results
+        finally:
+            del results  # no cycle through an exception kept in the results
+
+    def failed(self, error: BaseException) -> None:
+        """The send raised ``error``: tell every watch."""
+        for watch in self.watches:
+            watch.end(None, error)
+
+
+def observe(
+    signal: Signal[..., Any],
+    hooks: tuple[SendHook, ...],
+    snapshot: Snapshot,
+    sender: object,
+    named: Mapping[str, Any],
+    timeout_of: Callable[[float | None], float | None],
+    timed: TimedCall,
+) -> Observation:
+    """Ask the hooks about a send of ``signal`` that reaches ``snapshot``.
+
+    A wrapped receiver is held strongly for the send, with its timeout
+    applied innermost (by ``timed``), so that a hook's wrapper sees the
+    ``TimeoutError`` it raises, as the send does.
+    """
+    # Every hook hears of every send, muted or not.
+    watches = [hook.begin(signal, sender, named) for hook in hooks]
+    originals: dict[Callable[..., Any], Any] = {}
+    if any(watch.muted for watch in watches):
+        return Observation(watches, None, originals)
+    kept: list[Connection] = []
+    for connection in snapshot[0]:
+        receiver = live_receiver(connection)
+        if receiver is None or not all(watch.allows(receiver) for watch in watches):
+            continue
+        target, _, kind, takes_signal, sequence, own_timeout = connection
+        is_async = kind == ASYNC
+        timeout = timeout_of(own_timeout) if is_async else None
+        call = receiver if timeout is None else timed(receiver, timeout)
+        for watch in watches:
+            call = watch.wrap(receiver, call, is_async)
+        if call is not receiver:
+            originals[call] = receiver
+            target = call
+            connection = (  # noqa: PLW2901
+                target,
+                STRONG,
+                kind,
+                takes_signal,
+                sequence,
+                own_timeout if timeout is None else UNTIMED,
+            )
+        kept.append(connection)
+    # The sync-only loop cannot run a wrapped receiver's timeout: no inline entries.
+    observed: Snapshot = (tuple(kept), any(c[2] != INLINE for c in kept), None)
+    return Observation(watches, observed, originals)
