@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import dataclasses
+import inspect
 import itertools
 import logging
 import math
@@ -25,6 +26,7 @@ from typing import Any, Final
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from ._backends import current_backend
 from ._context import await_in_context
 from ._instrument import background_send
 from ._signal import Signal
@@ -45,6 +47,10 @@ _RUNNING: Final = "running"
 _CLOSING: Final = "shutting down"
 _CLOSED: Final = "closed"
 _STOPPED: Final = "stopped"
+
+# The most sends one dispatcher may run at once: each is a worker task,
+# started on entry.
+_MOST_WORKERS: Final = 10_000
 
 
 class OwnedTaskGroup:
@@ -349,6 +355,11 @@ class BackgroundDispatcher:
                 raise TypeError(f"{argument} must be a whole number of sends, got {count!r}")
             if count < 1:
                 raise ValueError(f"{argument} must be at least 1, got {count!r}")
+        if max_concurrent > _MOST_WORKERS:
+            raise ValueError(
+                f"max_concurrent must be at most {_MOST_WORKERS} (a worker task each), "
+                f"got {max_concurrent!r}"
+            )
         if not isinstance(grace_period, (int, float)) or isinstance(grace_period, bool):  # pyright: ignore[reportUnnecessaryIsInstance] (checks what callers pass)
             raise TypeError(
                 f"grace_period must be a number of seconds (math.inf to wait for every "
@@ -356,8 +367,17 @@ class BackgroundDispatcher:
             )
         if name is not None and not isinstance(name, str):  # pyright: ignore[reportUnnecessaryIsInstance] (checks what callers pass)
             raise TypeError(f"name must be a str or None, got {name!r}")
-        if describe is not None and not callable(describe):
-            raise TypeError(f"describe must be a callable or None, got {describe!r}")
+        if describe is not None and (
+            not callable(describe) or inspect.iscoroutinefunction(describe)
+        ):
+            raise TypeError(
+                f"describe must be a plain (not async) callable returning a str, or None, "
+                f"got {describe!r}"
+            )
+        try:
+            float(grace_period)
+        except OverflowError:
+            grace_period = math.nan  # refused below, with the same message
         if not grace_period >= 0:
             raise ValueError(
                 f"grace_period must be a number of seconds >= 0 (math.inf to wait for "
@@ -586,24 +606,38 @@ class BackgroundDispatcher:
         # Instruments see a send of its own, not a part of the request that
         # queued it (which has moved on): a trace of its own, linked to it.
         queued.context.run(background_send.set, True)
+        backend = current_backend()
+        baseline = backend.pending_cancellations()
         try:
             results = await await_in_context(
                 queued.context, signal.send_robust(sender, **queued.payload)
             )
         except Exception as exc:
-            self._errors += 1
-            logger.exception(
-                "background send of signal %s from sender %s failed: %s",
-                _label(signal),
-                reprlib.repr(sender),
-                type(exc).__name__,
-            )
+            self._send_failed(signal, sender, exc)
+            return
+        except backend.cancelled as cancelled:
+            if backend.level_triggered or backend.pending_cancellations() > baseline:
+                raise  # the dispatcher's own cancellation
+            # On asyncio a receiver can raise CancelledError nobody asked
+            # for (a future someone else cancelled): a failure of this send,
+            # not a reason to lose the worker.
+            self._send_failed(signal, sender, cancelled)
             return
         # send_robust logged each receiver's error, with its traceback.
         self._errors += sum(isinstance(result, Exception) for _, result in results)
         # From Python 3.12 the errors' tracebacks reach this frame (it stepped
         # the send): keep no reference to them here, or they form a cycle.
         del results
+
+    def _send_failed(self, signal: Signal[..., Any], sender: object, error: BaseException) -> None:
+        self._errors += 1
+        logger.error(
+            "background send of signal %s from sender %s failed: %s",
+            _label(signal),
+            reprlib.repr(sender),
+            type(error).__name__,
+            exc_info=error,
+        )
 
     # -- sending ------------------------------------------------------------
 

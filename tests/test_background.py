@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
+import logging
 import math
 import types
 from collections.abc import Awaitable, Callable, Generator
@@ -11,7 +13,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
-from helpers import running_tasks
+from helpers import no_unawaited_coroutines, running_tasks
 
 from asyncsignals import (
     BackgroundDispatcher,
@@ -378,6 +380,8 @@ async def test_bad_sends_raise_type_error_before_queuing() -> None:
         ({"max_concurrent": 0}, "max_concurrent must be at least 1"),
         ({"grace_period": -1}, "grace_period must be"),
         ({"grace_period": math.nan}, "grace_period must be"),
+        ({"grace_period": 10**400}, "grace_period must be"),
+        ({"max_concurrent": 2**63}, "max_concurrent must be at most"),
     ],
 )
 def test_bad_limits_are_value_errors(arguments: dict[str, Any], message: str) -> None:
@@ -703,9 +707,49 @@ async def test_describe_names_each_send_left_over(caplog: pytest.LogCaptureFixtu
 
 def test_describe_must_be_callable() -> None:
     """describe= that is not callable is a TypeError at once."""
-    with pytest.raises(TypeError, match="describe must be a callable or None, got 'order'"):
+    with pytest.raises(TypeError, match="describe must be a plain .*, got .order."):
         BackgroundDispatcher(describe="order")  # type: ignore[arg-type]
 
 
 async def stuck_receiver(sender: object, **kwargs: Any) -> None:
     await anyio.sleep_forever()
+
+
+async def _describes(send: BackgroundSend) -> str:
+    return "never awaited"  # pragma: no cover (refused)
+
+
+def test_describe_must_not_be_async() -> None:
+    """An async describe would log a coroutine: it is refused in the constructor."""
+    with no_unawaited_coroutines(), pytest.raises(TypeError, match="describe"):
+        BackgroundDispatcher(describe=_describes)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_receivers_stray_cancelled_error_fails_only_its_send(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A receiver raising CancelledError nobody asked for fails its send; the worker goes on."""
+    flaky, fine = Signal(name="flaky"), Signal(name="fine")
+    ran: list[str] = []
+
+    async def awaits_a_cancelled_future(sender: object, **kwargs: Any) -> None:
+        future = asyncio.get_running_loop().create_future()
+        future.cancel()
+        await future
+
+    async def works(sender: object, **kwargs: Any) -> None:
+        ran.append("fine")
+
+    flaky.connect(awaits_a_cancelled_future)
+    fine.connect(works)
+    with caplog.at_level(logging.ERROR, logger="asyncsignals"):
+        async with BackgroundDispatcher(max_concurrent=1, grace_period=5) as dispatcher:
+            dispatcher.send(flaky, None)
+            for _ in range(3):
+                dispatcher.send(fine, None)
+    report = dispatcher.report
+    assert report is not None
+    assert ran == ["fine"] * 3
+    assert (report.completed, report.errors, report.not_completed) == (4, 1, ())
+    assert "CancelledError" in caplog.text
