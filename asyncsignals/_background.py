@@ -29,7 +29,8 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from ._backends import current_backend
 from ._context import await_in_context
 from ._instrument import background_send
-from ._signal import Signal
+from ._receivers import signal_label
+from ._signal import Signal, check_payload
 
 __all__ = [
     "BackgroundDispatcher",
@@ -263,10 +264,6 @@ def _summary(payload: Mapping[str, Any]) -> str:
     if len(payload) > _PAYLOAD_ITEMS:
         items.append(f"... ({len(payload) - _PAYLOAD_ITEMS} more)")
     return ", ".join(items) if items else "no payload"
-
-
-def _label(signal: Signal[..., Any]) -> str:
-    return signal.name if signal.name is not None else repr(signal)
 
 
 class BackgroundDispatcher:
@@ -565,7 +562,7 @@ class BackgroundDispatcher:
         for each in report.not_completed:
             logger.error(
                 "background send of signal %s from sender %s did not complete: %s; %s",
-                _label(each.signal),
+                signal_label(each.signal),
                 reprlib.repr(each.sender),
                 "cancelled while running" if each.started else "cancelled before it started",
                 self._describe(each),
@@ -633,7 +630,7 @@ class BackgroundDispatcher:
         self._errors += 1
         logger.error(
             "background send of signal %s from sender %s failed: %s",
-            _label(signal),
+            signal_label(signal),
             reprlib.repr(sender),
             type(error).__name__,
             exc_info=error,
@@ -649,9 +646,9 @@ class BackgroundDispatcher:
         if "sender" in payload:
             raise TypeError(
                 f"'sender' is reserved: it is the second argument of send(), not a payload "
-                f"argument of signal {_label(signal)}"
+                f"argument of signal {signal_label(signal)}"
             )
-        signal._check_payload(payload)
+        check_payload(signal, payload)
         return _Queued(signal, sender, payload, contextvars.copy_context())
 
     def _closed_error(self) -> DispatcherClosedError:

@@ -215,7 +215,7 @@ def check_accepts(
     if not shape.takes_sender:
         raise TypeError(
             f"receiver {describe(receiver)} cannot accept argument 'sender', which "
-            f"signal {_signal_name(signal)} always passes; add a 'sender' parameter or '**kwargs'"
+            f"signal {signal_label(signal)} always passes; add a 'sender' parameter or '**kwargs'"
         )
     if provided is None:
         return
@@ -224,19 +224,24 @@ def check_accepts(
             if name not in shape.keywords:
                 raise TypeError(
                     f"receiver {describe(receiver)} cannot accept argument {name!r} provided "
-                    f"by signal {_signal_name(signal)}; add a {name!r} parameter or '**kwargs'"
+                    f"by signal {signal_label(signal)}; add a {name!r} parameter or '**kwargs'"
                 )
     if not shape.payload_required.issubset(required or ()):
         missing = sorted(shape.payload_required.difference(required or ()))
         names = ", ".join(repr(name) for name in missing)
         raise TypeError(
             f"receiver {describe(receiver)} requires {names}, which signal "
-            f"{_signal_name(signal)} does not provide (it provides {sorted(provided)})"
+            f"{signal_label(signal)} does not provide (it provides {sorted(provided)})"
         )
 
 
-def _signal_name(signal: object) -> str:
-    return getattr(signal, "name", None) or repr(signal)
+def signal_label(signal: object) -> str:
+    """How messages, exception notes and logs name a signal: its name, else its repr.
+
+    The one rule for it: an empty name counts as none.
+    """
+    name = getattr(signal, "name", None)
+    return name if name else repr(signal)
 
 
 def receiver_key(receiver: Callable[..., Any]) -> Hashable:

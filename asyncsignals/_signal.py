@@ -45,6 +45,7 @@ from ._receivers import (
     is_async_callable,
     receiver_key,
     reference,
+    signal_label,
 )
 
 __all__ = ["Signal", "receiver"]
@@ -70,24 +71,29 @@ Results: TypeAlias = list[tuple[Callable[..., Any], R]]
 
 def hooks_of(signal: Signal[..., Any]) -> tuple[SendHook, ...]:
     """The hooks observing ``signal``'s sends."""
-    return signal._hooks
+    return signal._hooks  # pyright: ignore[reportPrivateUsage] (the package's accessor)
 
 
 def add_hook(signal: Signal[..., Any], hook: SendHook) -> None:
     """Observe ``signal``'s sends with ``hook`` (test helpers, instruments); thread-safe."""
-    with signal._lock:
-        signal._hooks = (*signal._hooks, hook)
+    with signal._lock:  # pyright: ignore[reportPrivateUsage] (the package's accessor)
+        signal._hooks = (*signal._hooks, hook)  # pyright: ignore[reportPrivateUsage]
 
 
 def remove_hook(signal: Signal[..., Any], hook: SendHook) -> None:
     """Stop observing ``signal``'s sends with ``hook``; thread-safe."""
-    with signal._lock:
-        signal._hooks = tuple(each for each in signal._hooks if each is not hook)
+    with signal._lock:  # pyright: ignore[reportPrivateUsage] (the package's accessor)
+        signal._hooks = tuple(each for each in signal._hooks if each is not hook)  # pyright: ignore[reportPrivateUsage]
 
 
 def connections_of(signal: Signal[..., Any]) -> ConnectionStore:
     """The connection store of ``signal`` (for the package's test helpers)."""
-    return signal._connections
+    return signal._connections  # pyright: ignore[reportPrivateUsage] (the package's accessor)
+
+
+def check_payload(signal: Signal[..., Any], payload: dict[str, Any]) -> None:
+    """Raise TypeError for a payload ``signal`` cannot send (for sends made elsewhere)."""
+    signal._check_payload(payload)  # pyright: ignore[reportPrivateUsage] (the package's accessor)
 
 
 # Every signal alive, so that test helpers can save and restore them all.
@@ -207,7 +213,7 @@ class Signal(Generic[P, R]):
         _ALL_SIGNALS.add(self)
 
     def __repr__(self) -> str:
-        if self.name is not None:
+        if self.name:
             return f"<Signal {self.name}>"
         return f"<Signal at {id(self):#x}>"
 
@@ -306,10 +312,6 @@ class Signal(Generic[P, R]):
     def providing_args(self) -> frozenset[str] | None:
         """The names every send provides, or None when the signal does not say."""
         return self._providing_args
-
-    @property
-    def _label(self) -> str:
-        return self.name if self.name is not None else repr(self)
 
     # -- connecting ---------------------------------------------------------
 
@@ -450,13 +452,13 @@ class Signal(Generic[P, R]):
             if missing:
                 problems.append(f"missing argument(s) {missing}")
             raise TypeError(
-                f"signal {self._label} was sent with {' and '.join(problems)}; "
+                f"signal {signal_label(self)} was sent with {' and '.join(problems)}; "
                 f"it provides {sorted(provided)}"
             )
 
     def _reserved_error(self) -> TypeError:
         return TypeError(
-            f"'signal' is reserved: {self._label} passes itself as signal=; "
+            f"'signal' is reserved: {signal_label(self)} passes itself as signal=; "
             "rename that payload argument"
         )
 
@@ -880,7 +882,7 @@ class Signal(Generic[P, R]):
             if errors:
                 if not robust:
                     self._annotate_each(errors, pending)
-                raise _combine([error for _, error in errors], self._label)
+                raise _combine([error for _, error in errors], signal_label(self))
             _fill_in(results, pending, values)
         finally:
             del results, values, errors  # see _report: no cycle through an exception
@@ -924,7 +926,7 @@ class Signal(Generic[P, R]):
             timeout,
             limiter,
             lambda: (
-                f"receiver {describe(receiver)} of signal {self._label} "
+                f"receiver {describe(receiver)} of signal {signal_label(self)} "
                 f"did not finish within {timeout:g} s"
             ),
         )
@@ -956,7 +958,7 @@ class Signal(Generic[P, R]):
         is not a list) is raised as it is: the note is never worth replacing
         the receiver's own error.
         """
-        note = f"raised by receiver {describe(receiver)} of signal {self._label}"
+        note = f"raised by receiver {describe(receiver)} of signal {signal_label(self)}"
         try:
             if note not in getattr(exc, "__notes__", ()):
                 exc.add_note(note)
@@ -986,7 +988,7 @@ class Signal(Generic[P, R]):
         logger.error(
             "receiver %s of signal %s raised %s (sender: %s)%s",
             describe(receiver),
-            self._label,
+            signal_label(self),
             type(exc).__name__,
             reprlib.repr(sender),
             "; the caller's cancellation propagates instead" if superseded else "",
@@ -1046,7 +1048,7 @@ class Signal(Generic[P, R]):
             if asynchronous:
                 names = ", ".join(asynchronous)
                 raise RuntimeError(
-                    f"{self._label} has async receivers ({names}) that send_sync cannot "
+                    f"{signal_label(self)} has async receivers ({names}) that send_sync cannot "
                     "run on the event loop's own thread; use 'await signal.send(...)'"
                 )
         if awaits and not self._concurrent and not on_loop_thread:
@@ -1060,7 +1062,7 @@ class Signal(Generic[P, R]):
                 if on_loop_thread:
                     _close_awaitables(pending)
                     raise RuntimeError(
-                        f"receiver {describe(pending[0][1])} of {self._label} returned an "
+                        f"receiver {describe(pending[0][1])} of {signal_label(self)} returned an "
                         "awaitable, which send_sync cannot await on the event loop's own "
                         "thread; use 'await signal.send(...)'"
                     )

@@ -69,7 +69,7 @@ except ImportError as _missing_dependency:
 
 from ._concurrent import is_cancellation
 from ._instrument import Instrument, SendEvent, add_instrument, remove_instrument
-from ._receivers import describe
+from ._receivers import describe, signal_label
 from ._signal import Signal
 
 __all__ = ["OpenTelemetryInstrument", "instrument", "uninstrument"]
@@ -137,7 +137,7 @@ class OpenTelemetryInstrument(Instrument):
         sender = event.sender
         sender_type = type(sender)
         attributes: dict[str, AttributeValue] = {
-            "asyncsignals.signal": signal._label,
+            "asyncsignals.signal": signal_label(signal),
             "asyncsignals.sender.type": _qualified_name(sender_type),
         }
         if self._record_sender_repr:
@@ -184,7 +184,7 @@ class OpenTelemetryInstrument(Instrument):
             f"receiver {_short_name(receiver)}",
             kind=SpanKind.INTERNAL,
             attributes={
-                "asyncsignals.signal": event.signal._label,
+                "asyncsignals.signal": signal_label(event.signal),
                 "asyncsignals.receiver": name,
                 "code.function.name": name,
             },

@@ -84,7 +84,7 @@ except ImportError as _missing_dependency:
 
 from ._background import OwnedTaskGroup
 from ._receivers import describe
-from ._signal import Signal
+from ._signal import Signal, check_payload
 
 __all__ = ["BridgeClosedError", "Codec", "Mode", "RedisBridge", "RejectedMessageError"]
 
@@ -431,7 +431,7 @@ class RedisBridge:
                 f"'sender' is reserved: it is the second argument of publish(), not a payload "
                 f"argument of signal {export.name}"
             )
-        export.signal._check_payload(payload)
+        check_payload(export.signal, payload)
         if export.senders is not None:
             sender_name = export.sender_names.get(id(sender))
             if sender_name is None and isinstance(sender, str) and sender in export.senders:
@@ -904,7 +904,7 @@ class RedisBridge:
             sender = sys.intern(sender)
         try:
             named = export.codec.decode(payload)  # pyright: ignore[reportUnknownArgumentType]
-            export.signal._check_payload(named)
+            check_payload(export.signal, named)
         except Exception as exc:
             raise RejectedMessageError(
                 f"payload does not fit signal {export.name}: {type(exc).__name__}: {exc}"

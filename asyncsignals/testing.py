@@ -40,7 +40,7 @@ from typing import Any, Final, Generic, TypeVar, cast
 import anyio
 import anyio.lowlevel
 
-from ._receivers import is_async_callable
+from ._receivers import is_async_callable, signal_label
 from ._signal import Signal, add_hook, connections_of, remove_hook
 
 __all__ = [
@@ -154,7 +154,7 @@ class Send:
         return arguments
 
     def __repr__(self) -> str:
-        return f"<Send of {self.signal._label}: {self.describe()}>"
+        return f"<Send of {signal_label(self.signal)}: {self.describe()}>"
 
 
 class _Match:
@@ -296,7 +296,7 @@ class _Watch:
             ):
                 return False
         if self.send is not None:
-            self.send._receivers.append(receiver)
+            self.send._receivers.append(receiver)  # pyright: ignore[reportPrivateUsage] (this module's)
         return True
 
     def wrap(
@@ -310,7 +310,7 @@ class _Watch:
         send = self.send
         if send is None:  # nothing was observing when the send began
             return
-        send._finish(results, error)
+        send._finish(results, error)  # pyright: ignore[reportPrivateUsage] (this module's)
         for observer in self.observers:
             observer.finished(send)
 
@@ -400,7 +400,7 @@ class SignalCapture(_Observer):
 
     def __enter__(self) -> SignalCapture:
         if self._state != "new":
-            raise RuntimeError(f"this capture of {self.signal._label} was already used")
+            raise RuntimeError(f"this capture of {signal_label(self.signal)} was already used")
         self._state = "active"
         _acquire(self.signal, self)
         return self
@@ -453,7 +453,7 @@ class SignalCapture(_Observer):
         match = _Match(sender, payload)
         matching = self._matching(match)
         if not matching:
-            raise self._fail(f"expected {self.signal._label} to be sent{match.describe()}")
+            raise self._fail(f"expected {signal_label(self.signal)} to be sent{match.describe()}")
         return matching[0]
 
     def assert_not_sent(self, sender: object = _ANY_SENDER, **payload: Any) -> None:
@@ -469,7 +469,7 @@ class SignalCapture(_Observer):
         matching = self._matching(match)
         if matching:
             raise self._fail(
-                f"expected {self.signal._label} not to be sent{match.describe()} "
+                f"expected {signal_label(self.signal)} not to be sent{match.describe()} "
                 f"({_count(len(matching), 'send')} matched)"
             )
 
@@ -487,7 +487,7 @@ class SignalCapture(_Observer):
         matched = len(self._matching(match))
         if matched != count:
             raise self._fail(
-                f"expected {self.signal._label} to be sent{match.describe()} "
+                f"expected {signal_label(self.signal)} to be sent{match.describe()} "
                 f"{_count(count, 'time')} ({_count(matched, 'send')} matched)"
             )
 
@@ -510,7 +510,9 @@ class SignalCapture(_Observer):
         match = _Match(sender, payload, exact=True)
         sent = self.sends
         if len(sent) != 1 or not match(sent[0]):
-            raise self._fail(f"expected {self.signal._label} to be sent once{match.describe()}")
+            raise self._fail(
+                f"expected {signal_label(self.signal)} to be sent once{match.describe()}"
+            )
         return sent[0]
 
     async def wait_for(
@@ -550,13 +552,14 @@ class SignalCapture(_Observer):
         __tracebackhide__ = True
         if self._state != "active":
             raise RuntimeError(
-                f"capture of {self.signal._label} is not active; call wait_for inside its block"
+                f"capture of {signal_label(self.signal)} is not active; "
+                "call wait_for inside its block"
             )
         match = _Match(sender, payload, predicate)
         with anyio.move_on_after(math.inf if timeout is None else timeout):
             return await self._next(match)
         raise SendTimeoutError(
-            f"{self.signal._label} was not sent{match.describe()} within {timeout} s; "
+            f"{signal_label(self.signal)} was not sent{match.describe()} within {timeout} s; "
             + _list_sends(self.sends),
             self.sends,
         )
@@ -706,7 +709,7 @@ class SendStream(_Observer):
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             if self._dropped:
                 raise AssertionError(
-                    f"{_count(self._dropped, 'send')} of {self.signal._label} found the "
+                    f"{_count(self._dropped, 'send')} of {signal_label(self.signal)} found the "
                     f"stream's buffer of {self.max_buffer} full and were dropped; "
                     "read faster or pass a larger max_buffer"
                 ) from None
@@ -761,7 +764,7 @@ async def sends(
         yield stream
     finally:
         _release(signal, stream)
-        stream._close()
+        stream._close()  # pyright: ignore[reportPrivateUsage] (this module's)
 
 
 # -- muting and connecting ---------------------------------------------------

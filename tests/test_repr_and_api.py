@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -130,3 +131,20 @@ def test_receiver_decorator_propagates_connect_errors() -> None:
         @receiver(signal)
         def narrow(sender: object) -> None:
             pass
+
+
+async def test_an_empty_name_counts_as_none_everywhere() -> None:
+    """Signal(name="") is named by its repr in repr, exception notes and connect errors."""
+    signal = Signal(name="")
+    assert repr(signal).startswith("<Signal at 0x")
+
+    def fails(sender: object, **kwargs: Any) -> None:
+        raise ValueError("boom")
+
+    signal.connect(fails)
+    with pytest.raises(ValueError, match="boom") as raised:
+        await signal.send(None)
+    assert raised.value.__notes__[-1].endswith(f"of signal {signal!r}")
+    typed = Signal(name="", providing_args=["order"])
+    with pytest.raises(TypeError, match=re.escape(repr(typed))):
+        typed.connect(lambda sender: None, weak=False)
