@@ -227,7 +227,11 @@ class Signal(Generic[P, R]):
 
             @Signal.declare
             def order_shipped(*, sender: Shop, order: Order, tracking_number: str) -> str:
-                ...  # never called: the signature is the declaration
+                raise NotImplementedError  # never called: the signature is the declaration
+
+        (A body of ``...`` makes mypy report ``empty-body`` for a function
+        that declares a return type; ``raise NotImplementedError`` satisfies
+        both mypy and pyright.)
 
         The signal is named after the function. Its keyword parameters other
         than ``sender`` are the payload (those with a default may be left
