@@ -707,7 +707,7 @@ async def test_describe_names_each_send_left_over(caplog: pytest.LogCaptureFixtu
 
 def test_describe_must_be_callable() -> None:
     """describe= that is not callable is a TypeError at once."""
-    with pytest.raises(TypeError, match="describe must be a plain .*, got .order."):
+    with pytest.raises(TypeError, match=r"describe must be a plain .*, got .order."):
         BackgroundDispatcher(describe="order")  # type: ignore[arg-type]
 
 
