@@ -28,6 +28,7 @@ import anyio
 from ._concurrent import (
     Outcomes,
     RobustFailure,
+    first_cancellation,
     is_cancellation,
     run_asyncio_tasks,
     run_to_completion,
@@ -78,7 +79,12 @@ class CancelWatch:
         """A receiver raised ``group``, made only of cancellations (its own trio
         nursery's): raise the caller's cancellation, as itself, in its place."""
         if is_cancellation(group):
-            await self.backend.raise_if_cancelled(self.baseline, None)
+            # One of the group's own: anyio's scopes recognise theirs by it.
+            first = first_cancellation(group)
+            try:
+                await self.backend.raise_if_cancelled(self.baseline, first)
+            finally:
+                del first  # raised: no cycle through this frame
 
 
 class Backend:
@@ -140,7 +146,10 @@ class _Asyncio(Backend):
         if self.pending_cancellations() > baseline:
             # The very exception the task received: asyncio.timeout and
             # anyio's cancel scopes recognise their own by it.
-            raise delivered if delivered is not None else asyncio.CancelledError()
+            try:
+                raise delivered if delivered is not None else asyncio.CancelledError()
+            finally:
+                del delivered  # raised: no cycle through this frame
 
     def run_tasks(
         self,

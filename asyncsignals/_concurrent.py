@@ -120,7 +120,9 @@ class _Run:
         try:
             self.values[index] = await awaitable
         except BaseException as error:
-            if is_cancellation(error):
+            # trio's own cancellation only: an asyncio.CancelledError a
+            # receiver raises is its failure, as anything else.
+            if is_cancellation(error, anyio.get_cancelled_exc_class()):
                 raise  # the nursery's own business
             self.record(index, error)
 
@@ -192,19 +194,31 @@ def _nothing_to_abort() -> None:
     """The abort of a run that has ended."""
 
 
-def is_cancellation(error: BaseException | None) -> bool:
+def is_cancellation(
+    error: BaseException | None, cancelled: type[BaseException] | None = None
+) -> bool:
     """Whether ``error`` is a cancellation rather than a failure.
 
-    True for ``asyncio.CancelledError``, ``trio.Cancelled``, and an exception
+    True for ``asyncio.CancelledError``, ``trio.Cancelled`` (or only for
+    ``cancelled``, when given: the running backend's own), and an exception
     group made only of them (nested groups included, as a trio nursery of a
     receiver's raises); False for None and anything else, interrupts included.
     """
     if isinstance(error, BaseExceptionGroup):
         members = cast("BaseExceptionGroup[BaseException]", error).exceptions
-        return all(is_cancellation(each) for each in members)
+        return all(is_cancellation(each, cancelled) for each in members)
+    if cancelled is not None:
+        return isinstance(error, cancelled)
     # trio is looked up, never imported: it is there only if the application uses it.
     trio_cancelled = getattr(sys.modules.get("trio"), "Cancelled", asyncio.CancelledError)
     return isinstance(error, asyncio.CancelledError | trio_cancelled)
+
+
+def first_cancellation(group: BaseException) -> BaseException:
+    """The first cancellation in a group made only of them (``group`` if it is not a group)."""
+    while isinstance(group, BaseExceptionGroup):
+        group = cast("BaseExceptionGroup[BaseException]", group).exceptions[0]
+    return group
 
 
 def _interrupts(errors: list[tuple[int, BaseException]]) -> bool:

@@ -54,6 +54,13 @@ def await_in_context(
             # ran, and a local holding the result (send_robust's results,
             # with their exceptions) would form a cycle with them.
             return cast("T", stop.value)
+        except BaseException as escaping:
+            # A cancellation (or interrupt) propagating as itself: the watch's
+            # record of it would only form a cycle with this frame. An
+            # Exception leaves it for the caller to ask about.
+            if watch is not None and not isinstance(escaping, Exception):
+                watch.delivered = None
+            raise
         finally:
             # Break the frame -> exception -> frame cycle before the next step;
             # ``value`` may be what trio resumed the awaitable with (an outcome

@@ -598,7 +598,10 @@ class Signal(Generic[P, R]):
         except BaseException as error:
             observation.failed(error)
             raise
-        return observation.finished(results)
+        try:
+            return observation.finished(results)
+        finally:
+            del results  # see _report: no cycle through a kept exception
 
     def _observe(self, snapshot: Snapshot, sender: object, named: dict[str, Any]) -> Observation:
         """Ask the hooks about this send (see asyncsignals._hooks.observe)."""
@@ -663,8 +666,9 @@ class Signal(Generic[P, R]):
                         await self._raise_if_cancelled(watch, exc, receiver, sender)
                         self._annotate(exc, receiver)
                         raise
-                    value = self._report(exc, receiver, sender)
+                    self._report(exc, receiver, sender)
                     await watch.raise_if_caller_cancelled()
+                    value = exc
                 except BaseExceptionGroup as group:
                     await watch.raise_instead_of(group)
                     raise
@@ -839,8 +843,10 @@ class Signal(Generic[P, R]):
                     await self._raise_if_cancelled(watch, exc, receiver, sender)
                     self._annotate(exc, receiver)
                     raise
-                value = self._report(exc, receiver, sender)
+                self._report(exc, receiver, sender)
+                # Raised over, not kept: no cycle through this frame.
                 await watch.raise_if_caller_cancelled()
+                value = exc
             except BaseExceptionGroup as group:
                 await watch.raise_instead_of(group)
                 raise
@@ -1038,7 +1044,10 @@ class Signal(Generic[P, R]):
                 except BaseException as error:
                     observation.failed(error)
                     raise
-                return observation.finished(results)
+                try:
+                    return observation.finished(results)
+                finally:
+                    del results  # see _report: no cycle through a kept exception
         connections, awaits, _ = snapshot
         if not connections:
             return []

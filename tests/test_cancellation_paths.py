@@ -325,3 +325,45 @@ async def test_a_receivers_own_task_group_does_not_group_the_cancellation(
     signal = make_signal(shape, runs_tasks)
     caught = await raised_under_deadline(signal, method)
     assert [type(exc) for exc in caught] == [anyio.get_cancelled_exc_class()]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+async def test_a_receiver_wrapping_the_cancellation_in_a_group_still_ends_in_the_callers_scope(
+    shape: str,
+) -> None:
+    """A receiver that re-raises the caller's cancellation inside a group: the scope catches it."""
+
+    async def wraps(sender: object, **kwargs: Any) -> None:
+        try:
+            await anyio.sleep_forever()
+        except BaseException as cancelled:
+            raise BaseExceptionGroup("wrapped", [cancelled]) from None
+
+    signal = make_signal(shape, wraps)
+    with anyio.move_on_after(0.02) as scope:
+        await signal.send(None)
+    assert scope.cancelled_caught
+
+
+@pytest.mark.parametrize("receiver_count", [1, 2])
+async def test_a_receivers_own_asyncio_cancelled_error_is_raised_as_itself(
+    receiver_count: int,
+) -> None:
+    """A receiver raising asyncio.CancelledError by itself: the send raises it as itself."""
+    stray = asyncio.CancelledError("stray")
+
+    async def raises_it(sender: object, **kwargs: Any) -> None:
+        await anyio.lowlevel.checkpoint()
+        raise stray
+
+    async def other(sender: object, **kwargs: Any) -> int:
+        await anyio.sleep(0.01)
+        return 1
+
+    signal = Signal()
+    signal.connect(raises_it)
+    if receiver_count == 2:
+        signal.connect(other)
+    with pytest.raises(asyncio.CancelledError) as raised:
+        await signal.send(None)
+    assert raised.value is stray

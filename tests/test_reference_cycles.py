@@ -310,3 +310,46 @@ async def test_dropped_signal_is_freed_without_the_cyclic_collector(used: bool) 
         dropped = weakref.ref(signal)
         del signal
         assert dropped() is None
+
+
+class AbsorbingAsyncReceiver:
+    """An async receiver object that catches its cancellation and returns."""
+
+    async def __call__(self, sender: object, **kwargs: Any) -> str:
+        try:
+            await anyio.sleep(60)
+        except BaseException:
+            return "absorbed"
+        raise AssertionError("not reached")  # pragma: no cover
+
+
+class RaisingWhileCancelledReceiver:
+    """An async receiver object that raises from its finally when cancelled."""
+
+    async def __call__(self, sender: object, **kwargs: Any) -> None:
+        try:
+            await anyio.sleep(60)
+        finally:
+            raise ReceiverError("while cancelled")
+
+
+@pytest.mark.parametrize("concurrent", [True, False])
+@pytest.mark.parametrize(
+    "receiver_class", [SlowAsyncReceiver, AbsorbingAsyncReceiver, RaisingWhileCancelledReceiver]
+)
+@pytest.mark.parametrize("method", ["send", "send_robust"])
+async def test_cancelled_send_leaves_no_cycle(
+    concurrent: bool, receiver_class: type, method: str
+) -> None:
+    """After the caller's deadline cancels a send, its receiver and sender are freed."""
+    signal = Signal(concurrent=concurrent)
+    receiver = signal.connect(receiver_class())
+    sender = Sender()
+    references = [weakref.ref(receiver), weakref.ref(sender)]
+    with cyclic_gc_off():
+        with anyio.move_on_after(0.01) as scope:
+            await getattr(signal, method)(sender)
+        assert scope.cancelled_caught
+        await let_the_loop_settle()
+        del receiver, sender
+        assert_all_freed(references)
