@@ -345,7 +345,7 @@ async def test_cancelled_send_leaves_no_cycle(
     signal = Signal(concurrent=concurrent)
     receiver = signal.connect(receiver_class())
     sender = Sender()
-    references = [weakref.ref(receiver), weakref.ref(sender)]
+    references: list[weakref.ref[Any]] = [weakref.ref(receiver), weakref.ref(sender)]
     with cyclic_gc_off():
         with anyio.move_on_after(0.01) as scope:
             await getattr(signal, method)(sender)
