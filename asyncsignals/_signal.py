@@ -13,7 +13,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from contextvars import copy_context
 from types import FunctionType, MethodType
-from typing import Any, Final, Generic, TypeAlias, cast
+from typing import Any, Final, Generic, TypeAlias, cast, overload
 
 import anyio
 import anyio.from_thread
@@ -217,10 +217,41 @@ class Signal(Generic[P, R]):
             return f"<Signal {self.name}>"
         return f"<Signal at {id(self):#x}>"
 
+    @overload
     @staticmethod
     def declare(
-        prototype: Callable[DeclaredP, DeclaredR], *, concurrent: bool = True
-    ) -> Signal[DeclaredP, DeclaredR]:
+        prototype: Callable[DeclaredP, DeclaredR],
+        /,
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+        max_concurrency: int | None = None,
+        concurrent: bool = True,
+    ) -> Signal[DeclaredP, DeclaredR]: ...
+
+    @overload
+    @staticmethod
+    def declare(
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+        max_concurrency: int | None = None,
+        concurrent: bool = True,
+    ) -> Callable[[Callable[DeclaredP, DeclaredR]], Signal[DeclaredP, DeclaredR]]: ...
+
+    @staticmethod
+    def declare(
+        prototype: Callable[DeclaredP, DeclaredR] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+        max_concurrency: int | None = None,
+        concurrent: bool = True,
+    ) -> (
+        Signal[DeclaredP, DeclaredR]
+        | Callable[[Callable[DeclaredP, DeclaredR]], Signal[DeclaredP, DeclaredR]]
+    ):
         """A typed signal, declared by a function whose signature is the payload.
 
         Use it as a decorator on a function that is never called::
@@ -241,52 +272,33 @@ class Signal(Generic[P, R]):
         infer the results; at runtime the same names are enforced as with
         ``providing_args``. A ``**kwargs`` parameter leaves the payload open.
 
+        The options are those of :class:`Signal` (``name`` defaults to the
+        prototype's name); with options, use it as a decorator factory::
+
+            @Signal.declare(timeout=2.0, concurrent=False)
+            def checkout_step(*, sender: Cart, total: int) -> None:
+                raise NotImplementedError
+
         Raises:
             TypeError: the prototype has no ``sender`` parameter, has a
                 ``signal`` or positional-only parameter, or ``*args``.
+            ValueError: an option is invalid, as for :class:`Signal`.
         """
-        names: list[str] = []
-        required: list[str] = []
-        open_payload = False
-        has_sender = False
-        for parameter in inspect.signature(prototype).parameters.values():
-            kind = parameter.kind
-            if kind is inspect.Parameter.VAR_KEYWORD:
-                open_payload = True
-            elif kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.POSITIONAL_ONLY):
-                what = (
-                    f"*{parameter.name}"
-                    if kind is inspect.Parameter.VAR_POSITIONAL
-                    else f"the positional-only parameter {parameter.name!r}"
-                )
-                raise TypeError(
-                    f"signal prototype {describe(prototype)} cannot have {what}: "
-                    "receivers are called with keyword arguments only"
-                )
-            elif parameter.name == "sender":
-                has_sender = True
-            elif parameter.name == "signal":
-                raise TypeError(
-                    f"signal prototype {describe(prototype)} cannot have a 'signal' "
-                    "parameter: the signal passes itself to receivers that take one"
-                )
-            else:
-                names.append(parameter.name)
-                if parameter.default is inspect.Parameter.empty:
-                    required.append(parameter.name)
-        if not has_sender:
-            raise TypeError(
-                f"signal prototype {describe(prototype)} needs a 'sender' parameter "
-                "(keyword-only is best: def prototype(*, sender: ..., ...))"
+        if prototype is None:
+            return functools.partial(
+                _declare,
+                name=name,
+                timeout=timeout,
+                max_concurrency=max_concurrency,
+                concurrent=concurrent,
             )
-        signal: Signal[Any, Any] = Signal(
-            providing_args=None if open_payload else names,
-            name=getattr(prototype, "__name__", None),
+        return _declare(
+            prototype,
+            name=name,
+            timeout=timeout,
+            max_concurrency=max_concurrency,
             concurrent=concurrent,
         )
-        if not open_payload:
-            signal._required_args = frozenset(required)
-        return cast("Signal[DeclaredP, DeclaredR]", signal)
 
     @property
     def timeout(self) -> float | None:
@@ -1138,6 +1150,61 @@ class Signal(Generic[P, R]):
         """Await one receiver's awaitable under its time limit and the signal's limit."""
         limiter = self._current_limiter(current_backend())
         return await self._guarded(awaitable, receiver, time_limit, limiter)
+
+
+def _declare(
+    prototype: Callable[DeclaredP, DeclaredR],
+    *,
+    name: str | None,
+    timeout: float | None,
+    max_concurrency: int | None,
+    concurrent: bool,
+) -> Signal[DeclaredP, DeclaredR]:
+    """Signal.declare with its options: read the prototype, make the signal."""
+    names: list[str] = []
+    required: list[str] = []
+    open_payload = False
+    has_sender = False
+    for parameter in inspect.signature(prototype).parameters.values():
+        kind = parameter.kind
+        if kind is inspect.Parameter.VAR_KEYWORD:
+            open_payload = True
+        elif kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.POSITIONAL_ONLY):
+            what = (
+                f"*{parameter.name}"
+                if kind is inspect.Parameter.VAR_POSITIONAL
+                else f"the positional-only parameter {parameter.name!r}"
+            )
+            raise TypeError(
+                f"signal prototype {describe(prototype)} cannot have {what}: "
+                "receivers are called with keyword arguments only"
+            )
+        elif parameter.name == "sender":
+            has_sender = True
+        elif parameter.name == "signal":
+            raise TypeError(
+                f"signal prototype {describe(prototype)} cannot have a 'signal' "
+                "parameter: the signal passes itself to receivers that take one"
+            )
+        else:
+            names.append(parameter.name)
+            if parameter.default is inspect.Parameter.empty:
+                required.append(parameter.name)
+    if not has_sender:
+        raise TypeError(
+            f"signal prototype {describe(prototype)} needs a 'sender' parameter "
+            "(keyword-only is best: def prototype(*, sender: ..., ...))"
+        )
+    signal: Signal[Any, Any] = Signal(
+        providing_args=None if open_payload else names,
+        name=getattr(prototype, "__name__", None) if name is None else name,
+        timeout=timeout,
+        max_concurrency=max_concurrency,
+        concurrent=concurrent,
+    )
+    if not open_payload:
+        signal._required_args = frozenset(required)  # pyright: ignore[reportPrivateUsage] (Signal's own)
+    return cast("Signal[DeclaredP, DeclaredR]", signal)
 
 
 def _pop_sender(args: tuple[object, ...], kwargs: dict[str, Any], method: str) -> object:

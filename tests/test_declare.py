@@ -157,3 +157,60 @@ def test_sender_by_position_or_by_keyword(method: str) -> None:
         send("one", "two")
     with pytest.raises(TypeError, match=r"got 1 positional argument\(s\) and sender="):
         send("one", sender="two")
+
+
+def test_declare_takes_the_options_of_signal() -> None:
+    """Signal.declare(prototype, name=, timeout=, max_concurrency=, concurrent=) sets them."""
+
+    def checkout_step(*, sender: object, total: int) -> None:
+        raise NotImplementedError
+
+    signal = Signal.declare(
+        checkout_step, name="checkout", timeout=2.0, max_concurrency=3, concurrent=False
+    )
+    assert (signal.name, signal.timeout, signal.max_concurrency, signal.concurrent) == (
+        "checkout",
+        2.0,
+        3,
+        False,
+    )
+    assert signal.providing_args == frozenset({"total"})
+
+
+async def test_declare_with_options_is_a_decorator_factory() -> None:
+    """@Signal.declare(...) declares the signal it decorates, named after it by default."""
+
+    @Signal.declare(timeout=2.0, concurrent=False)
+    def checkout_step(*, sender: object, total: int) -> int:
+        raise NotImplementedError
+
+    def double(sender: object, total: int) -> int:
+        return total * 2
+
+    assert (checkout_step.name, checkout_step.timeout, checkout_step.concurrent) == (
+        "checkout_step",
+        2.0,
+        False,
+    )
+    checkout_step.connect(double)
+    assert await checkout_step.send(sender=None, total=21) == [(double, 42)]
+    with pytest.raises(TypeError, match="missing argument"):
+        await checkout_step.send(sender=None)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [({"timeout": -1}, ValueError), ({"max_concurrency": True}, ValueError)],
+)
+def test_declare_checks_its_options_like_signal(
+    options: dict[str, Any], error: type[Exception]
+) -> None:
+    """Bad options are refused as Signal(...) refuses them, before any signal exists."""
+
+    def prototype(*, sender: object) -> None:
+        raise NotImplementedError
+
+    with pytest.raises(error):
+        Signal.declare(prototype, **options)
+    with pytest.raises(error):
+        Signal.declare(**options)(prototype)

@@ -126,3 +126,27 @@ async def sends(shop: Shop, order: Order) -> None:
     await order_shipped.send(sender=order, order=order, tracking_number="1Z")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
     order_shipped.send_sync(sender=shop, order=order)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
     await order_shipped.send_robust(sender=shop, order="#42", tracking_number="1Z")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+
+
+# -- options, and the decorator factory ------------------------------------
+
+
+@Signal.declare(timeout=2.0, concurrent=False)
+def checkout_step(*, sender: Shop, total: int) -> int:
+    """A step of the checkout hook; each receiver returns an amount."""
+    raise NotImplementedError
+
+
+def refund(*, sender: Shop, amount: int) -> None:
+    raise NotImplementedError
+
+
+refund_issued = Signal.declare(refund, name="refund_issued", max_concurrency=4)
+
+
+async def check_the_options() -> None:
+    results = await checkout_step.send(sender=Shop(), total=3)
+    assert_type(results, list[tuple[Callable[..., Any], int]])
+    await checkout_step.send(sender=Shop(), total="3")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+    await refund_issued.send(sender=Shop(), amount=5)
+    await refund_issued.send(sender=Shop(), total=5)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
