@@ -19,7 +19,7 @@ import itertools
 import threading
 import weakref
 from collections.abc import Callable, Hashable
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 __all__ = [
     "ASYNC",
@@ -30,6 +30,7 @@ __all__ = [
     "WEAK",
     "WEAK_METHOD",
     "Connection",
+    "ConnectionRecord",
     "ConnectionStore",
     "InlineConnection",
     "SavedConnections",
@@ -71,6 +72,17 @@ SavedConnections = tuple[
     dict[Hashable, Connection],
     dict[int, tuple["_SenderConnections", dict[Hashable, Connection]]],
 ]
+
+
+class ConnectionRecord(NamedTuple):
+    """One live connection, as :meth:`ConnectionStore.records` reports it."""
+
+    receiver: Any  # the receiver itself (a strong reference, for the reader)
+    sender: object  # the sender it is connected for, or None for any sender
+    kind: int  # INLINE, ASYNC or THREAD
+    weak: bool  # held by weak reference
+    timeout: float | None  # the connection's own timeout
+    sequence: int  # its connection sequence number
 
 
 def live_receiver(connection: Connection) -> Any:
@@ -233,6 +245,31 @@ class ConnectionStore:
         for _, connections in senders.values():
             numbers.update(connection[4] for connection in connections.values())
         return numbers
+
+    def records(self) -> list[ConnectionRecord]:
+        """Every live connection, for any sender and per sender, in connection order.
+
+        Read only: taken under the lock, and leaves the collected ones for the
+        next cleanup.
+        """
+        found: list[ConnectionRecord] = []
+        with self._lock:
+            groups: list[tuple[object, dict[Hashable, Connection]]] = [(None, self._any_sender)]
+            for record in self.senders.values():
+                sender = record.sender_ref()
+                if sender is not None:  # a dead sender's connections are gone
+                    groups.append((sender, record.connections))
+            for sender, connections in groups:
+                for connection in connections.values():
+                    receiver = live_receiver(connection)
+                    if receiver is not None:
+                        _, hold, kind, _, sequence, timeout = connection
+                        weak = hold != STRONG
+                        found.append(
+                            ConnectionRecord(receiver, sender, kind, weak, timeout, sequence)
+                        )
+        found.sort(key=lambda record: record.sequence)
+        return found
 
     # -- lookups ------------------------------------------------------------
 
