@@ -31,6 +31,8 @@ from typing import Any, TypeVar, cast
 
 import anyio
 
+from ._outcome import Outcome, captured, close_unstarted, unboxed
+
 T = TypeVar("T")
 
 # (values by position, failures that aborted the run in the order they happened)
@@ -127,12 +129,6 @@ class _Run:
             self.record(index, error)
 
 
-def _close(awaitable: Awaitable[Any]) -> None:
-    close = getattr(awaitable, "close", None)
-    if close is not None:
-        close()  # never started, never to be awaited
-
-
 async def run_asyncio_tasks(
     awaitables: Sequence[Awaitable[Any]],
     on_robust_failure: RobustFailure | None,
@@ -156,13 +152,13 @@ async def run_asyncio_tasks(
                 # without running a line, so count it out and close its
                 # receiver's coroutine here.
                 run.remaining -= 1
-                _close(awaitables[index])
+                close_unstarted(awaitables[index])
             _cancel_unless_shielded(task)
 
     run = _Run(len(awaitables), on_robust_failure, abort)
     for index, awaitable in enumerate(awaitables):
         if run.aborting:  # pragma: no cover (only an eager task fails this early: 3.12+)
-            _close(awaitable)
+            close_unstarted(awaitable)
             continue
         run.remaining += 1
         task: asyncio.Task[None]
@@ -357,7 +353,7 @@ async def run_to_completion(awaitable: Awaitable[T]) -> T:
     the cancellation (or the work's own exception, which wins).
     """
     box: list[Outcome] = []
-    task = asyncio.get_running_loop().create_task(_captured(awaitable, box))
+    task = asyncio.get_running_loop().create_task(captured(awaitable, box))
     cancelled: asyncio.CancelledError | None = None
     try:
         await asyncio.shield(task)
@@ -377,38 +373,3 @@ async def run_to_completion(awaitable: Awaitable[T]) -> T:
         raise cancelled
     finally:
         del cancelled  # raised: no cycle through this frame
-
-
-async def _captured(awaitable: Awaitable[Any], box: list[Outcome]) -> None:
-    """Await ``awaitable`` and leave its outcome in ``box``.
-
-    Carried out, not raised, so that ``KeyboardInterrupt`` does not escape
-    into the event loop from a bare task.
-    """
-    try:
-        box.append((await awaitable, None))
-    except BaseException as error:
-        box.append((None, error))
-
-
-# What happened to a piece of work, handed from where it happened to where
-# it is raised again: (value, None) or (None, exception).
-Outcome = tuple[Any, BaseException | None]
-
-
-def unboxed(outcome: Outcome) -> Any:
-    """The value of ``outcome``, or its exception raised from here.
-
-    Hand it over as an expression (``unboxed(box.pop())``), never through a
-    local: an exception raised again has every frame it passes in its
-    traceback, and a frame that still refers to the exception would form a
-    reference cycle with it, keeping the receiver and the sender alive until
-    the garbage collector's next pass.
-    """
-    value, error = outcome
-    if error is None:
-        return value
-    try:
-        raise error
-    finally:
-        del error, outcome

@@ -21,7 +21,6 @@ import anyio.to_thread
 from typing_extensions import ParamSpec, TypeVar
 
 from ._backends import Backend, CancelWatch, current_backend, running_event_loop, would_block
-from ._concurrent import unboxed
 from ._connections import (
     ASYNC,
     INLINE,
@@ -37,6 +36,7 @@ from ._connections import (
 )
 from ._context import await_in_context
 from ._hooks import UNTIMED, Observation, SendHook, everywhere, observe
+from ._outcome import call_in_thread, close_unstarted, unboxed
 from ._receivers import (
     WeakMethodRef,
     check_accepts,
@@ -1274,7 +1274,7 @@ def _run_on_a_loop(function: Callable[[], Awaitable[T]], awaitables: Sequence[ob
             contextvars.Context().run(_run_on_a_temporary_loop, run_in_callers_context)
         except BaseException:
             for awaitable in awaitables:
-                _close(awaitable)
+                close_unstarted(awaitable)
             raise
     # Returned, not kept in a local: see unboxed.
     return cast("T", unboxed(box.pop()))
@@ -1372,7 +1372,7 @@ async def _limited_and_timed(
                 try:
                     await limiter.acquire_on_behalf_of(borrower)
                 except BaseException:
-                    _close(awaitable)
+                    close_unstarted(awaitable)
                     raise
             # Runs in the receiver's own context (its task's, or the send's
             # copy): what it sets reaches the receiver's code, never the sender.
@@ -1393,30 +1393,6 @@ async def _limited_and_timed(
             _held_slots.reset(token)
 
 
-def _close(awaitable: object) -> None:
-    close = getattr(awaitable, "close", None)
-    if close is not None:
-        close()  # never to be awaited
-
-
-def _call_in_thread(call: list[Any]) -> None:
-    """In a worker thread: call the receiver in ``call``, leave its outcome there instead.
-
-    The outcome goes back in the list, not as the thread's return value: a
-    worker thread holds its last job's result for a moment after handing it
-    back, and its pool's machinery would put a raised exception in reference
-    cycles, either of which keeps the receiver alive after the send. (A
-    coroutine returned also reaches the loop this way: trio's to_thread
-    refuses a function that returns one.)
-    """
-    receiver, kwargs = call
-    call.clear()
-    try:
-        call.append((receiver(**kwargs), None))
-    except Exception as error:
-        call.append((None, error))
-
-
 async def _run_in_thread(
     receiver: Callable[..., Any], kwargs: dict[str, Any], backend: Backend
 ) -> Any:
@@ -1434,7 +1410,7 @@ async def _run_in_thread(
 
 async def _thread_outcome(call: list[Any]) -> Any:
     """What the receiver in ``call`` returned in a worker thread, or its exception raised."""
-    await anyio.to_thread.run_sync(_call_in_thread, call)
+    await anyio.to_thread.run_sync(call_in_thread, call)
     return unboxed(call.pop())
 
 
@@ -1450,7 +1426,7 @@ def _close_awaitables(pending: list[_Pending]) -> None:
     """Close the coroutines of receivers that will not run, so none is left un-awaited."""
     for _, _, kind, call, _ in pending:
         if kind == ASYNC:
-            _close(call)
+            close_unstarted(call)
 
 
 def _combine(errors: list[BaseException], label: str) -> BaseException:
