@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
 from collections.abc import Sequence
@@ -41,7 +42,10 @@ def main(arguments: Sequence[str] | None = None) -> int:
         sys.path.insert(0, "")
     for module in options.modules:
         try:
-            importlib.import_module(module)
+            # What a module prints as it loads goes to stderr: stdout is the
+            # graph alone, ready to be redirected into a file.
+            with contextlib.redirect_stdout(sys.stderr):
+                importlib.import_module(module)
         except Exception as error:
             print(
                 f"python -m asyncsignals graph: cannot import {module!r}: "

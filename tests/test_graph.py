@@ -230,7 +230,7 @@ def test_command_draws_the_example_as_mermaid() -> None:
 
 
 def test_command_prints_a_table_of_a_module_in_the_current_directory(tmp_path: Path) -> None:
-    """With --format text, the command prints the table of a module found where it runs."""
+    """--format text prints the table of a module found where it runs; its prints go to stderr."""
     (tmp_path / "shop_wiring.py").write_text(
         textwrap.dedent(
             """\
@@ -242,6 +242,7 @@ def test_command_prints_a_table_of_a_module_in_the_current_directory(tmp_path: P
                 pass
 
             paid.connect(ship, timeout=3)
+            print("connected")
             """
         )
     )
@@ -251,6 +252,7 @@ def test_command_prints_a_table_of_a_module_in_the_current_directory(tmp_path: P
         "signal  receiver            kind   held  sender  timeout\n"
         "paid    shop_wiring.ship()  async  weak  any     3 s\n"
     )
+    assert completed.stderr == "connected\n"
 
 
 def test_command_reports_a_module_that_cannot_be_imported(tmp_path: Path) -> None:
