@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import functools
 import inspect
@@ -16,7 +15,6 @@ from types import FunctionType, MethodType
 from typing import Any, Final, Generic, TypeAlias, cast, overload
 
 import anyio
-import anyio.from_thread
 import anyio.to_thread
 from typing_extensions import ParamSpec, TypeVar
 
@@ -47,6 +45,7 @@ from ._receivers import (
     reference,
     signal_label,
 )
+from ._sync import run_on_a_loop
 
 __all__ = ["Signal", "receiver"]
 
@@ -1091,7 +1090,7 @@ class Signal(Generic[P, R]):
                         "awaitable, which send_sync cannot await on the event loop's own "
                         "thread; use 'await signal.send(...)'"
                     )
-                _run_on_a_loop(
+                run_on_a_loop(
                     functools.partial(
                         self._await_pending, sender, results, pending, context, robust
                     ),
@@ -1128,7 +1127,7 @@ class Signal(Generic[P, R]):
                 try:
                     value = receiver(**(arguments_with_signal if takes_signal else arguments))
                     if kind == ASYNC or _is_awaitable(value):
-                        value = _run_on_a_loop(
+                        value = run_on_a_loop(
                             functools.partial(
                                 self._await_one, value, receiver, self._timeout_of(timeout)
                             ),
@@ -1222,66 +1221,6 @@ def _pop_sender(args: tuple[object, ...], kwargs: dict[str, Any], method: str) -
         f"{method}() takes the sender and keyword arguments only, got {len(args)} "
         "positional argument(s)" + (" and sender=" if "sender" in kwargs else "")
     )
-
-
-def _run_on_a_loop(function: Callable[[], Awaitable[T]], awaitables: Sequence[object] = ()) -> T:
-    """Run ``function`` on this anyio worker thread's event loop, or on a temporary one.
-
-    Either way it runs in a copy of the calling thread's context, so
-    receivers see what the caller set. Its exception is raised again here,
-    not through the event loop's machinery, which would hold it in
-    reference cycles (see unboxed). Should no loop run it (a temporary one
-    that cannot start), ``awaitables``, which it would have awaited, are
-    closed: none is left un-awaited.
-    """
-    # The function and then its outcome, each taken out when used: nothing
-    # the event loop's frames keep refers to what the receivers returned.
-    box: list[Any] = [function]
-    del function
-
-    async def run() -> None:
-        function: Callable[[], Awaitable[T]] = box.pop()
-        try:
-            box.append((await function(), None))
-        except anyio.get_cancelled_exc_class():
-            raise  # the loop's own business
-        except BaseException as error:
-            # KeyboardInterrupt and SystemExit too: they belong to the
-            # caller of send_sync, not to the event loop.
-            box.append((None, error))
-        finally:
-            del function
-
-    try:
-        anyio.from_thread.run(run)
-    except anyio.NoEventLoopError:
-        on_a_worker_thread = False  # no loop to go back to
-    else:
-        on_a_worker_thread = True
-    if not on_a_worker_thread:
-        callers_context = contextvars.copy_context()
-
-        async def run_in_callers_context() -> None:
-            await await_in_context(callers_context, run())
-
-        try:
-            # From a fresh context: a thread that asyncio.to_thread started
-            # inherits the marker of its parent's running loop, and anyio
-            # would refuse to start a loop under it. The receivers still
-            # run in the caller's context. A loop factory, so that the
-            # thread's current event loop, if it set one, is left as it was
-            # (asyncio.Runner resets it otherwise).
-            contextvars.Context().run(_run_on_a_temporary_loop, run_in_callers_context)
-        except BaseException:
-            for awaitable in awaitables:
-                close_unstarted(awaitable)
-            raise
-    # Returned, not kept in a local: see unboxed.
-    return cast("T", unboxed(box.pop()))
-
-
-def _run_on_a_temporary_loop(function: Callable[[], Awaitable[None]]) -> None:
-    anyio.run(function, backend_options={"loop_factory": asyncio.new_event_loop})
 
 
 # (result index, receiver, ASYNC or THREAD, its awaitable or its kwargs, timeout)
