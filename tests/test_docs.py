@@ -202,6 +202,7 @@ def test_reference_documents_every_public_module() -> None:
         "asyncsignals.testing",
         "asyncsignals.redis",
         "asyncsignals.opentelemetry",
+        "asyncsignals.graph",
     ]
     assert [
         line.removeprefix("::: ") for line in reference.splitlines() if line.startswith(":::")
