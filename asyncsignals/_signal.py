@@ -137,20 +137,24 @@ class Signal(Generic[P, R]):
     ``signal=`` is passed only to receivers whose signature accepts it.
     """
 
-    __slots__ = (
-        "__weakref__",
-        "_concurrent",
-        "_connections",
-        "_hooks",
-        "_limiter",
-        "_limiters",
-        "_lock",
-        "_max_concurrency",
-        "_providing_args",
-        "_required_args",
-        "_timeout",
-        "name",
-    )
+    # A dict, so that the public attribute has its docstring in help().
+    __slots__ = {
+        "__weakref__": None,
+        "_concurrent": None,
+        "_connections": None,
+        "_hooks": None,
+        "_limiter": None,
+        "_limiters": None,
+        "_lock": None,
+        "_max_concurrency": None,
+        "_providing_args": None,
+        "_required_args": None,
+        "_timeout": None,
+        "name": (
+            "The signal's name, shown in repr, error messages, exception notes and "
+            "logs (None: the repr names it). May be changed."
+        ),
+    }
 
     def __init__(
         self,
@@ -185,7 +189,6 @@ class Signal(Generic[P, R]):
         # The names a send must provide; Signal.declare makes some optional.
         self._required_args = self._providing_args
         del use_caching  # lookups are always cached, see ConnectionStore.lookup
-        #: Shown in ``repr``, error messages, exception notes and logs.
         self.name: str | None = name
         self._timeout = _check_timeout(timeout)
         if max_concurrency is not None and (

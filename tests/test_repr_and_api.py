@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pydoc
 import re
 from typing import Any
 
@@ -148,3 +149,12 @@ async def test_an_empty_name_counts_as_none_everywhere() -> None:
     typed = Signal(name="", providing_args=["order"])
     with pytest.raises(TypeError, match=re.escape(repr(typed))):
         typed.connect(lambda sender: None, weak=False)
+
+
+@pytest.mark.parametrize("attribute", ["name", "timeout", "max_concurrency", "concurrent"])
+def test_public_attributes_have_docstrings(attribute: str) -> None:
+    """help(Signal) documents each public attribute."""
+    lines = pydoc.plain(pydoc.render_doc(Signal)).splitlines()
+    position = lines.index(f" |  {attribute}")
+    documented = lines[position + 1].removeprefix(" |  ").strip()
+    assert len(documented.split()) > 5
