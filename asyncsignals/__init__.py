@@ -11,7 +11,7 @@ from ._instrument import Instrument, SendEvent, add_instrument, remove_instrumen
 from ._signal import Signal, receiver
 
 # Kept equal to the version in pyproject.toml (a test compares the two).
-__version__ = "0.1.0.dev0"
+__version__ = "0.1.0"
 
 __all__ = [
     "BackgroundDispatcher",

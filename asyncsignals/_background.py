@@ -336,6 +336,14 @@ class BackgroundDispatcher:
 
     Not thread-safe: call :meth:`send` and :meth:`send_wait` on the event
     loop's thread (from a worker thread, through ``anyio.from_thread``).
+
+    Attributes:
+        max_pending: At most this many sends wait in the queue.
+        max_concurrent: At most this many sends run at once.
+        grace_period: Seconds the shutdown drain may take.
+        name: Shown in ``repr`` and the shutdown log, or None.
+        describe: What says, in the shutdown log, which send did not
+            complete, or None for a bounded summary of the payload.
     """
 
     def __init__(

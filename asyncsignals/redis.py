@@ -248,6 +248,19 @@ class RedisBridge:
         block: Seconds each read waits on Redis for new entries; keep it
             below the client's ``socket_timeout``.
         name: Shown in ``repr`` and in logs.
+
+    Attributes:
+        group: The consumer group every process of the service shares.
+        consumer: This process's name in the group.
+        stream_prefix: The prefix of every stream the bridge uses.
+        dead_letter: The stream rejected and poison entries go to.
+        max_deliveries: Deliveries after which an entry is dead-lettered.
+        max_concurrent: At most this many deliveries run at once.
+        grace_period: Seconds the shutdown may take to finish deliveries.
+        name: Shown in ``repr`` and logs, or None.
+
+    The other constructor arguments are kept as attributes of the same name
+    too; read them, do not change them while the bridge runs.
     """
 
     def __init__(
