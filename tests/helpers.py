@@ -81,3 +81,15 @@ async def join_thread(thread: threading.Thread) -> None:
     """Join a thread without blocking the event loop; fail if it does not end."""
     await anyio.to_thread.run_sync(thread.join, TEST_TIMEOUT)
     assert not thread.is_alive()
+
+
+async def runs_tasks(sender: object, **kwargs: object) -> None:
+    """Waits in two tasks of the backend's own group (a trio nursery groups their cancellations)."""
+    if current_backend() == "trio":
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.sleep_forever)
+            nursery.start_soon(trio.sleep_forever)
+    else:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(asyncio.sleep(3600))
+            group.create_task(asyncio.sleep(3600))

@@ -17,8 +17,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
-import trio
-from helpers import current_backend, native_timeout, native_timeout_error
+from helpers import native_timeout, native_timeout_error, runs_tasks
 
 from asyncsignals import Signal
 
@@ -93,7 +92,7 @@ async def test_swallowed_bare_task_cancel_propagates(shape: str, method: str) ->
     """A bare task.cancel() of the sending task propagates even if a receiver swallows it."""
     signal = make_signal(shape, swallows)
     task = asyncio.ensure_future(getattr(signal, method)(None))
-    await asyncio.sleep(0.01)
+    await anyio.wait_all_tasks_blocked()  # the receivers are waiting
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -310,17 +309,6 @@ async def test_a_receivers_own_task_group_does_not_group_the_cancellation(
     shape: str, method: str
 ) -> None:
     """A receiver running tasks of its own when the caller is cancelled: the cancellation itself."""
-
-    async def runs_tasks(sender: object, **kwargs: Any) -> None:
-        # The backend's own group: a trio nursery groups its children's Cancelled.
-        if current_backend() == "trio":
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(trio.sleep_forever)
-                nursery.start_soon(trio.sleep_forever)
-        else:
-            async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(asyncio.sleep(10))
-                tasks.create_task(asyncio.sleep(10))
 
     signal = make_signal(shape, runs_tasks)
     caught = await raised_under_deadline(signal, method)

@@ -10,8 +10,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
-import trio
-from helpers import current_backend
+from helpers import runs_tasks
 
 from asyncsignals import Instrument, SendEvent, Signal, add_instrument, remove_instrument
 
@@ -169,18 +168,6 @@ async def test_a_cancelled_send_is_reported_as_cancelled_never_as_failed(
     assert outcomes.sends == ["cancelled"]
     # In order, only the first receiver has started when the caller is cancelled.
     assert outcomes.receivers == ["cancelled"] * (count if concurrent else 1)
-
-
-async def runs_tasks(sender: object, **kwargs: Any) -> None:
-    """Waits in two tasks of the backend's own group (a trio nursery groups their cancellations)."""
-    if current_backend() == "trio":
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(trio.sleep_forever)
-            nursery.start_soon(trio.sleep_forever)
-    else:
-        async with asyncio.TaskGroup() as group:
-            group.create_task(asyncio.sleep(3600))
-            group.create_task(asyncio.sleep(3600))
 
 
 async def test_a_cancelled_receiver_running_tasks_of_its_own_is_reported_cancelled() -> None:

@@ -10,12 +10,12 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
+from helpers import runs_tasks
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
-from test_instruments import runs_tasks
 
 from asyncsignals import BackgroundDispatcher, Signal, add_instrument, remove_instrument
 from asyncsignals._instrument import background_send
