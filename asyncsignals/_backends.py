@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, TypeVar
 
 import anyio
@@ -36,6 +36,11 @@ from ._concurrent import (
 )
 
 T = TypeVar("T")
+
+# How a backend runs a send's receivers in tasks (see asyncsignals._concurrent).
+TaskRunner = Callable[
+    [Sequence[Awaitable[Any]], RobustFailure | None, RobustFailure], Awaitable[Outcomes]
+]
 
 
 class CancelWatch:
@@ -90,14 +95,24 @@ class CancelWatch:
 class Backend:
     """The operations a send needs from the event loop it runs on."""
 
-    __slots__ = ("cancelled", "level_triggered", "name")
+    __slots__ = ("cancelled", "level_triggered", "name", "run_tasks")
 
-    def __init__(self, name: str, cancelled: type[BaseException], level_triggered: bool) -> None:
+    def __init__(
+        self,
+        name: str,
+        cancelled: type[BaseException],
+        level_triggered: bool,
+        run_tasks: TaskRunner,
+    ) -> None:
         self.name = name
         self.cancelled = cancelled
         # True: a cancelled scope raises at every checkpoint until it exits
         # (trio). False: each cancellation is delivered once (asyncio).
         self.level_triggered = level_triggered
+        #: Runs awaitables concurrently, each in a task, and waits for them
+        #: all; told of each Exception that is a result (send_robust) and of
+        #: each that the caller's cancellation supersedes.
+        self.run_tasks = run_tasks
 
     def pending_cancellations(self) -> int:
         """How many cancellation requests the current task has pending (asyncio only)."""
@@ -109,20 +124,6 @@ class Backend:
         ``baseline``: :meth:`pending_cancellations` when the send started;
         ``delivered``: the cancellation a receiver received, raised again
         as itself where the backend allows.
-        """
-        raise NotImplementedError
-
-    def run_tasks(
-        self,
-        awaitables: Sequence[Awaitable[Any]],
-        on_robust_failure: RobustFailure | None,
-        on_superseded: RobustFailure,
-    ) -> Awaitable[Outcomes]:
-        """Run ``awaitables`` concurrently, each in a task; wait for them all.
-
-        ``on_robust_failure`` is told of each ``Exception`` that is a result
-        (send_robust); ``on_superseded`` of each that the caller's
-        cancellation replaces.
         """
         raise NotImplementedError
 
@@ -151,14 +152,6 @@ class _Asyncio(Backend):
             finally:
                 del delivered  # raised: no cycle through this frame
 
-    def run_tasks(
-        self,
-        awaitables: Sequence[Awaitable[Any]],
-        on_robust_failure: RobustFailure | None,
-        on_superseded: RobustFailure,
-    ) -> Awaitable[Outcomes]:
-        return run_asyncio_tasks(awaitables, on_robust_failure, on_superseded)
-
     async def wait_uninterruptibly(self, awaitable: Awaitable[T]) -> T:
         return await run_to_completion(awaitable)
 
@@ -170,20 +163,12 @@ class _Trio(Backend):
     __slots__ = ("_trio",)
 
     def __init__(self, trio: Any) -> None:
-        super().__init__("trio", trio.Cancelled, level_triggered=True)
+        super().__init__("trio", trio.Cancelled, level_triggered=True, run_tasks=run_trio_nursery)
         self._trio = trio
 
     async def raise_if_cancelled(self, baseline: int, delivered: BaseException | None) -> None:
         # Level-triggered: the check is exact, and yields only to raise.
         await self._trio.lowlevel.checkpoint_if_cancelled()
-
-    def run_tasks(
-        self,
-        awaitables: Sequence[Awaitable[Any]],
-        on_robust_failure: RobustFailure | None,
-        on_superseded: RobustFailure,
-    ) -> Awaitable[Outcomes]:
-        return run_trio_nursery(awaitables, on_robust_failure, on_superseded)
 
     async def wait_uninterruptibly(self, awaitable: Awaitable[T]) -> T:
         # anyio's worker threads on trio return their result even after the
@@ -196,7 +181,9 @@ class _Trio(Backend):
         return self._trio.lowlevel.current_trio_token()
 
 
-ASYNCIO: Final[Backend] = _Asyncio("asyncio", asyncio.CancelledError, level_triggered=False)
+ASYNCIO: Final[Backend] = _Asyncio(
+    "asyncio", asyncio.CancelledError, level_triggered=False, run_tasks=run_asyncio_tasks
+)
 _trio_backend: list[Backend] = []
 
 

@@ -675,13 +675,8 @@ class Signal(Generic[P, R]):
                                 value, receiver, self._timeout_of(timeout), limiter
                             )
                 except Exception as exc:
-                    if not robust:
-                        # The caller's cancellation wins over the receiver's error.
-                        await self._raise_if_cancelled(watch, exc, receiver, sender)
-                        self._annotate(exc, receiver)
+                    if not await self._settle_failure(watch, exc, receiver, sender, robust):
                         raise
-                    self._report(exc, receiver, sender)
-                    await watch.raise_if_caller_cancelled()
                     value = exc
                 except BaseExceptionGroup as group:
                     await watch.raise_instead_of(group)
@@ -852,14 +847,8 @@ class Signal(Generic[P, R]):
                     context, self._guarded(awaitable, receiver, timeout, limiter), watch
                 )
             except Exception as exc:
-                if not robust:
-                    # The caller's cancellation wins over the receiver's error.
-                    await self._raise_if_cancelled(watch, exc, receiver, sender)
-                    self._annotate(exc, receiver)
+                if not await self._settle_failure(watch, exc, receiver, sender, robust):
                     raise
-                self._report(exc, receiver, sender)
-                # Raised over, not kept: no cycle through this frame.
-                await watch.raise_if_caller_cancelled()
                 value = exc
             except BaseExceptionGroup as group:
                 await watch.raise_instead_of(group)
@@ -911,15 +900,35 @@ class Signal(Generic[P, R]):
         finally:
             del results, values, errors  # see _report: no cycle through an exception
 
-    async def _raise_if_cancelled(
-        self, watch: CancelWatch, exc: Exception, receiver: object, sender: object
-    ) -> None:
-        """In send: raise the caller's cancellation instead of ``exc``, logging ``exc``."""
+    async def _settle_failure(
+        self,
+        watch: CancelWatch,
+        exc: Exception,
+        receiver: object,
+        sender: object,
+        robust: bool,
+    ) -> bool:
+        """A receiver awaited in the sender's task raised ``exc``: what becomes of it.
+
+        The caller's cancellation, if it stands, is raised instead (in send,
+        ``exc`` is then logged, never lost). Otherwise send gets False, to
+        raise ``exc`` itself (annotated, traceback intact), and send_robust
+        True, to return it (reported).
+        """
         try:
-            await watch.raise_if_caller_cancelled()
-        except BaseException:
-            self._report(exc, receiver, sender, superseded=True)
-            raise
+            if robust:
+                self._report(exc, receiver, sender)
+                await watch.raise_if_caller_cancelled()
+                return True
+            try:
+                await watch.raise_if_caller_cancelled()
+            except BaseException:
+                self._report(exc, receiver, sender, superseded=True)
+                raise
+            self._annotate(exc, receiver)
+            return False
+        finally:
+            del exc  # see _report: no cycle through a kept exception
 
     def _timed(self, receiver: Callable[..., Any], timeout: float) -> Callable[..., Any]:
         """``receiver`` with its timeout applied to each call, for one observed send."""
