@@ -95,16 +95,14 @@ class CancelWatch:
 class Backend:
     """The operations a send needs from the event loop it runs on."""
 
-    __slots__ = ("cancelled", "level_triggered", "name", "run_tasks")
+    __slots__ = ("cancelled", "level_triggered", "run_tasks")
 
     def __init__(
         self,
-        name: str,
         cancelled: type[BaseException],
         level_triggered: bool,
         run_tasks: TaskRunner,
     ) -> None:
-        self.name = name
         self.cancelled = cancelled
         # True: a cancelled scope raises at every checkpoint until it exits
         # (trio). False: each cancellation is delivered once (asyncio).
@@ -163,7 +161,7 @@ class _Trio(Backend):
     __slots__ = ("_trio",)
 
     def __init__(self, trio: Any) -> None:
-        super().__init__("trio", trio.Cancelled, level_triggered=True, run_tasks=run_trio_nursery)
+        super().__init__(trio.Cancelled, level_triggered=True, run_tasks=run_trio_nursery)
         self._trio = trio
 
     async def raise_if_cancelled(self, baseline: int, delivered: BaseException | None) -> None:
@@ -182,7 +180,7 @@ class _Trio(Backend):
 
 
 ASYNCIO: Final[Backend] = _Asyncio(
-    "asyncio", asyncio.CancelledError, level_triggered=False, run_tasks=run_asyncio_tasks
+    asyncio.CancelledError, level_triggered=False, run_tasks=run_asyncio_tasks
 )
 _trio_backend: list[Backend] = []
 
