@@ -669,6 +669,7 @@ async def test_sends_left_over_are_logged_with_a_bounded_payload_summary(
         dispatcher.send(signal, "shop", order=7, note="x" * 10_000, items=list(range(1000)))
         dispatcher.send(signal, "many", **{f"field_{number}": number for number in range(8)})
         dispatcher.send(signal, "none")
+        await eventually(lambda: dispatcher.running == 3)
     lines = background_records(caplog)
     assert lines[:3] == [
         "background send of signal order_shipped from sender 'shop' did not complete: "
@@ -697,6 +698,7 @@ async def test_describe_names_each_send_left_over(caplog: pytest.LogCaptureFixtu
     async with BackgroundDispatcher(grace_period=0.01, describe=order_number) as dispatcher:
         dispatcher.send(signal, "shop", order=Order(42))
         dispatcher.send(signal, "shop", order=None)
+        await eventually(lambda: dispatcher.running == 2)
     assert background_records(caplog)[:2] == [
         "background send of signal order_shipped from sender 'shop' did not complete: "
         "cancelled while running; order #42",
