@@ -25,7 +25,7 @@ from typing import Any, Final, TypeVar
 
 import anyio
 
-from ._concurrent import (
+from ._tasks import (
     Outcomes,
     RobustFailure,
     first_cancellation,
@@ -37,7 +37,7 @@ from ._concurrent import (
 
 T = TypeVar("T")
 
-# How a backend runs a send's receivers in tasks (see asyncsignals._concurrent).
+# How a backend runs a send's receivers in tasks (see asyncsignals._tasks).
 TaskRunner = Callable[
     [Sequence[Awaitable[Any]], RobustFailure | None, RobustFailure], Awaitable[Outcomes]
 ]

@@ -35,7 +35,10 @@ __all__ = [
     "InlineConnection",
     "SavedConnections",
     "Snapshot",
+    "awaited_snapshot",
+    "live_async_receivers",
     "live_receiver",
+    "live_receivers",
 ]
 
 # How a connection's receiver is run.
@@ -91,6 +94,27 @@ def live_receiver(connection: Connection) -> Any:
     if hold == WEAK_METHOD:
         return target.method()
     return target() if hold else target
+
+
+def live_receivers(snapshot: Snapshot) -> list[Any]:
+    """The receivers of ``snapshot`` not yet collected, in connection order."""
+    live = [live_receiver(connection) for connection in snapshot[0]]
+    return [receiver for receiver in live if receiver is not None]
+
+
+def live_async_receivers(connections: tuple[Connection, ...]) -> list[Any]:
+    """The async receivers among ``connections`` not yet collected, in connection order."""
+    live = [live_receiver(connection) for connection in connections if connection[2] == ASYNC]
+    return [receiver for receiver in live if receiver is not None]
+
+
+def awaited_snapshot(connections: tuple[Connection, ...]) -> Snapshot:
+    """A snapshot of ``connections`` for the general loop only, with no inline entries.
+
+    For connections that are not a lookup's (an observed send's, whose
+    wrapped receivers the sync-only loop could not time).
+    """
+    return (connections, any(connection[2] != INLINE for connection in connections), None)
 
 
 class _SenderRef(weakref.ref[Any]):

@@ -13,34 +13,28 @@ A signal with no hooks pays one attribute check per send for all of this.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ._connections import ASYNC, INLINE, STRONG, Connection, Snapshot, live_receiver
+from ._connections import ASYNC, STRONG, Connection, Snapshot, awaited_snapshot, live_receiver
+from ._limits import UNTIMED, Limits, timed_receiver
 
 if TYPE_CHECKING:
     from ._signal import Signal
 
 __all__ = [
-    "UNTIMED",
     "Observation",
     "SendHook",
     "SendWatch",
-    "TimedCall",
     "add_everywhere",
     "everywhere",
     "observe",
     "remove_everywhere",
+    "send_observed",
+    "send_observed_sync",
 ]
 
 Results = list[tuple[Callable[..., Any], Any]]
-
-#: A connection's timeout once a wrapper applies it (see :func:`observe`):
-#: the send must not time the receiver a second time.
-UNTIMED: Final = float("inf")
-
-#: Makes the call that applies a receiver's timeout: ``(receiver, seconds)``.
-TimedCall = Callable[[Callable[..., Any], float], Callable[..., Any]]
 
 
 class SendHook(Protocol):
@@ -138,14 +132,13 @@ def observe(
     snapshot: Snapshot,
     sender: object,
     named: Mapping[str, Any],
-    timeout_of: Callable[[float | None], float | None],
-    timed: TimedCall,
+    limits: Limits,
 ) -> Observation:
     """Ask the hooks about a send of ``signal`` that reaches ``snapshot``.
 
     A wrapped receiver is held strongly for the send, with its timeout
-    applied innermost (by ``timed``), so that a hook's wrapper sees the
-    ``TimeoutError`` it raises, as the send does.
+    applied innermost (by ``timed_receiver``), so that a hook's wrapper sees
+    the ``TimeoutError`` it raises, as the send does.
     """
     # Every hook hears of every send, muted or not.
     watches = [hook.begin(signal, sender, named) for hook in hooks]
@@ -153,14 +146,15 @@ def observe(
     if any(watch.muted for watch in watches):
         return Observation(watches, None, originals)
     kept: list[Connection] = []
-    for connection in snapshot[0]:
+    connections, _, _ = snapshot
+    for connection in connections:
         receiver = live_receiver(connection)
         if receiver is None or not all(watch.allows(receiver) for watch in watches):
             continue
         target, _, kind, takes_signal, sequence, own_timeout = connection
         is_async = kind == ASYNC
-        timeout = timeout_of(own_timeout) if is_async else None
-        call = receiver if timeout is None else timed(receiver, timeout)
+        timeout = limits.timeout_of(own_timeout) if is_async else None
+        call = receiver if timeout is None else timed_receiver(signal, receiver, timeout)
         for watch in watches:
             call = watch.wrap(receiver, call, is_async)
         if call is not receiver:
@@ -176,5 +170,57 @@ def observe(
             )
         kept.append(connection)
     # The sync-only loop cannot run a wrapped receiver's timeout: no inline entries.
-    observed: Snapshot = (tuple(kept), any(c[2] != INLINE for c in kept), None)
-    return Observation(watches, observed, originals)
+    return Observation(watches, awaited_snapshot(tuple(kept)), originals)
+
+
+async def send_observed(
+    signal: Signal[..., Any],
+    hooks: tuple[SendHook, ...],
+    snapshot: Snapshot,
+    sender: object,
+    named: Mapping[str, Any],
+    limits: Limits,
+    send: Callable[[Snapshot], Awaitable[Results]],
+) -> Results:
+    """An async send observed by ``hooks``: ``send`` runs what they let it run.
+
+    Every watch hears how the send ended; a muted send returns ``[]``.
+    """
+    observation = observe(signal, hooks, snapshot, sender, named, limits)
+    observed = observation.snapshot
+    try:
+        results = [] if observed is None else await send(observed)
+    except BaseException as error:
+        observation.failed(error)
+        raise
+    try:
+        return observation.finished(results)
+    finally:
+        del results  # no cycle through an exception kept in the results
+
+
+def send_observed_sync(
+    signal: Signal[..., Any],
+    hooks: tuple[SendHook, ...],
+    snapshot: Snapshot,
+    sender: object,
+    named: Mapping[str, Any],
+    limits: Limits,
+    send: Callable[[Snapshot], Results],
+) -> Results:
+    """:func:`send_observed` for the sync entry points, whose ``send`` is a plain call.
+
+    Its twin, line for line but for the ``await``: a coroutine function
+    cannot serve a caller that must not await.
+    """
+    observation = observe(signal, hooks, snapshot, sender, named, limits)
+    observed = observation.snapshot
+    try:
+        results = [] if observed is None else send(observed)
+    except BaseException as error:
+        observation.failed(error)
+        raise
+    try:
+        return observation.finished(results)
+    finally:
+        del results  # no cycle through an exception kept in the results

@@ -16,9 +16,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ._concurrent import is_cancellation
 from ._hooks import add_everywhere, remove_everywhere
 from ._signal import Signal, add_hook, all_signals, hooks_of, remove_hook
+from ._tasks import is_cancellation
 
 __all__ = ["Instrument", "SendEvent", "add_instrument", "remove_instrument"]
 

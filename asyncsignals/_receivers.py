@@ -15,6 +15,8 @@ import weakref
 from collections.abc import Callable, Collection, Hashable
 from typing import Any
 
+from ._connections import ASYNC, INLINE, STRONG, THREAD, WEAK, WEAK_METHOD
+
 # asyncio's pre-3.12 marker (set by asgiref's ``markcoroutinefunction`` and by
 # ``asyncio.coroutine``-era helpers); ``inspect.iscoroutinefunction`` only knows
 # the 3.12+ marker.
@@ -244,6 +246,32 @@ def signal_label(signal: object) -> str:
     return name if name else repr(signal)
 
 
+def dispatch_uid_key(dispatch_uid: Hashable) -> Hashable:
+    """The key a connection made with ``dispatch_uid`` is stored under.
+
+    Raises:
+        TypeError: ``dispatch_uid`` is not hashable (raised before anything is stored).
+    """
+    try:
+        hash(dispatch_uid)
+    except TypeError:
+        raise TypeError(
+            f"dispatch_uid must be hashable, got {type(dispatch_uid).__name__} {dispatch_uid!r}"
+        ) from None
+    return ("dispatch_uid", dispatch_uid)
+
+
+def is_generator_function(receiver: object) -> bool:
+    """A (sync or async) generator function, a bound method or partial of one, or an
+    object whose ``__call__`` is one."""
+    if inspect.isgeneratorfunction(receiver) or inspect.isasyncgenfunction(receiver):
+        return True
+    if inspect.isfunction(receiver) or inspect.ismethod(receiver):
+        return False
+    call = getattr(type(receiver), "__call__", None)  # noqa: B004 (the class's, not a callable check)
+    return inspect.isgeneratorfunction(call) or inspect.isasyncgenfunction(call)
+
+
 def receiver_key(receiver: Callable[..., Any]) -> Hashable:
     """Identity of a receiver for duplicate detection and ``disconnect``.
 
@@ -297,6 +325,56 @@ def reference(
         raise TypeError(
             f"receiver {describe(receiver)} cannot be weakly referenced; connect it with weak=False"
         ) from None
+
+
+def receiver_kind(receiver: Callable[..., Any], to_thread: bool, timed: bool) -> int:
+    """How ``receiver`` runs: ASYNC, THREAD (sync, ``to_thread``) or INLINE.
+
+    Raises:
+        TypeError: a generator function; async with ``to_thread``; or
+            ``timed`` (given its own timeout) but not async.
+    """
+    if is_generator_function(receiver):
+        raise TypeError(
+            f"receiver {describe(receiver)} is a generator function: calling it only "
+            "creates a generator, so its body would never run; make it a plain "
+            "function or an async def that returns"
+        )
+    is_async = is_async_callable(receiver)
+    if to_thread and is_async:
+        raise TypeError(
+            f"receiver {describe(receiver)} is async; to_thread=True is only for sync receivers"
+        )
+    if timed and not is_async:
+        raise TypeError(
+            f"receiver {describe(receiver)} is not async, so it cannot be timed out: "
+            "sync receivers run inline and threads cannot be interrupted"
+        )
+    return ASYNC if is_async else THREAD if to_thread else INLINE
+
+
+def held(
+    receiver: Callable[..., Any],
+    weak: bool,
+    uid_key: Hashable | None,
+    on_collected: Callable[[Any], object],
+) -> tuple[Hashable, Any, int]:
+    """How a connection holds ``receiver``: ``(key, target, hold)``.
+
+    ``target`` is the receiver or a weak reference to it, ``hold`` says
+    which (STRONG, WEAK, WEAK_METHOD), and ``key`` identifies the connection:
+    ``uid_key`` when a ``dispatch_uid`` was given, else the receiver's key.
+
+    Raises:
+        TypeError: ``weak`` and the receiver cannot be weakly referenced.
+    """
+    target: Any = reference(receiver, on_collected) if weak else receiver
+    hold = STRONG if not weak else WEAK_METHOD if isinstance(target, WeakMethodRef) else WEAK
+    if uid_key is not None:
+        return uid_key, target, hold
+    if hold == WEAK and type(receiver) is types.FunctionType:
+        return target, target, hold  # the weak reference is the key: see receiver_key
+    return receiver_key(receiver), target, hold
 
 
 def describe(receiver: object) -> str:

@@ -67,10 +67,10 @@ except ImportError as _missing_dependency:
         "pip install 'asyncsignals[opentelemetry]'"
     ) from _missing_dependency
 
-from ._concurrent import is_cancellation
 from ._instrument import Instrument, SendEvent, add_instrument, remove_instrument
 from ._receivers import describe, signal_label
 from ._signal import Signal
+from ._tasks import is_cancellation
 
 __all__ = ["OpenTelemetryInstrument", "instrument", "uninstrument"]
 

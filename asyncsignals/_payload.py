@@ -1,0 +1,157 @@
+"""What a send carries: its sender, and the payload names a signal provides.
+
+A signal may say which keyword arguments every send provides
+(``providing_args``, or the parameters of a :meth:`Signal.declare`
+prototype); the signal checks each send's payload against them before any
+receiver runs, and the errors for a payload it refuses are made here. The
+signal is passed in only to be named in those errors.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ._receivers import describe, signal_label
+
+__all__ = [
+    "payload_error",
+    "payload_names",
+    "read_prototype",
+    "reserved_name_error",
+    "sender_of",
+]
+
+# Passed by the signal itself: never a payload name.
+_RESERVED: frozenset[str] = frozenset({"sender", "signal"})
+
+
+def payload_names(providing_args: Iterable[str] | None) -> frozenset[str] | None:
+    """The names of ``providing_args``, checked, or None when it is None.
+
+    Raises:
+        TypeError: a string instead of a list, a name that is not an
+            identifier, or ``sender``/``signal`` among them.
+    """
+    if isinstance(providing_args, str):
+        raise TypeError(
+            f"providing_args must be a list of names, not the string {providing_args!r}"
+        )
+    if providing_args is None:
+        return None
+    provided = frozenset(providing_args)
+    for argument in provided:
+        if not isinstance(argument, str) or not argument.isidentifier():  # pyright: ignore[reportUnnecessaryIsInstance] (checks what callers pass)
+            raise TypeError(f"providing_args entry {argument!r} is not a valid argument name")
+    reserved = provided & _RESERVED
+    if reserved:
+        raise TypeError(
+            f"providing_args cannot include {sorted(reserved)}: "
+            "'sender' and 'signal' are passed by the signal itself"
+        )
+    return provided
+
+
+def reserved_name_error(signal: object) -> TypeError:
+    """The error for a payload that uses the name ``signal``."""
+    return TypeError(
+        f"'signal' is reserved: {signal_label(signal)} passes itself as signal=; "
+        "rename that payload argument"
+    )
+
+
+def payload_error(
+    signal: object,
+    provided: frozenset[str],
+    required: frozenset[str] | None,
+    named: dict[str, Any],
+) -> TypeError | None:
+    """The error for a payload whose names are not exactly ``provided``, if any.
+
+    None when only names outside ``required`` (the optional ones of a
+    declared signal) were left out.
+    """
+    if "signal" in named:
+        return reserved_name_error(signal)
+    unknown = sorted(named.keys() - provided)
+    missing = sorted((required or provided) - named.keys())
+    if not unknown and not missing:
+        return None
+    problems: list[str] = []
+    if unknown:
+        problems.append(f"unknown argument(s) {unknown}")
+    if missing:
+        problems.append(f"missing argument(s) {missing}")
+    return TypeError(
+        f"signal {signal_label(signal)} was sent with {' and '.join(problems)}; "
+        f"it provides {sorted(provided)}"
+    )
+
+
+def read_prototype(prototype: Callable[..., Any]) -> tuple[list[str] | None, frozenset[str]]:
+    """The payload a :meth:`Signal.declare` prototype declares.
+
+    Returns its payload names, in order (None for a ``**kwargs`` prototype,
+    whose payload is open), and those of them a send must provide (the ones
+    without a default).
+
+    Raises:
+        TypeError: no ``sender`` parameter, a ``signal`` or positional-only
+            parameter, or ``*args``.
+    """
+    names: list[str] = []
+    required: list[str] = []
+    open_payload = False
+    has_sender = False
+    for parameter in inspect.signature(prototype).parameters.values():
+        kind = parameter.kind
+        if kind is inspect.Parameter.VAR_KEYWORD:
+            open_payload = True
+        elif kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.POSITIONAL_ONLY):
+            what = (
+                f"*{parameter.name}"
+                if kind is inspect.Parameter.VAR_POSITIONAL
+                else f"the positional-only parameter {parameter.name!r}"
+            )
+            raise TypeError(
+                f"signal prototype {describe(prototype)} cannot have {what}: "
+                "receivers are called with keyword arguments only"
+            )
+        elif parameter.name == "sender":
+            has_sender = True
+        elif parameter.name == "signal":
+            raise TypeError(
+                f"signal prototype {describe(prototype)} cannot have a 'signal' "
+                "parameter: the signal passes itself to receivers that take one"
+            )
+        else:
+            names.append(parameter.name)
+            if parameter.default is inspect.Parameter.empty:
+                required.append(parameter.name)
+    if not has_sender:
+        raise TypeError(
+            f"signal prototype {describe(prototype)} needs a 'sender' parameter "
+            "(keyword-only is best: def prototype(*, sender: ..., ...))"
+        )
+    return (None if open_payload else names), frozenset(required)
+
+
+def sender_of(args: tuple[object, ...], kwargs: dict[str, Any], method: str) -> object:
+    """The sender of a send, given as its one positional argument or as ``sender=``.
+
+    Takes ``sender`` out of ``kwargs`` when it was given there.
+    """
+    if len(args) == 1 and "sender" not in kwargs:
+        return args[0]
+    if not args:
+        try:
+            return kwargs.pop("sender")
+        except KeyError:
+            raise TypeError(
+                f"{method}() missing the sender: pass sender=... (None for any)"
+            ) from None
+    raise TypeError(
+        f"{method}() takes the sender and keyword arguments only, got {len(args)} "
+        "positional argument(s)" + (" and sender=" if "sender" in kwargs else "")
+    )

@@ -1,0 +1,530 @@
+"""How one send's receivers run, and what comes back.
+
+A send hands this module the connections its lookup found and gets back the
+results, ``[(receiver, result)]`` in connection order, or the error it must
+raise. Every path of a send runs its receivers here, and each rule is written
+once for all of them:
+
+- calling a receiver: :func:`run_sync` (the sync-only send), :func:`run_inline`
+  (sync receivers called, async ones started and left pending) and
+  :func:`run_in_order` (a sequential signal), then :func:`await_pending` for
+  what was left pending, in the sender's task for one async receiver and in
+  the backend's tasks for more;
+- a receiver's limits, its timeout and the signal's concurrency slot: put
+  on by :func:`asyncsignals._limits.guarded`, on every path;
+- a receiver's error: :func:`annotate` (the note naming it), :func:`report`
+  (the log line send_robust writes) and :func:`_settle_failure` (whether the
+  caller's cancellation wins over it).
+
+The signal itself is passed down as an argument: it is what receivers that
+take ``signal=`` are given, and it names the send in notes and logs. This
+module never calls back into it.
+
+The frames here catch receivers' exceptions, so each ``del``\\ s the locals
+that hold one before it returns: see :func:`report`.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import inspect
+import logging
+import reprlib
+from collections.abc import Awaitable, Callable, Sequence
+from types import MethodType
+from typing import Any, Final, TypeVar
+
+import anyio
+import anyio.to_thread
+
+from ._backends import Backend, CancelWatch, current_backend
+from ._connections import ASYNC, THREAD, WEAK, WEAK_METHOD, Connection, InlineConnection
+from ._context import await_in_context
+from ._limits import Limits, guarded
+from ._outcome import call_in_thread, close_unstarted, unboxed
+from ._receivers import describe, signal_label
+
+__all__ = [
+    "Pending",
+    "Results",
+    "annotate",
+    "await_one",
+    "await_pending",
+    "close_awaitables",
+    "is_awaitable",
+    "pending_awaitables",
+    "pending_receiver",
+    "report",
+    "run_in_order",
+    "run_inline",
+    "run_sync",
+]
+
+logger: Final = logging.getLogger("asyncsignals")
+
+T = TypeVar("T")
+
+#: What a send returns: ``(receiver, result)`` in connection order.
+Results = list[tuple[Callable[..., Any], Any]]
+
+#: A receiver left to await: ``(result index, receiver, ASYNC or THREAD, its
+#: awaitable or its kwargs, timeout)``. Read only in this module; the sync
+#: entry points use :func:`pending_receiver` and :func:`pending_awaitables`.
+Pending = tuple[int, Any, int, Any, float | None]
+
+# Result types that are never awaitable: skips the awaitable check for them.
+_PLAIN_RESULTS: Final = frozenset({bool, int, float, str, bytes, tuple, list, dict, set})
+
+
+def is_awaitable(result: object) -> bool:
+    """Whether a sync receiver returned something to await."""
+    return result is not None and type(result) not in _PLAIN_RESULTS and inspect.isawaitable(result)
+
+
+# -- calling receivers ------------------------------------------------------
+
+
+def run_sync(
+    signal: object,
+    limits: Limits,
+    inline: Sequence[InlineConnection],
+    sender: object,
+    named: dict[str, Any],
+    robust: bool,
+) -> tuple[Results, list[Pending]]:
+    """Run a send whose receivers are all sync, in connection order.
+
+    :func:`run_inline` specialised for the most common send: no receiver to
+    await or to hand to a thread. Runs inside the send's context copy. A
+    receiver that returns an awaitable has it left pending, as there. The
+    two loops repeat each other's handling of a sync receiver on purpose (a
+    shared helper would cost a call per receiver); a change to one belongs
+    in both.
+    """
+    arguments = {"sender": sender, **named}
+    arguments_with_signal = {"signal": signal, **arguments}
+    results: Results = []
+    pending: list[Pending] = []
+    result: Any = None
+    plain_results = _PLAIN_RESULTS
+    try:
+        for target, hold, takes_signal, timeout in inline:
+            if hold == WEAK:  # the most common: one test for it
+                receiver = target()
+                if receiver is None:
+                    continue
+            elif hold:
+                receiver = target()
+                if receiver is None:
+                    continue
+                receiver = MethodType(target.function, receiver)
+            else:
+                receiver = target
+            try:
+                result = receiver(**(arguments_with_signal if takes_signal else arguments))
+            except Exception as exc:
+                if not robust:
+                    annotate(signal, exc, receiver)
+                    raise
+                result = report(signal, exc, receiver, sender)
+            else:
+                if (
+                    result is not None
+                    and type(result) not in plain_results
+                    and inspect.isawaitable(result)
+                ):
+                    pending.append(
+                        (len(results), receiver, ASYNC, result, limits.timeout_of(timeout))
+                    )
+                    result = None
+            results.append((receiver, result))
+        return results, pending
+    except BaseException:
+        close_awaitables(pending)
+        raise
+    finally:
+        del results, result  # see report: no cycle through a kept exception
+
+
+def run_inline(
+    signal: object,
+    limits: Limits,
+    connections: Sequence[Connection],
+    sender: object,
+    named: dict[str, Any],
+    robust: bool,
+    in_thread: bool,
+) -> tuple[Results, list[Pending]]:
+    """Run the inline receivers in connection order; collect the rest.
+
+    Runs inside the send's context copy. Async receivers are called here
+    (creating their coroutines) and left pending with ``to_thread`` ones;
+    ``in_thread`` (the sync entry points) runs ``to_thread`` receivers
+    inline too, in the calling thread.
+    """
+    arguments = {"sender": sender, **named}
+    arguments_with_signal: dict[str, Any] | None = None
+    results: Results = []
+    pending: list[Pending] = []
+    result: Any = None
+    # This loop is the cost of every send: constants are read from locals,
+    # and the awaitable check runs only for results that could be one.
+    plain_results = _PLAIN_RESULTS
+    async_kind, thread_kind, weak_method = ASYNC, THREAD, WEAK_METHOD
+    default_timeout = limits.timeout
+    try:
+        for target, hold, kind, takes_signal, _, timeout in connections:
+            if hold:
+                receiver = target()
+                if receiver is None:
+                    continue
+                if hold == weak_method:
+                    receiver = MethodType(target.function, receiver)
+            else:
+                receiver = target
+            if not takes_signal:
+                kwargs = arguments
+            elif arguments_with_signal is None:
+                kwargs = arguments_with_signal = {"signal": signal, **arguments}
+            else:
+                kwargs = arguments_with_signal
+            if kind == thread_kind and not in_thread:
+                pending.append((len(results), receiver, thread_kind, kwargs, None))
+                results.append((receiver, None))
+                continue
+            try:
+                result = receiver(**kwargs)
+            except Exception as exc:
+                if not robust:
+                    annotate(signal, exc, receiver)
+                    raise
+                result = report(signal, exc, receiver, sender)
+            else:
+                if kind == async_kind or (
+                    result is not None
+                    and type(result) not in plain_results
+                    and inspect.isawaitable(result)
+                ):
+                    # Awaited with the other async receivers; a sync
+                    # function's awaitable too, never dropped.
+                    pending.append(
+                        (
+                            len(results),
+                            receiver,
+                            async_kind,
+                            result,
+                            # Limits.timeout_of, without a call per receiver
+                            default_timeout if timeout is None else timeout,
+                        )
+                    )
+                    result = None
+            results.append((receiver, result))
+        return results, pending
+    except BaseException:
+        close_awaitables(pending)
+        raise
+    finally:
+        del results, result  # see report: no cycle through a kept exception
+
+
+async def run_in_order(
+    signal: object,
+    limits: Limits,
+    connections: Sequence[Connection],
+    sender: object,
+    named: dict[str, Any],
+    robust: bool,
+) -> Results:
+    """Run every receiver after the previous one, in connection order.
+
+    The whole run is stepped in one copy of the sender's context, so each
+    receiver is a plain call or await inside it.
+    """
+    backend = current_backend()
+    watch = CancelWatch(backend)
+    return await await_in_context(
+        contextvars.copy_context(),
+        _in_order(signal, limits, connections, sender, named, robust, backend, watch),
+        watch,
+    )
+
+
+async def _in_order(
+    signal: object,
+    limits: Limits,
+    connections: Sequence[Connection],
+    sender: object,
+    named: dict[str, Any],
+    robust: bool,
+    backend: Backend,
+    watch: CancelWatch,
+) -> Results:
+    arguments = {"sender": sender, **named}
+    arguments_with_signal = {"signal": signal, **arguments}
+    limiter = limits.limiter(backend)
+    results: Results = []
+    value: Any = None
+    try:
+        for target, hold, kind, takes_signal, _, timeout in connections:
+            receiver = target() if hold else target
+            if receiver is None:
+                continue
+            if hold == WEAK_METHOD:
+                receiver = MethodType(target.function, receiver)
+            kwargs = arguments_with_signal if takes_signal else arguments
+            try:
+                if kind == THREAD:
+                    value = await guarded(
+                        signal, _run_in_thread(receiver, kwargs, backend), receiver, None, limiter
+                    )
+                else:
+                    value = receiver(**kwargs)
+                    if kind == ASYNC or is_awaitable(value):
+                        value = await guarded(
+                            signal, value, receiver, limits.timeout_of(timeout), limiter
+                        )
+            # The cancellation rule for a receiver awaited in the sender's
+            # task; the one-receiver path in await_pending repeats these
+            # except blocks on purpose: a coroutine shared by both would add
+            # a coroutine frame to every send to one async receiver.
+            except Exception as exc:
+                if not await _settle_failure(signal, watch, exc, receiver, sender, robust):
+                    raise
+                value = exc
+            except BaseExceptionGroup as group:
+                await watch.raise_instead_of(group)
+                raise
+            else:
+                # A receiver that absorbed the caller's cancellation ends the hook.
+                await watch.raise_if_caller_cancelled()
+            results.append((receiver, value))
+        return results
+    finally:
+        del results, value  # see report: no cycle through a kept exception
+
+
+# -- awaiting what was left pending -----------------------------------------
+
+
+async def await_pending(
+    signal: object,
+    limits: Limits,
+    sender: object,
+    results: Results,
+    pending: list[Pending],
+    context: contextvars.Context,
+    robust: bool,
+) -> None:
+    """Await the pending receivers and put each one's value in its slot of ``results``."""
+    backend = current_backend()
+    limiter = limits.limiter(backend)
+    if len(pending) == 1 and pending[0][2] == ASYNC:
+        # One async receiver needs no task: it is awaited in this task,
+        # each step run in the send's context copy.
+        index, receiver, _, awaitable, timeout = pending[0]
+        watch = CancelWatch(backend)
+        try:
+            value = await await_in_context(
+                context, guarded(signal, awaitable, receiver, timeout, limiter), watch
+            )
+        # The twin of the in-order loop's except blocks (see there).
+        except Exception as exc:
+            if not await _settle_failure(signal, watch, exc, receiver, sender, robust):
+                raise
+            value = exc
+        except BaseExceptionGroup as group:
+            await watch.raise_instead_of(group)
+            raise
+        else:
+            # ... and over a value returned after absorbing it.
+            await watch.raise_if_caller_cancelled()
+        results[index] = (receiver, value)
+        del value  # see report: no cycle through a kept exception
+    else:
+        await _await_concurrently(signal, sender, results, pending, robust, backend, limiter)
+    del results  # (from Python 3.12 the frames of tasks started eagerly link here)
+
+
+async def _await_concurrently(
+    signal: object,
+    sender: object,
+    results: Results,
+    pending: list[Pending],
+    robust: bool,
+    backend: Backend,
+    limiter: anyio.CapacityLimiter | None,
+) -> None:
+    awaitables = [
+        call
+        if kind == ASYNC and timeout is None and limiter is None
+        else guarded(
+            signal,
+            _run_in_thread(receiver, call, backend) if kind == THREAD else call,
+            receiver,
+            timeout,
+            limiter,
+        )
+        for _, receiver, kind, call, timeout in pending
+    ]
+    values, errors = await backend.run_tasks(
+        awaitables,
+        (lambda position, error: report(signal, error, pending[position][1], sender))
+        if robust
+        else None,
+        lambda position, error: report(
+            signal, error, pending[position][1], sender, superseded=True
+        ),
+    )
+    try:
+        if errors:
+            if not robust:
+                _annotate_each(signal, errors, pending)
+            raise _combine([error for _, error in errors], signal_label(signal))
+        for (index, receiver, _, _, _), value in zip(pending, values, strict=True):
+            results[index] = (receiver, value)
+    finally:
+        del results, values, errors  # see report: no cycle through an exception
+
+
+async def await_one(
+    signal: object,
+    limits: Limits,
+    awaitable: Awaitable[Any],
+    receiver: object,
+    time_limit: float | None,
+) -> Any:
+    """Await one receiver's awaitable under its time limit and the signal's limit."""
+    limiter = limits.limiter(current_backend())
+    return await guarded(signal, awaitable, receiver, time_limit, limiter)
+
+
+def pending_receiver(pending: list[Pending], position: int) -> Any:
+    """The receiver of the ``position``-th entry of ``pending``."""
+    return pending[position][1]
+
+
+def pending_awaitables(pending: list[Pending]) -> list[Any]:
+    """The awaitables of the async receivers in ``pending``, none of them started yet."""
+    return [call for _, _, kind, call, _ in pending if kind == ASYNC]
+
+
+def close_awaitables(pending: list[Pending]) -> None:
+    """Close the coroutines of receivers that will not run, so none is left un-awaited."""
+    for awaitable in pending_awaitables(pending):
+        close_unstarted(awaitable)
+
+
+def _annotate_each(
+    signal: object, errors: list[tuple[int, BaseException]], pending: list[Pending]
+) -> None:
+    # A function of its own: a loop variable would keep an exception in the
+    # caller's frame (see report).
+    for position, error in errors:
+        annotate(signal, error, pending[position][1])
+
+
+def _combine(errors: list[BaseException], label: str) -> BaseException:
+    """One error as itself; several as a group naming the signal."""
+    if len(errors) == 1:
+        return errors[0]
+    message = f"{len(errors)} receivers of signal {label} failed"
+    exceptions = [error for error in errors if isinstance(error, Exception)]
+    if len(exceptions) == len(errors):
+        return ExceptionGroup(message, exceptions)
+    return BaseExceptionGroup(message, errors)
+
+
+async def _run_in_thread(
+    receiver: Callable[..., Any], kwargs: dict[str, Any], backend: Backend
+) -> Any:
+    """Run a ``to_thread`` receiver in a worker thread; a cancel waits for it to return."""
+    in_thread = _thread_outcome([receiver, kwargs])
+    del receiver, kwargs
+    # anyio shields the thread from its own cancel scopes, but a bare asyncio
+    # task.cancel() would still return early, and on trio a deadline that
+    # passed meanwhile would go unnoticed: the backend waits it out.
+    result = await backend.wait_uninterruptibly(in_thread)
+    if is_awaitable(result):
+        result = await result
+    return result
+
+
+async def _thread_outcome(call: list[Any]) -> Any:
+    """What the receiver in ``call`` returned in a worker thread, or its exception raised."""
+    await anyio.to_thread.run_sync(call_in_thread, call)
+    return unboxed(call.pop())
+
+
+# -- a receiver's error -----------------------------------------------------
+
+
+def annotate(signal: object, exc: BaseException, receiver: object) -> None:
+    """Add a note naming the receiver and the signal, if the exception takes one.
+
+    An exception that refuses it (a frozen dataclass, ``__notes__`` that is
+    not a list) is raised as it is: the note is never worth replacing the
+    receiver's own error.
+    """
+    note = f"raised by receiver {describe(receiver)} of signal {signal_label(signal)}"
+    try:
+        if note not in getattr(exc, "__notes__", ()):
+            exc.add_note(note)
+    except Exception:
+        pass
+
+
+def report(
+    signal: object, exc: Exception, receiver: object, sender: object, superseded: bool = False
+) -> Exception:
+    """Log a receiver's exception for send_robust, which returns it as the result.
+
+    ``superseded``: the caller's cancellation propagates instead of this
+    exception (in ``send`` too), so the log is where it is seen.
+
+    The frame that caught it is in its traceback, so that frame must not
+    keep it, or the results that hold it, once the send is done: callers
+    ``del`` those locals. Otherwise the exception and the frame form a
+    reference cycle that keeps the receiver and the sender alive until the
+    garbage collector's next pass, after the caller has let go.
+    """
+    logger.error(
+        "receiver %s of signal %s raised %s (sender: %s)%s",
+        describe(receiver),
+        signal_label(signal),
+        type(exc).__name__,
+        reprlib.repr(sender),
+        "; the caller's cancellation propagates instead" if superseded else "",
+        exc_info=exc,
+    )
+    return exc
+
+
+async def _settle_failure(
+    signal: object,
+    watch: CancelWatch,
+    exc: Exception,
+    receiver: object,
+    sender: object,
+    robust: bool,
+) -> bool:
+    """A receiver awaited in the sender's task raised ``exc``: what becomes of it.
+
+    The caller's cancellation, if it stands, is raised instead (in send,
+    ``exc`` is then logged, never lost). Otherwise send gets False, to raise
+    ``exc`` itself (annotated, traceback intact), and send_robust True, to
+    return it (reported).
+    """
+    try:
+        if robust:
+            report(signal, exc, receiver, sender)
+            await watch.raise_if_caller_cancelled()
+            return True
+        try:
+            await watch.raise_if_caller_cancelled()
+        except BaseException:
+            report(signal, exc, receiver, sender, superseded=True)
+            raise
+        annotate(signal, exc, receiver)
+        return False
+    finally:
+        del exc  # see report: no cycle through a kept exception
