@@ -14,13 +14,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from ._connections import ASYNC, STRONG, Connection, Snapshot, awaited_snapshot, live_receiver
 from ._limits import UNTIMED, Limits, timed_receiver
-
-if TYPE_CHECKING:
-    from ._signal import Signal
 
 __all__ = [
     "Observation",
@@ -40,10 +37,12 @@ Results = list[tuple[Callable[..., Any], Any]]
 class SendHook(Protocol):
     """What a watcher plugs into a signal: test helpers and instruments."""
 
-    def begin(
-        self, signal: Signal[..., Any], sender: object, named: Mapping[str, Any]
-    ) -> SendWatch:
-        """A send is starting, before any receiver runs; watch it."""
+    def begin(self, signal: Any, sender: object, named: Mapping[str, Any]) -> SendWatch:
+        """A send of ``signal`` (the Signal) is starting, before any receiver runs; watch it.
+
+        ``signal`` is typed ``Any`` here so that this module, below the
+        Signal's, need not import it; hooks take it as a ``Signal``.
+        """
         ...
 
 
@@ -127,7 +126,7 @@ class Observation:
 
 
 def observe(
-    signal: Signal[..., Any],
+    signal: object,
     hooks: tuple[SendHook, ...],
     snapshot: Snapshot,
     sender: object,
@@ -174,7 +173,7 @@ def observe(
 
 
 async def send_observed(
-    signal: Signal[..., Any],
+    signal: object,
     hooks: tuple[SendHook, ...],
     snapshot: Snapshot,
     sender: object,
@@ -200,7 +199,7 @@ async def send_observed(
 
 
 def send_observed_sync(
-    signal: Signal[..., Any],
+    signal: object,
     hooks: tuple[SendHook, ...],
     snapshot: Snapshot,
     sender: object,
