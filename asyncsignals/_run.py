@@ -5,11 +5,11 @@ results, ``[(receiver, result)]`` in connection order, or the error it must
 raise. Every path of a send runs its receivers here, and each rule is written
 once for all of them:
 
-- calling a receiver: :func:`run_sync` (the sync-only send), :func:`run_inline`
-  (sync receivers called, async ones started and left pending) and
-  :func:`run_in_order` (a sequential signal), then :func:`await_pending` for
-  what was left pending, in the sender's task for one async receiver and in
-  the backend's tasks for more;
+- calling a receiver: :func:`run_sync_only` (a send whose receivers are all
+  sync), :func:`run_inline` (sync receivers called, async ones started and
+  left pending) and :func:`run_in_order` (a sequential signal), then
+  :func:`await_pending` for what was left pending, in the sender's task for
+  one async receiver and in the backend's tasks for more;
 - a receiver's limits, its timeout and the signal's concurrency slot: put
   on by :func:`asyncsignals._limits.guarded`, on every path;
 - a receiver's error: :func:`annotate` (the note naming it), :func:`report`
@@ -20,8 +20,8 @@ The signal itself is passed down as an argument: it is what receivers that
 take ``signal=`` are given, and it names the send in notes and logs. This
 module never calls back into it.
 
-The frames here catch receivers' exceptions, so each ``del``\\ s the locals
-that hold one before it returns: see :func:`report`.
+The frames here catch receivers' exceptions, so each deletes the locals that
+hold one before it returns: see :func:`report`.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ __all__ = [
     "report",
     "run_in_order",
     "run_inline",
-    "run_sync",
+    "run_sync_only",
 ]
 
 logger: Final = logging.getLogger("asyncsignals")
@@ -84,7 +84,7 @@ def is_awaitable(result: object) -> bool:
 # -- calling receivers ------------------------------------------------------
 
 
-def run_sync(
+def run_sync_only(
     signal: object,
     limits: Limits,
     inline: Sequence[InlineConnection],

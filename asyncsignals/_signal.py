@@ -34,7 +34,7 @@ from ._receivers import (
     receiver_key,
     receiver_kind,
 )
-from ._run import await_pending, run_in_order, run_inline, run_sync
+from ._run import await_pending, run_in_order, run_inline, run_sync_only
 from ._sync import send_from_sync
 
 __all__ = ["Signal", "receiver"]
@@ -435,7 +435,7 @@ class Signal(Generic[P, R]):
         # Sync receivers only: run here, without a coroutine of their own.
         context = copy_context()
         limits = self._limits
-        results, pending = context.run(run_sync, self, limits, inline, sender, kwargs, False)
+        results, pending = context.run(run_sync_only, self, limits, inline, sender, kwargs, False)
         if pending:  # a sync receiver returned an awaitable
             await await_pending(self, limits, sender, results, pending, context, False)
         return results
@@ -468,7 +468,7 @@ class Signal(Generic[P, R]):
             return []
         context = copy_context()
         limits = self._limits
-        results, pending = context.run(run_sync, self, limits, inline, sender, kwargs, True)
+        results, pending = context.run(run_sync_only, self, limits, inline, sender, kwargs, True)
         if pending:
             await await_pending(self, limits, sender, results, pending, context, True)
         try:
