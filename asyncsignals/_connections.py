@@ -36,6 +36,7 @@ __all__ = [
     "SavedConnections",
     "Snapshot",
     "awaited_snapshot",
+    "has_live_receiver",
     "live_async_receivers",
     "live_receiver",
     "live_receivers",
@@ -96,10 +97,15 @@ def live_receiver(connection: Connection) -> Any:
     return target() if hold else target
 
 
-def live_receivers(snapshot: Snapshot) -> list[Any]:
-    """The receivers of ``snapshot`` not yet collected, in connection order."""
-    live = [live_receiver(connection) for connection in snapshot[0]]
+def live_receivers(connections: tuple[Connection, ...]) -> list[Any]:
+    """The receivers of ``connections`` not yet collected, in connection order."""
+    live = [live_receiver(connection) for connection in connections]
     return [receiver for receiver in live if receiver is not None]
+
+
+def has_live_receiver(connections: tuple[Connection, ...]) -> bool:
+    """Whether a receiver of ``connections`` is not yet collected (stops at the first)."""
+    return any(live_receiver(connection) is not None for connection in connections)
 
 
 def live_async_receivers(connections: tuple[Connection, ...]) -> list[Any]:

@@ -3,9 +3,10 @@
 A hook is plugged into a signal (or into every signal); each send asks every
 hook for a watch before any receiver runs. A watch may mute the send, leave
 receivers out, or wrap them; it hears how the send ended. One implementation
-serves ``send``, ``send_robust`` and the sync entry points: the signal calls
-:func:`observe` and then :meth:`Observation.finished` or
-:meth:`Observation.failed`.
+serves ``send``, ``send_robust`` and the sync entry points: the signal hands
+its send to :func:`send_observed` or :func:`send_observed_sync`, which ask
+the hooks (:func:`observe`), run what they let run and tell them how it
+ended.
 
 A signal with no hooks pays one attribute check per send for all of this.
 """
@@ -18,6 +19,7 @@ from typing import Any, Protocol
 
 from ._connections import ASYNC, STRONG, Connection, Snapshot, awaited_snapshot, live_receiver
 from ._limits import UNTIMED, Limits, timed_receiver
+from ._run import Results
 
 __all__ = [
     "Observation",
@@ -30,8 +32,6 @@ __all__ = [
     "send_observed",
     "send_observed_sync",
 ]
-
-Results = list[tuple[Callable[..., Any], Any]]
 
 
 class SendHook(Protocol):

@@ -16,11 +16,11 @@ from typing import Any
 from ._receivers import describe, signal_label
 
 __all__ = [
-    "payload_error",
+    "check_names",
     "payload_names",
+    "pop_sender",
     "read_prototype",
     "reserved_name_error",
-    "sender_of",
 ]
 
 # Passed by the signal itself: never a payload name.
@@ -61,29 +61,34 @@ def reserved_name_error(signal: object) -> TypeError:
     )
 
 
-def payload_error(
+def check_names(
     signal: object,
     provided: frozenset[str],
     required: frozenset[str] | None,
     named: dict[str, Any],
-) -> TypeError | None:
-    """The error for a payload whose names are not exactly ``provided``, if any.
+) -> None:
+    """Check a payload whose names are not exactly ``provided``.
 
-    None when only names outside ``required`` (the optional ones of a
-    declared signal) were left out.
+    Only names outside ``required`` (the optional ones of a declared
+    signal) may be left out.
+
+    Raises:
+        TypeError: the payload uses ``signal``, or has unknown or missing
+            names. Raised here, never kept in a local: a frame holding the
+            exception it raised would keep it, and the sender, in a cycle.
     """
     if "signal" in named:
-        return reserved_name_error(signal)
+        raise reserved_name_error(signal)
     unknown = sorted(named.keys() - provided)
     missing = sorted((required or provided) - named.keys())
     if not unknown and not missing:
-        return None
+        return
     problems: list[str] = []
     if unknown:
         problems.append(f"unknown argument(s) {unknown}")
     if missing:
         problems.append(f"missing argument(s) {missing}")
-    return TypeError(
+    raise TypeError(
         f"signal {signal_label(signal)} was sent with {' and '.join(problems)}; "
         f"it provides {sorted(provided)}"
     )
@@ -137,7 +142,7 @@ def read_prototype(prototype: Callable[..., Any]) -> tuple[list[str] | None, fro
     return (None if open_payload else names), frozenset(required)
 
 
-def sender_of(args: tuple[object, ...], kwargs: dict[str, Any], method: str) -> object:
+def pop_sender(args: tuple[object, ...], kwargs: dict[str, Any], method: str) -> object:
     """The sender of a send, given as its one positional argument or as ``sender=``.
 
     Takes ``sender`` out of ``kwargs`` when it was given there.

@@ -327,19 +327,23 @@ def reference(
         ) from None
 
 
-def receiver_kind(receiver: Callable[..., Any], to_thread: bool, timed: bool) -> int:
-    """How ``receiver`` runs: ASYNC, THREAD (sync, ``to_thread``) or INLINE.
-
-    Raises:
-        TypeError: a generator function; async with ``to_thread``; or
-            ``timed`` (given its own timeout) but not async.
-    """
+def refuse_generator(receiver: Callable[..., Any]) -> None:
+    """Raise TypeError for a generator function: calling it would run nothing."""
     if is_generator_function(receiver):
         raise TypeError(
             f"receiver {describe(receiver)} is a generator function: calling it only "
             "creates a generator, so its body would never run; make it a plain "
             "function or an async def that returns"
         )
+
+
+def receiver_kind(receiver: Callable[..., Any], to_thread: bool, timed: bool) -> int:
+    """How ``receiver`` runs: ASYNC, THREAD (sync, ``to_thread``) or INLINE.
+
+    Raises:
+        TypeError: async with ``to_thread``, or ``timed`` (given its own
+            timeout) but not async.
+    """
     is_async = is_async_callable(receiver)
     if to_thread and is_async:
         raise TypeError(
@@ -353,7 +357,7 @@ def receiver_kind(receiver: Callable[..., Any], to_thread: bool, timed: bool) ->
     return ASYNC if is_async else THREAD if to_thread else INLINE
 
 
-def held(
+def stored_as(
     receiver: Callable[..., Any],
     weak: bool,
     uid_key: Hashable | None,

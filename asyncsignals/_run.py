@@ -2,8 +2,9 @@
 
 A send hands this module the connections its lookup found and gets back the
 results, ``[(receiver, result)]`` in connection order, or the error it must
-raise. Every path of a send runs its receivers here, and each rule is written
-once for all of them:
+raise. Every path of a send runs its receivers here (``send_sync``'s
+sequential loop, in asyncsignals._sync, uses the same rules from there), and
+each rule is written once for all of them:
 
 - calling a receiver: :func:`run_sync_only` (a send whose receivers are all
   sync), :func:`run_inline` (sync receivers called, async ones started and
@@ -32,7 +33,7 @@ import logging
 import reprlib
 from collections.abc import Awaitable, Callable, Sequence
 from types import MethodType
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 import anyio
 import anyio.to_thread
@@ -61,8 +62,6 @@ __all__ = [
 ]
 
 logger: Final = logging.getLogger("asyncsignals")
-
-T = TypeVar("T")
 
 #: What a send returns: ``(receiver, result)`` in connection order.
 Results = list[tuple[Callable[..., Any], Any]]
@@ -380,8 +379,7 @@ async def _await_concurrently(
             if not robust:
                 _annotate_each(signal, errors, pending)
             raise _combine([error for _, error in errors], signal_label(signal))
-        for (index, receiver, _, _, _), value in zip(pending, values, strict=True):
-            results[index] = (receiver, value)
+        _fill_in(results, pending, values)
     finally:
         del results, values, errors  # see report: no cycle through an exception
 
@@ -414,11 +412,20 @@ def close_awaitables(pending: list[Pending]) -> None:
         close_unstarted(awaitable)
 
 
+def _fill_in(results: Results, pending: list[Pending], values: list[Any]) -> None:
+    """Put each pending receiver's value in its slot of ``results``.
+
+    A function of its own, as :func:`_annotate_each` is.
+    """
+    for (index, receiver, _, _, _), value in zip(pending, values, strict=True):
+        results[index] = (receiver, value)
+
+
 def _annotate_each(
     signal: object, errors: list[tuple[int, BaseException]], pending: list[Pending]
 ) -> None:
-    # A function of its own: a loop variable would keep an exception in the
-    # caller's frame (see report).
+    # A function of its own: in the caller's frame, the loop variable would
+    # keep an exception that the frame is in the traceback of (see report).
     for position, error in errors:
         annotate(signal, error, pending[position][1])
 

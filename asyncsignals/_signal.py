@@ -15,31 +15,31 @@ from typing_extensions import ParamSpec, TypeVar
 from ._connections import (
     ConnectionStore,
     Snapshot,
+    has_live_receiver,
     live_receivers,
 )
 from ._hooks import SendHook, everywhere, send_observed, send_observed_sync
 from ._limits import Limits, check_timeout
 from ._payload import (
-    payload_error,
+    check_names,
     payload_names,
+    pop_sender,
     read_prototype,
     reserved_name_error,
-    sender_of,
 )
 from ._receivers import (
     check_accepts,
     dispatch_uid_key,
-    held,
     inspect_receiver,
     receiver_key,
     receiver_kind,
+    refuse_generator,
+    stored_as,
 )
 from ._run import await_pending, run_in_order, run_inline, run_sync_only
 from ._sync import send_from_sync
 
 __all__ = ["Signal", "receiver"]
-
-T = TypeVar("T")
 
 # A signal's payload, as the parameters its receivers take, and what they return.
 # Unparametrized (Signal()), any payload and any result: Django's untyped style.
@@ -326,14 +326,15 @@ class Signal(Generic[P, R]):
         """
         if not callable(receiver):
             raise TypeError(f"receiver must be callable, got {receiver!r}")
-        kind = receiver_kind(receiver, to_thread, timeout is not None)
+        refuse_generator(receiver)
         uid_key = None if dispatch_uid is None else dispatch_uid_key(dispatch_uid)
+        kind = receiver_kind(receiver, to_thread, timeout is not None)
         timeout = check_timeout(timeout)
         shape = inspect_receiver(receiver)
         check_accepts(receiver, shape, self._providing_args, self._required_args, self)
         takes_signal = shape is not None and shape.takes_signal
         connections = self._connections
-        key, target, hold = held(receiver, weak, uid_key, connections.on_collected)
+        key, target, hold = stored_as(receiver, weak, uid_key, connections.on_collected)
         connections.add(key, sender, target, hold, kind, takes_signal, timeout)
         return receiver
 
@@ -365,11 +366,13 @@ class Signal(Generic[P, R]):
 
         ``sender=None`` asks about the receivers connected for any sender.
         """
-        return bool(live_receivers(self._connections.lookup(sender)))
+        connections, _, _ = self._connections.lookup(sender)
+        return has_live_receiver(connections)
 
     def receivers_for(self, sender: object) -> list[Callable[..., Any]]:
         """The live receivers a send from ``sender`` reaches, in connection order."""
-        return live_receivers(self._connections.lookup(sender))
+        connections, _, _ = self._connections.lookup(sender)
+        return live_receivers(connections)
 
     # -- sending ------------------------------------------------------------
 
@@ -380,9 +383,7 @@ class Signal(Generic[P, R]):
             if "signal" in named:
                 raise reserved_name_error(self)
         elif named.keys() != provided:
-            error = payload_error(self, provided, self._required_args, named)
-            if error is not None:
-                raise error
+            check_names(self, provided, self._required_args, named)
 
     async def send(self, *args: P.args, **kwargs: P.kwargs) -> Results[R]:
         """Call every live receiver for ``sender`` and return their results.
@@ -415,7 +416,7 @@ class Signal(Generic[P, R]):
         sender = (
             args[0]
             if len(args) == 1 and "sender" not in kwargs
-            else sender_of(args, kwargs, "send")
+            else pop_sender(args, kwargs, "send")
         )
         # The store's lookup and _check_payload, their common cases read here:
         # the cached lookup when no sender has receivers of its own, and no
@@ -451,7 +452,7 @@ class Signal(Generic[P, R]):
         sender = (
             args[0]
             if len(args) == 1 and "sender" not in kwargs
-            else sender_of(args, kwargs, "send_robust")
+            else pop_sender(args, kwargs, "send_robust")
         )
         # As in send, with robust=True. Not one shared coroutine: awaiting it
         # would cost a send to 10 sync receivers about 4%.
@@ -477,20 +478,24 @@ class Signal(Generic[P, R]):
             del results  # see asyncsignals._run.report: no cycle through a kept exception
 
     async def _send(
-        self, sender: object, named: dict[str, Any], robust: bool, snapshot: Snapshot
+        self,
+        sender: object,
+        named: dict[str, Any],
+        robust: bool,
+        snapshot: Snapshot,
+        observed: bool = False,
     ) -> list[tuple[Callable[..., Any], Any]]:
-        """A send whose payload is checked: ``snapshot`` is what it reaches."""
-        if self._hooks:
-            run = functools.partial(self._run, sender, named, robust)
-            return await send_observed(
-                self, self._hooks, snapshot, sender, named, self._limits, run
-            )
-        return await self._run(sender, named, robust, snapshot)
+        """A send whose payload is checked: ``snapshot`` is what it reaches.
 
-    async def _run(
-        self, sender: object, named: dict[str, Any], robust: bool, snapshot: Snapshot
-    ) -> list[tuple[Callable[..., Any], Any]]:
-        """Run the receivers of ``snapshot``, in order or concurrently (see asyncsignals._run)."""
+        ``observed``: the hooks have seen this send, and ``snapshot`` is what
+        they let run. (A flag, not a second coroutine: awaiting one more
+        would cost every send that awaits a receiver a frame.)
+        """
+        if self._hooks and not observed:
+            send = functools.partial(self._send, sender, named, robust, observed=True)
+            return await send_observed(
+                self, self._hooks, snapshot, sender, named, self._limits, send
+            )
         connections, awaits, _ = snapshot
         limits = self._limits
         if awaits and not self._concurrent:
@@ -520,11 +525,11 @@ class Signal(Generic[P, R]):
         async receiver would have to run. Sync receivers, including
         ``to_thread`` ones, run in the calling thread.
         """
-        return self._send_sync(sender_of(args, kwargs, "send_sync"), kwargs, robust=False)
+        return self._send_sync(pop_sender(args, kwargs, "send_sync"), kwargs, robust=False)
 
     def send_robust_sync(self, *args: P.args, **kwargs: P.kwargs) -> Results[R | Exception]:
         """:meth:`send_robust` for synchronous code; see :meth:`send_sync`."""
-        return self._send_sync(sender_of(args, kwargs, "send_robust_sync"), kwargs, robust=True)
+        return self._send_sync(pop_sender(args, kwargs, "send_robust_sync"), kwargs, robust=True)
 
     def _send_sync(
         self, sender: object, named: dict[str, Any], robust: bool

@@ -137,7 +137,7 @@ def send_from_sync(
             )
     if awaits and not concurrent and not on_loop_thread:
         return contextvars.copy_context().run(
-            _run_in_order, signal, limits, connections, sender, named, robust
+            _call_in_order, signal, limits, connections, sender, named, robust
         )
     context = contextvars.copy_context()
     results, pending = context.run(
@@ -163,7 +163,7 @@ def send_from_sync(
         del results  # see asyncsignals._run.report: no cycle through a kept exception
 
 
-def _run_in_order(
+def _call_in_order(
     signal: object,
     limits: Limits,
     connections: Sequence[Connection],
@@ -176,7 +176,8 @@ def _run_in_order(
     Sync receivers, ``to_thread`` ones included, are called in this thread;
     each async receiver is awaited on the thread's event loop (or a
     temporary one) before the next receiver starts. Runs in the send's
-    context copy.
+    context copy. The twin of asyncsignals._run's sequential loop, which
+    awaits in the sender's task instead: a change to one belongs in both.
     """
     arguments = {"sender": sender, **named}
     arguments_with_signal = {"signal": signal, **arguments}

@@ -261,6 +261,33 @@ def send_sync_outcome(send: Callable[..., list[tuple[Any, Any]]], sender: object
     return "returned an error" if failed else "succeeded"
 
 
+class Payload:
+    """A weakly referenceable payload value."""
+
+
+@pytest.mark.parametrize("method", ["send", "send_robust", "send_sync", "send_robust_sync"])
+@pytest.mark.parametrize(
+    "extra", [{"extra": 1}, {"signal": 1}], ids=["unknown name", "reserved name"]
+)
+async def test_refused_payload_leaves_no_cycle(method: str, extra: dict[str, Any]) -> None:
+    """A payload refused before any receiver runs keeps neither sender nor payload alive."""
+    signal = Signal(providing_args=["order"])
+    sender, payload = Sender(), Payload()
+    references: list[weakref.ref[Any]] = [weakref.ref(sender), weakref.ref(payload)]
+    with cyclic_gc_off():
+        try:
+            send = getattr(signal, method)
+            outcome = send(sender, order=payload, **extra)
+            if method in {"send", "send_robust"}:
+                await outcome
+        except TypeError:
+            pass
+        else:  # pragma: no cover (the send must be refused)
+            pytest.fail("the payload was not refused")
+        del sender, payload
+        assert_all_freed(references)
+
+
 @pytest.mark.parametrize("setup", ["one sync receiver", "two async receivers"])
 async def test_instrumented_send_leaves_no_cycle(setup: str) -> None:
     """With an instrument wrapping every receiver, a failed send still leaves no cycle."""
