@@ -10,7 +10,6 @@ period and reports, by count and by log, every send that did not complete.
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import dataclasses
 import inspect
@@ -18,8 +17,7 @@ import itertools
 import logging
 import math
 import reprlib
-import sys
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from types import MappingProxyType, TracebackType
 from typing import Any, Final
 
@@ -29,6 +27,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from ._backends import current_backend
 from ._context import await_in_context
 from ._instrument import background_send
+from ._lifespan import Lifespan
 from ._receivers import signal_label
 from ._signal import Signal, check_payload
 
@@ -42,136 +41,9 @@ __all__ = [
 
 logger: Final = logging.getLogger("asyncsignals.background")
 
-# A dispatcher's life: created, entered (accepting sends), shutting down, done.
-_NEW: Final = "not started"
-_RUNNING: Final = "running"
-_CLOSING: Final = "shutting down"
-_CLOSED: Final = "closed"
-_STOPPED: Final = "stopped"
-
 # The most sends one dispatcher may run at once: each is a worker task,
 # started on entry.
 _MOST_WORKERS: Final = 10_000
-
-
-class OwnedTaskGroup:
-    """A task group hosted by a task of its own, so that any task may start and stop it.
-
-    An application's lifespan is not always started and ended by one task
-    (pytest-asyncio runs an async fixture's setup and teardown in two; aiohttp
-    runs cleanup in a task that is already cancelled), while a task group
-    must be left by the task that entered it. So the group lives in a host
-    task of its own: an asyncio task, or a trio system task. Its workers'
-    failures never escape into the event loop: each is kept in
-    :attr:`failures`, stops the group at once, and is told to ``on_failure``;
-    the owner raises them where it is left.
-    """
-
-    def __init__(self, on_failure: Callable[[BaseException], object]) -> None:
-        self.failures: list[BaseException] = []
-        # What interrupted join(), and when: the owner's report says so.
-        self.interruption: BaseException | None = None
-        self.interrupted_at = math.inf
-        self._on_failure = on_failure
-        self._scope: anyio.CancelScope | None = None
-        self._deadline = math.inf
-        self._cancelled = False
-        self._done: anyio.Event | None = None
-        self._host: asyncio.Task[None] | None = None
-
-    def start(self, workers: Sequence[Callable[[], Awaitable[None]]]) -> None:
-        """Start the host task, which runs each of ``workers`` in its group. Never yields."""
-        self._done = anyio.Event()
-        trio = sys.modules.get("trio")
-        if trio is not None and trio.lowlevel.in_trio_run():
-            trio.lowlevel.spawn_system_task(self._run, workers, context=contextvars.copy_context())
-        else:
-            # Kept: the event loop holds its tasks only weakly.
-            self._host = asyncio.get_running_loop().create_task(self._run(workers))
-
-    async def _run(self, workers: Sequence[Callable[[], Awaitable[None]]]) -> None:
-        assert self._done is not None
-        try:
-            async with anyio.create_task_group() as group:
-                self._scope = group.cancel_scope
-                group.cancel_scope.deadline = self._deadline
-                if self._cancelled:
-                    group.cancel_scope.cancel()
-                for worker in workers:
-                    group.start_soon(self._guarded, worker)
-        finally:
-            self._done.set()
-
-    async def _guarded(self, worker: Callable[[], Awaitable[None]]) -> None:
-        try:
-            await worker()
-        except anyio.get_cancelled_exc_class():
-            raise  # the group's own business
-        except BaseException as failure:
-            # Caught here: asyncio lets a task's KeyboardInterrupt or
-            # SystemExit escape into the event loop.
-            self.failures.append(failure)
-            self.cancel()
-            self._on_failure(failure)
-
-    def wind_down(self, exc: BaseException | None, grace_period: float) -> bool:
-        """Begin the end, for an owner whose block was left with ``exc``; True: at once.
-
-        A ``BaseException`` that is neither an ``Exception`` nor a
-        cancellation (``KeyboardInterrupt``, ``SystemExit``) cancels every
-        worker now; anything else gives them ``grace_period`` seconds.
-        """
-        if exc is not None and not isinstance(exc, (Exception, anyio.get_cancelled_exc_class())):
-            self.cancel()
-            return True
-        self.cancel_after(grace_period)
-        return False
-
-    def raise_failures(self, message: str) -> None:
-        """Raise what interrupted :meth:`join`, else the workers' failures.
-
-        One failure is raised as itself; several as a ``BaseExceptionGroup``
-        with ``message``.
-        """
-        if self.interruption is not None:
-            raise self.interruption
-        if len(self.failures) == 1:
-            raise self.failures[0]
-        if self.failures:
-            raise BaseExceptionGroup(message, self.failures)
-
-    def cancel(self) -> None:
-        """Cancel every worker now."""
-        self._cancelled = True
-        if self._scope is not None:
-            self._scope.cancel()
-
-    def cancel_after(self, seconds: float) -> None:
-        """Cancel every worker once ``seconds`` have passed (math.inf: never)."""
-        self._deadline = min(self._deadline, anyio.current_time() + seconds)
-        if self._scope is not None:
-            self._scope.deadline = self._deadline
-
-    async def join(self) -> None:
-        """Wait for every worker to end, shielded from the caller's cancellation.
-
-        The caller's cancellation is not this wait's business: the deadline
-        set by :meth:`cancel_after` bounds it. What still reaches the wait
-        (asyncio's own ``Task.cancel()``, trio's ``KeyboardInterrupt``)
-        cancels every worker at once; it is kept in :attr:`interruption`
-        for the owner to report and raise.
-        """
-        assert self._done is not None
-        while not self._done.is_set():
-            try:
-                with anyio.CancelScope(shield=True):
-                    await self._done.wait()
-            except BaseException as interruption:
-                if self.interruption is None:
-                    self.interruption = interruption
-                    self.interrupted_at = anyio.current_time()
-                self.cancel()
-        self._host = None
 
 
 class DispatcherFullError(RuntimeError):
@@ -393,15 +265,20 @@ class BackgroundDispatcher:
         self.grace_period = grace_period
         self.name = name
         self.describe = describe
-        self._state = _NEW
         self._accepted = 0
         self._completed = 0
         self._errors = 0
         self._running: dict[int, _Queued] = {}
         self._report: ShutdownReport | None = None
-        self._tasks = OwnedTaskGroup(self._stop)
-        # Why the dispatcher stopped before its block was left, if it did.
-        self._stopped_by: str | None = None
+        self._lifespan = Lifespan(
+            self,
+            kind="dispatcher",
+            closed_error=DispatcherClosedError,
+            refusal="accepts no new sends",
+            before="sending",
+            failing="a receiver",
+            on_stop=self._refuse_sends,
+        )
         self._send_stream: MemoryObjectSendStream[_Queued] | None = None
         self._receive_stream: MemoryObjectReceiveStream[_Queued] | None = None
         # Set (and replaced) whenever a worker takes a send off a full queue,
@@ -413,13 +290,13 @@ class BackgroundDispatcher:
     def __repr__(self) -> str:
         name = f" {self.name}" if self.name is not None else ""
         return (
-            f"<BackgroundDispatcher{name} {self._state}: {self.queued} queued, "
+            f"<BackgroundDispatcher{name} {self._lifespan.state}: {self.queued} queued, "
             f"{self.running} running, {self._completed} completed>"
         )
 
     @property
     def _display_name(self) -> str:
-        return f"dispatcher {self.name}" if self.name is not None else "BackgroundDispatcher"
+        return self._lifespan.display_name(self.name, unnamed="BackgroundDispatcher")
 
     # -- counters -----------------------------------------------------------
 
@@ -462,14 +339,12 @@ class BackgroundDispatcher:
         Raises:
             RuntimeError: the dispatcher was entered before; it runs once.
         """
-        if self._state is not _NEW:
-            raise RuntimeError(f"{self!r} was already entered; a dispatcher runs only once")
+        self._lifespan.refuse_reentry()
         self._send_stream, self._receive_stream = anyio.create_memory_object_stream[_Queued](
             self.max_pending
         )
         self._room = anyio.Event()
-        self._tasks.start([self._work] * self.max_concurrent)
-        self._state = _RUNNING
+        self._lifespan.start([self._work] * self.max_concurrent)
         return self
 
     async def __aexit__(
@@ -496,48 +371,34 @@ class BackgroundDispatcher:
                 ``Exception``, as itself (several: a ``BaseExceptionGroup``).
                 Otherwise the block's own exception propagates unchanged.
         """
-        assert self._send_stream is not None
-        assert self._room is not None
-        if self._state is _RUNNING:
-            self._state = _CLOSING
         # Workers finish what is queued, then find the stream ended.
-        self._send_stream.close()
-        self._room.set()
-        started = anyio.current_time()
-        if self._tasks.wind_down(exc, self.grace_period) and self._stopped_by is None:
-            assert exc is not None
-            self._stopped_by = f"cancelled at once: the block was left by {type(exc).__name__}"
-        await self._tasks.join()
-        self._state = _CLOSED
-        self._report = self._close_and_report(self._how_it_ended(started))
-        self._tasks.raise_failures(f"receivers of {self._display_name} failed")
+        self._refuse_sends()
+        await self._lifespan.close(exc, self.grace_period)
+        self._report = self._close_and_report(self._how_it_ended())
+        self._lifespan.raise_failures(f"receivers of {self._display_name} failed")
 
-    def _stop(self, failure: BaseException) -> None:
-        """A receiver raised what stops the dispatcher: refuse sends from now on."""
+    def _refuse_sends(self) -> None:
+        """Close the queue to new sends, and wake the callers waiting in send_wait."""
         assert self._send_stream is not None
         assert self._room is not None
-        if self._stopped_by is None:
-            self._stopped_by = f"stopped by {type(failure).__name__} raised by a receiver"
-        if self._state is _RUNNING:
-            self._state = _STOPPED
         self._send_stream.close()
         self._room.set()
 
-    def _how_it_ended(self, started: float) -> str:
+    def _how_it_ended(self) -> str:
         """What the summary of sends left over says about the drain."""
-        tasks = self._tasks
+        lifespan = self._lifespan
         grace = (
             "an unlimited grace period"
             if math.isinf(self.grace_period)
             else f"the {self.grace_period:g} s grace period"
         )
-        if tasks.interruption is not None:
+        if lifespan.interruption is not None:
             return (
-                f"the drain was interrupted by {type(tasks.interruption).__name__} after "
-                f"{max(tasks.interrupted_at - started, 0):.2f} s of {grace}"
+                f"the drain was interrupted by {type(lifespan.interruption).__name__} after "
+                f"{lifespan.interrupted_after:.2f} s of {grace}"
             )
-        if self._stopped_by is not None:
-            return self._stopped_by
+        if lifespan.stopped_by is not None:
+            return lifespan.stopped_by
         return (
             "grace period unlimited"
             if math.isinf(self.grace_period)
@@ -649,8 +510,8 @@ class BackgroundDispatcher:
     def _accept(self, signal: Signal[..., Any], sender: object, payload: dict[str, Any]) -> _Queued:
         if not isinstance(signal, Signal):  # pyright: ignore[reportUnnecessaryIsInstance] (checks what callers pass)
             raise TypeError(f"expected a Signal to send, got {signal!r}")
-        if self._state is not _RUNNING:
-            raise self._closed_error()
+        if not self._lifespan.running:
+            raise self._lifespan.closed_error()
         if "sender" in payload:
             raise TypeError(
                 f"'sender' is reserved: it is the second argument of send(), not a payload "
@@ -658,18 +519,6 @@ class BackgroundDispatcher:
             )
         check_payload(signal, payload)
         return _Queued(signal, sender, payload, contextvars.copy_context())
-
-    def _closed_error(self) -> DispatcherClosedError:
-        if self._state is _NEW:
-            return DispatcherClosedError(
-                f"{self!r} has not been started: enter it with 'async with' (in the "
-                "application's lifespan) before sending"
-            )
-        if self._state is _STOPPED:
-            return DispatcherClosedError(
-                f"{self!r} was {self._stopped_by}; it accepts no new sends"
-            )
-        return DispatcherClosedError(f"{self!r} is {self._state}; it accepts no new sends")
 
     def send(self, signal: Signal[..., Any], sender: object, /, **payload: Any) -> None:
         """Queue ``signal.send_robust(sender, **payload)`` and return at once.
@@ -721,7 +570,7 @@ class BackgroundDispatcher:
             except anyio.WouldBlock:
                 pass
             except anyio.ClosedResourceError:
-                raise self._closed_error() from None
+                raise self._lifespan.closed_error() from None
             else:
                 self._accepted += 1
                 return

@@ -82,7 +82,7 @@ except ImportError as _missing_dependency:
         "pip install 'asyncsignals[redis]'"
     ) from _missing_dependency
 
-from ._background import OwnedTaskGroup
+from ._lifespan import Lifespan
 from ._receivers import describe
 from ._signal import Signal, check_payload
 
@@ -91,13 +91,6 @@ __all__ = ["BridgeClosedError", "Codec", "Mode", "RedisBridge", "RejectedMessage
 logger: Final = logging.getLogger("asyncsignals.redis")
 
 Mode = Literal["work", "broadcast"]
-
-# A bridge's life: created, entered (publishing and consuming), shutting down, done.
-_NEW: Final = "not started"
-_RUNNING: Final = "running"
-_CLOSING: Final = "shutting down"
-_CLOSED: Final = "closed"
-_STOPPED: Final = "stopped"
 
 _WIRE_VERSION: Final = 1
 _FIELD: Final = b"event"
@@ -327,7 +320,6 @@ class RedisBridge:
         self.max_message_bytes = max_message_bytes
         self.block = block
         self.name = name
-        self._state = _NEW
         self._exports: dict[Signal[..., Any], _Export] = {}
         self._by_stream: dict[str, _Export] = {}
         # Entries read and not finished, by stream and id: never queued twice,
@@ -337,8 +329,13 @@ class RedisBridge:
         self._delivered = 0
         self._dead_lettered = 0
         self._receiver_errors = 0
-        self._tasks = OwnedTaskGroup(self._stop)
-        self._stopped_by: str | None = None
+        self._lifespan = Lifespan(
+            self,
+            kind="bridge",
+            closed_error=BridgeClosedError,
+            refusal="publishes nothing more",
+            before="publishing",
+        )
         self._readers: anyio.CancelScope | None = None
         self._send_stream: MemoryObjectSendStream[_Entry] | None = None
         self._receive_stream: MemoryObjectReceiveStream[_Entry] | None = None
@@ -346,13 +343,13 @@ class RedisBridge:
     def __repr__(self) -> str:
         name = f" {self.name}" if self.name is not None else ""
         return (
-            f"<RedisBridge{name} {self._state}: consumer {self.consumer!r} in group "
+            f"<RedisBridge{name} {self._lifespan.state}: consumer {self.consumer!r} in group "
             f"{self.group!r}, {len(self._exports)} signals, {self._delivered} delivered>"
         )
 
     @property
     def _display_name(self) -> str:
-        return f"bridge {self.name}" if self.name is not None else f"bridge {self.consumer}"
+        return self._lifespan.display_name(self.name, unnamed=f"bridge {self.consumer}")
 
     # -- counters -----------------------------------------------------------
 
@@ -409,7 +406,7 @@ class RedisBridge:
                 the same name, or ``mode`` is unknown.
             RuntimeError: the bridge was already entered.
         """
-        if self._state is not _NEW:
+        if self._lifespan.entered:
             raise RuntimeError(f"{self!r}: export signals before entering the bridge")
         if mode not in ("work", "broadcast"):
             raise ValueError(f"mode must be 'work' or 'broadcast', got {mode!r}")
@@ -497,8 +494,8 @@ class RedisBridge:
                 published.
             ValueError: the event is larger than ``max_message_bytes``.
         """
-        if self._state is not _RUNNING:
-            raise self._closed_error()
+        if not self._lifespan.running:
+            raise self._lifespan.closed_error()
         export = self._exports.get(signal)
         if export is None:
             raise KeyError(f"{signal!r} is not exported on {self!r}; call bridge.export(signal)")
@@ -510,16 +507,6 @@ class RedisBridge:
             approximate=True,
         )
         return _text(entry_id)
-
-    def _closed_error(self) -> BridgeClosedError:
-        if self._state is _NEW:
-            return BridgeClosedError(
-                f"{self!r} has not been started: enter it with 'async with' (in the "
-                "application's lifespan) before publishing"
-            )
-        if self._state is _STOPPED:
-            return BridgeClosedError(f"{self!r} was {self._stopped_by}; it publishes nothing more")
-        return BridgeClosedError(f"{self!r} is {self._state}; it publishes nothing more")
 
     # -- lifespan -----------------------------------------------------------
 
@@ -537,8 +524,7 @@ class RedisBridge:
                 "asyncsignals.redis runs on asyncio only: redis-py's async client "
                 "(redis.asyncio) does not run on trio. Run the bridge on asyncio (or uvloop)."
             ) from None
-        if self._state is not _NEW:
-            raise RuntimeError(f"{self!r} was already entered; a bridge runs only once")
+        self._lifespan.refuse_reentry()
         try:
             await self._create_groups()
             await self._start_broadcast()
@@ -550,8 +536,7 @@ class RedisBridge:
             self.batch_size
         )
         self._readers = anyio.CancelScope()
-        self._tasks.start([self._read, *[self._work] * self.max_concurrent])
-        self._state = _RUNNING
+        self._lifespan.start([self._read, *[self._work] * self.max_concurrent])
         return self
 
     async def __aexit__(
@@ -581,14 +566,10 @@ class RedisBridge:
                 unchanged.
         """
         assert self._readers is not None
-        if self._state is _RUNNING:
-            self._state = _CLOSING
         self._readers.cancel()
-        self._tasks.wind_down(exc, self.grace_period)
         try:
-            await self._tasks.join()
+            await self._lifespan.close(exc, self.grace_period)
         finally:
-            self._state = _CLOSED
             assert self._receive_stream is not None
             self._receive_stream.close()
             left = len(self._held)
@@ -603,13 +584,7 @@ class RedisBridge:
             if self._owns_client:
                 with anyio.CancelScope(shield=True):
                     await self._client.aclose()
-        self._tasks.raise_failures(f"{self._display_name} failed")
-
-    def _stop(self, failure: BaseException) -> None:
-        """A worker raised what stops the bridge: publish nothing more."""
-        if self._state is _RUNNING:
-            self._state = _STOPPED
-            self._stopped_by = f"stopped by {type(failure).__name__}"
+        self._lifespan.raise_failures(f"{self._display_name} failed")
 
     # -- reading ------------------------------------------------------------
 
@@ -812,7 +787,7 @@ class RedisBridge:
     async def _work(self) -> None:
         assert self._receive_stream is not None
         async for entry in self._receive_stream:
-            if self._state is not _RUNNING:
+            if not self._lifespan.running:
                 continue  # stays pending; counted at exit
             try:
                 await self._deliver(entry)

@@ -828,9 +828,11 @@ async def test_publish_refuses_what_cannot_travel(
         await bridge.__aenter__()
 
 
-def test_export_refuses_unnamed_duplicate_and_late_signals() -> None:
+async def test_export_refuses_unnamed_duplicate_and_late_signals(
+    redis_url: str, prefix: str
+) -> None:
     """export needs a named signal, a unique name, a known mode, and a bridge not yet entered."""
-    bridge = RedisBridge(UNUSED_URL)
+    bridge = make_bridge(redis_url, prefix)
     with pytest.raises(ValueError, match="has no name"):
         bridge.export(Signal())
     bridge.export(Signal(name="a"))
@@ -838,9 +840,9 @@ def test_export_refuses_unnamed_duplicate_and_late_signals() -> None:
         bridge.export(Signal(name="a"))
     with pytest.raises(ValueError, match="mode must be"):
         bridge.export(Signal(name="b"), mode="fanout")  # type: ignore[arg-type]
-    bridge._state = "running"
-    with pytest.raises(RuntimeError, match="before entering"):
-        bridge.export(Signal(name="c"))
+    async with bridge:
+        with pytest.raises(RuntimeError, match="before entering"):
+            bridge.export(Signal(name="c"))
 
 
 @pytest.mark.parametrize(
