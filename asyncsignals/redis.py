@@ -56,16 +56,13 @@ at about ``maxlen`` entries (``XADD MAXLEN ~``).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import json
 import logging
 import math
 import os
 import socket
-import sys
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import Any, Final, Literal, Protocol, cast
+from typing import Any, Final
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -75,7 +72,7 @@ try:
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import ResponseError
     from redis.exceptions import TimeoutError as RedisTimeoutError
-    from redis.typing import EncodableT, FieldT, KeyT, StreamIdT
+    from redis.typing import KeyT, StreamIdT
 except ImportError as _missing_dependency:
     raise ImportError(
         "asyncsignals.redis needs redis-py, which is not installed: "
@@ -84,16 +81,28 @@ except ImportError as _missing_dependency:
 
 from ._lifespan import Lifespan
 from ._receivers import describe
-from ._signal import Signal, check_payload
+from ._redis_wire import (
+    FIELD,
+    Codec,
+    Entry,
+    Export,
+    Mode,
+    RejectedMessageError,
+    dead_letter_copy,
+    decode,
+    delivery_counts,
+    encode,
+    export_of,
+    id_order,
+    stream_entries,
+    text,
+)
+from ._signal import Signal
 
 __all__ = ["BridgeClosedError", "Codec", "Mode", "RedisBridge", "RejectedMessageError"]
 
 logger: Final = logging.getLogger("asyncsignals.redis")
 
-Mode = Literal["work", "broadcast"]
-
-_WIRE_VERSION: Final = 1
-_FIELD: Final = b"event"
 # Reconnection waits double from the first to the last.
 _FIRST_RETRY: Final = 0.05
 _LAST_RETRY: Final = 5.0
@@ -104,76 +113,6 @@ _ACK_ATTEMPTS: Final = 3
 
 class BridgeClosedError(RuntimeError):
     """The bridge is not running: not entered yet, or shutting down."""
-
-
-class RejectedMessageError(ValueError):
-    """An entry read from Redis that the bridge cannot deliver; the reason is the message."""
-
-
-class Codec(Protocol):
-    """Turns a signal's payload into JSON values and back.
-
-    The bridge always sends JSON; a codec lets a payload carry values JSON
-    has no type for (dataclasses, ``Decimal``, ``datetime``). ``decode`` gets
-    only what ``json.loads`` produced, never anything executable. An
-    exception from ``decode`` sends the entry to the dead-letter stream.
-    """
-
-    def encode(self, payload: Mapping[str, Any]) -> Mapping[str, Any]:
-        """The payload as a mapping of JSON-serializable values."""
-        ...
-
-    def decode(self, data: dict[str, Any]) -> dict[str, Any]:
-        """The payload rebuilt from the JSON object ``encode`` made."""
-        ...
-
-
-class _PlainJSON:
-    """The default codec: payload values must be JSON values already."""
-
-    def encode(self, payload: Mapping[str, Any]) -> Mapping[str, Any]:
-        return payload
-
-    def decode(self, data: dict[str, Any]) -> dict[str, Any]:
-        return data
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class _Export:
-    signal: Signal[..., Any]
-    name: str
-    stream: str
-    mode: Mode
-    codec: Codec
-    consume: bool
-    senders: Mapping[str, object] | None
-    sender_names: Mapping[int, str]
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class _Entry:
-    export: _Export
-    id: str
-    fields: Mapping[bytes, bytes] | None
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _id_order(entry_id: str) -> tuple[int, int]:
-    """A stream entry id as what orders it: (milliseconds, sequence)."""
-    milliseconds, _, sequence = entry_id.partition("-")
-    return int(milliseconds), int(sequence)
-
-
-def _reject_constant(constant: str) -> Any:
-    raise RejectedMessageError(f"malformed: {constant} is not JSON")
-
-
-def _stream_entries(response: Any) -> list[tuple[str, list[tuple[Any, Any]]]]:
-    """``[(stream, [(id, fields), ...]), ...]`` from an XREAD or XREADGROUP reply."""
-    return [(_text(stream), list(entries)) for stream, entries in response or ()]
 
 
 class RedisBridge:
@@ -320,8 +259,8 @@ class RedisBridge:
         self.max_message_bytes = max_message_bytes
         self.block = block
         self.name = name
-        self._exports: dict[Signal[..., Any], _Export] = {}
-        self._by_stream: dict[str, _Export] = {}
+        self._exports: dict[Signal[..., Any], Export] = {}
+        self._by_stream: dict[str, Export] = {}
         # Entries read and not finished, by stream and id: never queued twice,
         # and kept from looking idle to other consumers.
         self._held: set[tuple[str, str]] = set()
@@ -337,8 +276,8 @@ class RedisBridge:
             before="publishing",
         )
         self._readers: anyio.CancelScope | None = None
-        self._send_stream: MemoryObjectSendStream[_Entry] | None = None
-        self._receive_stream: MemoryObjectReceiveStream[_Entry] | None = None
+        self._send_stream: MemoryObjectSendStream[Entry] | None = None
+        self._receive_stream: MemoryObjectReceiveStream[Entry] | None = None
 
     def __repr__(self) -> str:
         name = f" {self.name}" if self.name is not None else ""
@@ -408,77 +347,18 @@ class RedisBridge:
         """
         if self._lifespan.entered:
             raise RuntimeError(f"{self!r}: export signals before entering the bridge")
-        if mode not in ("work", "broadcast"):
-            raise ValueError(f"mode must be 'work' or 'broadcast', got {mode!r}")
-        name = signal.name
-        if name is None:
-            raise ValueError(
-                f"{signal!r} has no name; give it one (Signal(name=...) or Signal.declare): "
-                "the name is what travels between processes"
-            )
-        stream = f"{self.stream_prefix}:signal:{name}"
-        other = self._by_stream.get(stream)
-        if other is not None and other.signal is not signal:
-            raise ValueError(f"another signal named {name!r} is already exported on {self!r}")
-        export = _Export(
-            signal=signal,
-            name=name,
-            stream=stream,
-            mode=mode,
-            codec=codec if codec is not None else _PlainJSON(),
-            consume=consume,
-            senders=dict(senders) if senders is not None else None,
-            sender_names={id(obj): key for key, obj in (senders or {}).items()},
+        export = export_of(
+            signal, self.stream_prefix, mode=mode, codec=codec, senders=senders, consume=consume
         )
+        other = self._by_stream.get(export.stream)
+        if other is not None and other.signal is not signal:
+            raise ValueError(
+                f"another signal named {export.name!r} is already exported on {self!r}"
+            )
         self._exports[signal] = export
-        self._by_stream[stream] = export
+        self._by_stream[export.stream] = export
 
     # -- publishing ---------------------------------------------------------
-
-    def _encode(self, export: _Export, sender: object, payload: dict[str, Any]) -> bytes:
-        if "sender" in payload:
-            raise TypeError(
-                f"'sender' is reserved: it is the second argument of publish(), not a payload "
-                f"argument of signal {export.name}"
-            )
-        check_payload(export.signal, payload)
-        if export.senders is not None:
-            sender_name = export.sender_names.get(id(sender))
-            if sender_name is None and isinstance(sender, str) and sender in export.senders:
-                sender_name = sender
-            if sender_name is None and sender is not None:
-                raise TypeError(
-                    f"sender {sender!r} of signal {export.name} is none of the senders "
-                    f"exported with it: {sorted(export.senders)}"
-                )
-        elif sender is None or isinstance(sender, str):
-            sender_name = sender
-        else:
-            raise TypeError(
-                f"signal {export.name} travels with its sender's name: publish a str (or "
-                f"None), not {sender!r}, or export the signal with senders={{name: object}}"
-            )
-        message = {
-            "v": _WIRE_VERSION,
-            "signal": export.name,
-            "sender": sender_name,
-            "payload": dict(export.codec.encode(payload)),
-        }
-        try:
-            data = json.dumps(
-                message, ensure_ascii=False, allow_nan=False, separators=(",", ":")
-            ).encode()
-        except (TypeError, ValueError) as exc:
-            raise TypeError(
-                f"the payload of signal {export.name} is not JSON ({exc}); "
-                "export the signal with a codec that converts it"
-            ) from exc
-        if len(data) > self.max_message_bytes:
-            raise ValueError(
-                f"an event of signal {export.name} is {len(data)} bytes of JSON, more than "
-                f"max_message_bytes={self.max_message_bytes}"
-            )
-        return data
 
     async def publish(self, signal: Signal[..., Any], sender: object, /, **payload: Any) -> str:
         """Add an event of ``signal`` to its stream; return the entry's id.
@@ -499,14 +379,14 @@ class RedisBridge:
         export = self._exports.get(signal)
         if export is None:
             raise KeyError(f"{signal!r} is not exported on {self!r}; call bridge.export(signal)")
-        data = self._encode(export, sender, payload)
+        data = encode(export, sender, payload, self.max_message_bytes)
         entry_id = await self._client.xadd(
             export.stream,
-            {_FIELD: data},
+            {FIELD: data},
             maxlen=self.maxlen,
             approximate=True,
         )
-        return _text(entry_id)
+        return text(entry_id)
 
     # -- lifespan -----------------------------------------------------------
 
@@ -532,7 +412,7 @@ class RedisBridge:
             if self._owns_client:
                 await self._client.aclose()
             raise
-        self._send_stream, self._receive_stream = anyio.create_memory_object_stream[_Entry](
+        self._send_stream, self._receive_stream = anyio.create_memory_object_stream[Entry](
             self.batch_size
         )
         self._readers = anyio.CancelScope()
@@ -588,7 +468,7 @@ class RedisBridge:
 
     # -- reading ------------------------------------------------------------
 
-    def _consumed(self, mode: Mode) -> dict[str, _Export]:
+    def _consumed(self, mode: Mode) -> dict[str, Export]:
         return {
             export.stream: export
             for export in self._exports.values()
@@ -651,7 +531,7 @@ class RedisBridge:
             delay = _FIRST_RETRY
 
     async def _queue(
-        self, export: _Export, entries: list[tuple[Any, Any]], redelivered: bool = False
+        self, export: Export, entries: list[tuple[Any, Any]], redelivered: bool = False
     ) -> str | None:
         """Queue the entries not already held; return the last id seen.
 
@@ -663,12 +543,12 @@ class RedisBridge:
         deliveries = await self._deliveries(export, entries) if redelivered else {}
         last: str | None = None
         for raw_id, fields in entries:
-            last = entry_id = _text(raw_id)
+            last = entry_id = text(raw_id)
             key = (export.stream, entry_id)
             if key in self._held:
                 continue
             self._held.add(key)
-            entry = _Entry(export, entry_id, fields)
+            entry = Entry(export, entry_id, fields)
             times = deliveries.get(entry_id, 0)
             if self.max_deliveries is not None and times > self.max_deliveries:
                 await self._reject(
@@ -680,24 +560,20 @@ class RedisBridge:
             await self._send_stream.send(entry)
         return last
 
-    async def _deliveries(self, export: _Export, entries: list[tuple[Any, Any]]) -> dict[str, int]:
+    async def _deliveries(self, export: Export, entries: list[tuple[Any, Any]]) -> dict[str, int]:
         """How many times Redis has delivered each of ``entries`` (pending on this consumer)."""
         if self.max_deliveries is None or not entries:
             return {}
-        ids = [_text(raw_id) for raw_id, _ in entries]
+        ids = [text(raw_id) for raw_id, _ in entries]
         pending = await self._client.xpending_range(
             export.stream,
             self.group,
-            min=min(ids, key=_id_order),
-            max=max(ids, key=_id_order),
+            min=min(ids, key=id_order),
+            max=max(ids, key=id_order),
             count=len(ids),
             consumername=self.consumer,
         )
-        # Ids come back as bytes (the client does not decode responses).
-        return {
-            _text(cast("bytes | str", item["message_id"])): int(item["times_delivered"])
-            for item in pending
-        }
+        return delivery_counts(pending)
 
     async def _read_work(self) -> None:
         streams = self._consumed("work")
@@ -709,7 +585,7 @@ class RedisBridge:
                 response = await self._client.xreadgroup(
                     self.group, self.consumer, {stream: after}, count=self.batch_size
                 )
-                entries = [entry for _, found in _stream_entries(response) for entry in found]
+                entries = [entry for _, found in stream_entries(response) for entry in found]
                 last = await self._queue(export, entries, redelivered=True)
                 if last is None:
                     break
@@ -724,10 +600,10 @@ class RedisBridge:
                 count=self.batch_size,
                 block=block,
             )
-            for stream, entries in _stream_entries(response):
+            for stream, entries in stream_entries(response):
                 await self._queue(streams[stream], entries)
 
-    async def _claim(self, streams: Mapping[str, _Export]) -> None:
+    async def _claim(self, streams: Mapping[str, Export]) -> None:
         """Take over entries idle longer than ``claim_idle`` on other consumers."""
         min_idle = round(self.claim_idle * 1000)
         for stream, export in streams.items():
@@ -744,7 +620,7 @@ class RedisBridge:
                         stream,
                     )
                 await self._queue(export, claimed, redelivered=True)
-                start = _text(next_start)
+                start = text(next_start)
                 if start == "0-0":
                     break
 
@@ -769,7 +645,7 @@ class RedisBridge:
         # none published between two reads is missed).
         for stream in self._consumed("broadcast"):
             newest = await self._client.xrevrange(stream, count=1)
-            self._broadcast_after[stream] = _text(newest[0][0] or "0-0") if newest else "0-0"
+            self._broadcast_after[stream] = text(newest[0][0] or "0-0") if newest else "0-0"
 
     async def _read_broadcast(self) -> None:
         streams = self._consumed("broadcast")
@@ -777,7 +653,7 @@ class RedisBridge:
         block = round(self.block * 1000)
         while True:
             response = await self._client.xread(after, count=self.batch_size, block=block)
-            for stream, entries in _stream_entries(response):
+            for stream, entries in stream_entries(response):
                 last = await self._queue(streams[stream], entries)
                 assert last is not None
                 after[stream] = last
@@ -802,10 +678,10 @@ class RedisBridge:
                     exc,
                 )
 
-    async def _deliver(self, entry: _Entry) -> None:
+    async def _deliver(self, entry: Entry) -> None:
         export = entry.export
         try:
-            sender, payload = self._decode(entry)
+            sender, payload = decode(entry, self.max_message_bytes)
         except RejectedMessageError as exc:
             await self._reject(entry, str(exc))
             return
@@ -827,7 +703,7 @@ class RedisBridge:
         del results
         await self._acknowledge(entry)
 
-    def _count_failures(self, entry: _Entry, results: list[tuple[Any, Any]]) -> None:
+    def _count_failures(self, entry: Entry, results: list[tuple[Any, Any]]) -> None:
         for receiver, result in results:
             if isinstance(result, Exception):
                 self._receiver_errors += 1
@@ -842,66 +718,7 @@ class RedisBridge:
                     result,
                 )
 
-    def _decode(self, entry: _Entry) -> tuple[object, dict[str, Any]]:
-        """The sender and payload of an entry, or RejectedMessageError saying why not."""
-        export = entry.export
-        fields = entry.fields
-        if not fields:  # an entry always has a field: this one was deleted
-            raise RejectedMessageError("trimmed from the stream before it was delivered")
-        data = fields.get(_FIELD)
-        if data is None or len(fields) != 1:
-            raise RejectedMessageError(
-                f"malformed: expected one field 'event', got {sorted(map(_text, fields))[:10]}"
-            )
-        if len(data) > self.max_message_bytes:
-            raise RejectedMessageError(
-                f"oversized: {len(data)} bytes, more than max_message_bytes="
-                f"{self.max_message_bytes}"
-            )
-        try:
-            message = json.loads(data, parse_constant=_reject_constant)
-        except (ValueError, RecursionError) as exc:
-            raise RejectedMessageError(f"malformed: not JSON ({exc})") from None
-        if not isinstance(message, dict) or message.keys() != {
-            "v",
-            "signal",
-            "sender",
-            "payload",
-        }:
-            raise RejectedMessageError(
-                "malformed: expected a JSON object with keys v, signal, sender, payload"
-            )
-        name: object = message["signal"]  # pyright: ignore[reportUnknownVariableType]
-        sender: object = message["sender"]  # pyright: ignore[reportUnknownVariableType]
-        payload: object = message["payload"]  # pyright: ignore[reportUnknownVariableType]
-        if message["v"] != _WIRE_VERSION:
-            raise RejectedMessageError(f"unknown wire version {message['v']!r}")
-        if name != export.name:
-            raise RejectedMessageError(
-                f"unknown signal {name!r} on the stream of signal {export.name}"
-            )
-        if not (sender is None or isinstance(sender, str)) or not isinstance(payload, dict):
-            raise RejectedMessageError(
-                "malformed: sender must be a string or null, payload an object"
-            )
-        if export.senders is not None and sender is not None:
-            if sender not in export.senders:
-                raise RejectedMessageError(f"unknown sender {sender!r} of signal {export.name}")
-            sender = export.senders[sender]
-        elif sender is not None:
-            sender = sys.intern(sender)
-        try:
-            named = export.codec.decode(payload)  # pyright: ignore[reportUnknownArgumentType]
-            check_payload(export.signal, named)
-        except Exception as exc:
-            raise RejectedMessageError(
-                f"payload does not fit signal {export.name}: {type(exc).__name__}: {exc}"
-            ) from None
-        if "sender" in named:
-            raise RejectedMessageError("malformed: the payload cannot carry 'sender'")
-        return sender, named
-
-    async def _reject(self, entry: _Entry, reason: str) -> None:
+    async def _reject(self, entry: Entry, reason: str) -> None:
         logger.error(
             "%s: entry %s of %s moved to %s: %s",
             self._display_name,
@@ -910,20 +727,12 @@ class RedisBridge:
             self.dead_letter,
             reason,
         )
-        fields = entry.fields or {}
-        copy: dict[FieldT, EncodableT] = {
-            "stream": entry.export.stream,
-            "id": entry.id,
-            "consumer": self.consumer,
-            "reason": reason,
-        }
-        for field, value in list(fields.items())[:10]:
-            copy[b"field:" + field[:100]] = value[: self.max_message_bytes]
+        copy = dead_letter_copy(entry, self.consumer, reason, self.max_message_bytes)
         await self._client.xadd(self.dead_letter, copy, maxlen=self.maxlen, approximate=True)
         self._dead_lettered += 1
         await self._acknowledge(entry)
 
-    async def _acknowledge(self, entry: _Entry) -> None:
+    async def _acknowledge(self, entry: Entry) -> None:
         key = (entry.export.stream, entry.id)
         if entry.export.mode == "work":
             # The send is done: the acknowledgement must not be lost to the
@@ -944,6 +753,6 @@ class RedisBridge:
 
 
 # Public names show their public path in reprs and tracebacks.
-for _public in (BridgeClosedError, RejectedMessageError, RedisBridge):
+for _public in (BridgeClosedError, RedisBridge):
     _public.__module__ = "asyncsignals.redis"
 del _public

@@ -1,0 +1,296 @@
+"""The Redis bridge's wire format: what a stream entry holds, and how it is checked.
+
+One stream per signal, ``<stream_prefix>:signal:<signal name>``, whose
+entries have one field, ``event``, holding UTF-8 JSON ``{"v": 1, "signal":
+name, "sender": name or null, "payload": {...}}``. This module turns a send
+into that field and an entry back into a send, refusing (with
+:class:`RejectedMessageError`, saying why) whatever it cannot trust. It
+never imports redis: it handles bytes, strings and the shapes of Redis
+replies, never a connection.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, cast
+
+from ._signal import Signal, check_payload
+
+if TYPE_CHECKING:
+    from redis.typing import EncodableT, FieldT
+
+__all__ = [
+    "FIELD",
+    "Codec",
+    "Entry",
+    "Export",
+    "Mode",
+    "RejectedMessageError",
+    "dead_letter_copy",
+    "decode",
+    "delivery_counts",
+    "encode",
+    "export_of",
+    "id_order",
+    "stream_entries",
+    "text",
+]
+
+Mode = Literal["work", "broadcast"]
+
+_WIRE_VERSION: Final = 1
+# The one field of an entry: the event, as JSON.
+FIELD: Final = b"event"
+
+
+class RejectedMessageError(ValueError):
+    """An entry read from Redis that the bridge cannot deliver; the reason is the message."""
+
+
+class Codec(Protocol):
+    """Turns a signal's payload into JSON values and back.
+
+    The bridge always sends JSON; a codec lets a payload carry values JSON
+    has no type for (dataclasses, ``Decimal``, ``datetime``). ``decode`` gets
+    only what ``json.loads`` produced, never anything executable. An
+    exception from ``decode`` sends the entry to the dead-letter stream.
+    """
+
+    def encode(self, payload: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The payload as a mapping of JSON-serializable values."""
+        ...
+
+    def decode(self, data: dict[str, Any]) -> dict[str, Any]:
+        """The payload rebuilt from the JSON object ``encode`` made."""
+        ...
+
+
+class _PlainJSON:
+    """The default codec: payload values must be JSON values already."""
+
+    def encode(self, payload: Mapping[str, Any]) -> Mapping[str, Any]:
+        return payload
+
+    def decode(self, data: dict[str, Any]) -> dict[str, Any]:
+        return data
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Export:
+    """A signal carried over Redis: its stream, and how its events travel."""
+
+    signal: Signal[..., Any]
+    name: str
+    stream: str
+    mode: Mode
+    codec: Codec
+    consume: bool
+    senders: Mapping[str, object] | None
+    sender_names: Mapping[int, str]
+
+
+def export_of(
+    signal: Signal[..., Any],
+    stream_prefix: str,
+    *,
+    mode: Mode,
+    codec: Codec | None,
+    senders: Mapping[str, object] | None,
+    consume: bool,
+) -> Export:
+    """How ``signal`` travels under ``stream_prefix``.
+
+    Raises:
+        ValueError: ``mode`` is unknown, or the signal has no name.
+    """
+    if mode not in ("work", "broadcast"):
+        raise ValueError(f"mode must be 'work' or 'broadcast', got {mode!r}")
+    name = signal.name
+    if name is None:
+        raise ValueError(
+            f"{signal!r} has no name; give it one (Signal(name=...) or Signal.declare): "
+            "the name is what travels between processes"
+        )
+    return Export(
+        signal=signal,
+        name=name,
+        stream=f"{stream_prefix}:signal:{name}",
+        mode=mode,
+        codec=codec if codec is not None else _PlainJSON(),
+        consume=consume,
+        senders=dict(senders) if senders is not None else None,
+        sender_names={id(obj): key for key, obj in (senders or {}).items()},
+    )
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Entry:
+    """An entry read from an exported signal's stream; ``fields`` None once trimmed."""
+
+    export: Export
+    id: str
+    fields: Mapping[bytes, bytes] | None
+
+
+def text(value: bytes | str) -> str:
+    """A name or id from Redis (bytes: the client does not decode responses) as a str."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def id_order(entry_id: str) -> tuple[int, int]:
+    """A stream entry id as what orders it: (milliseconds, sequence)."""
+    milliseconds, _, sequence = entry_id.partition("-")
+    return int(milliseconds), int(sequence)
+
+
+def _reject_constant(constant: str) -> Any:
+    raise RejectedMessageError(f"malformed: {constant} is not JSON")
+
+
+def stream_entries(response: Any) -> list[tuple[str, list[tuple[Any, Any]]]]:
+    """``[(stream, [(id, fields), ...]), ...]`` from an XREAD or XREADGROUP reply."""
+    return [(text(stream), list(entries)) for stream, entries in response or ()]
+
+
+def delivery_counts(pending: Any) -> dict[str, int]:
+    """How many times each entry was delivered, by id, from an XPENDING reply."""
+    # Ids come back as bytes (the client does not decode responses).
+    return {
+        text(cast("bytes | str", item["message_id"])): int(item["times_delivered"])
+        for item in pending
+    }
+
+
+def encode(
+    export: Export, sender: object, payload: dict[str, Any], max_message_bytes: int
+) -> bytes:
+    """The ``event`` field of an entry for a send of ``export``'s signal.
+
+    Raises:
+        TypeError: the payload does not match the signal or is not JSON
+            (after the codec), or the sender is not a name.
+        ValueError: the event is larger than ``max_message_bytes``.
+    """
+    if "sender" in payload:
+        raise TypeError(
+            f"'sender' is reserved: it is the second argument of publish(), not a payload "
+            f"argument of signal {export.name}"
+        )
+    check_payload(export.signal, payload)
+    if export.senders is not None:
+        sender_name = export.sender_names.get(id(sender))
+        if sender_name is None and isinstance(sender, str) and sender in export.senders:
+            sender_name = sender
+        if sender_name is None and sender is not None:
+            raise TypeError(
+                f"sender {sender!r} of signal {export.name} is none of the senders "
+                f"exported with it: {sorted(export.senders)}"
+            )
+    elif sender is None or isinstance(sender, str):
+        sender_name = sender
+    else:
+        raise TypeError(
+            f"signal {export.name} travels with its sender's name: publish a str (or "
+            f"None), not {sender!r}, or export the signal with senders={{name: object}}"
+        )
+    message = {
+        "v": _WIRE_VERSION,
+        "signal": export.name,
+        "sender": sender_name,
+        "payload": dict(export.codec.encode(payload)),
+    }
+    try:
+        data = json.dumps(
+            message, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+        ).encode()
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"the payload of signal {export.name} is not JSON ({exc}); "
+            "export the signal with a codec that converts it"
+        ) from exc
+    if len(data) > max_message_bytes:
+        raise ValueError(
+            f"an event of signal {export.name} is {len(data)} bytes of JSON, more than "
+            f"max_message_bytes={max_message_bytes}"
+        )
+    return data
+
+
+def decode(entry: Entry, max_message_bytes: int) -> tuple[object, dict[str, Any]]:
+    """The sender and payload of an entry, or RejectedMessageError saying why not."""
+    export = entry.export
+    fields = entry.fields
+    if not fields:  # an entry always has a field: this one was deleted
+        raise RejectedMessageError("trimmed from the stream before it was delivered")
+    data = fields.get(FIELD)
+    if data is None or len(fields) != 1:
+        raise RejectedMessageError(
+            f"malformed: expected one field 'event', got {sorted(map(text, fields))[:10]}"
+        )
+    if len(data) > max_message_bytes:
+        raise RejectedMessageError(
+            f"oversized: {len(data)} bytes, more than max_message_bytes={max_message_bytes}"
+        )
+    try:
+        message = json.loads(data, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise RejectedMessageError(f"malformed: not JSON ({exc})") from None
+    if not isinstance(message, dict) or message.keys() != {
+        "v",
+        "signal",
+        "sender",
+        "payload",
+    }:
+        raise RejectedMessageError(
+            "malformed: expected a JSON object with keys v, signal, sender, payload"
+        )
+    name: object = message["signal"]  # pyright: ignore[reportUnknownVariableType]
+    sender: object = message["sender"]  # pyright: ignore[reportUnknownVariableType]
+    payload: object = message["payload"]  # pyright: ignore[reportUnknownVariableType]
+    if message["v"] != _WIRE_VERSION:
+        raise RejectedMessageError(f"unknown wire version {message['v']!r}")
+    if name != export.name:
+        raise RejectedMessageError(f"unknown signal {name!r} on the stream of signal {export.name}")
+    if not (sender is None or isinstance(sender, str)) or not isinstance(payload, dict):
+        raise RejectedMessageError("malformed: sender must be a string or null, payload an object")
+    if export.senders is not None and sender is not None:
+        if sender not in export.senders:
+            raise RejectedMessageError(f"unknown sender {sender!r} of signal {export.name}")
+        sender = export.senders[sender]
+    elif sender is not None:
+        sender = sys.intern(sender)
+    try:
+        named = export.codec.decode(payload)  # pyright: ignore[reportUnknownArgumentType]
+        check_payload(export.signal, named)
+    except Exception as exc:
+        raise RejectedMessageError(
+            f"payload does not fit signal {export.name}: {type(exc).__name__}: {exc}"
+        ) from None
+    if "sender" in named:
+        raise RejectedMessageError("malformed: the payload cannot carry 'sender'")
+    return sender, named
+
+
+def dead_letter_copy(
+    entry: Entry, consumer: str, reason: str, max_message_bytes: int
+) -> dict[FieldT, EncodableT]:
+    """The fields of the dead-letter entry for ``entry``, refused by ``consumer`` for ``reason``."""
+    fields = entry.fields or {}
+    copy: dict[FieldT, EncodableT] = {
+        "stream": entry.export.stream,
+        "id": entry.id,
+        "consumer": consumer,
+        "reason": reason,
+    }
+    for field, value in list(fields.items())[:10]:
+        copy[b"field:" + field[:100]] = value[:max_message_bytes]
+    return copy
+
+
+# Public names show their public path in reprs and tracebacks.
+for _public in (Codec, RejectedMessageError):
+    _public.__module__ = "asyncsignals.redis"
+del _public
