@@ -261,13 +261,6 @@ class RedisBridge:
         self.name = name
         self._exports: dict[Signal[..., Any], Export] = {}
         self._by_stream: dict[str, Export] = {}
-        # Entries read and not finished, by stream and id: never queued twice,
-        # and kept from looking idle to other consumers.
-        self._held: set[tuple[str, str]] = set()
-        self._broadcast_after: dict[KeyT, StreamIdT] = {}
-        self._delivered = 0
-        self._dead_lettered = 0
-        self._receiver_errors = 0
         self._lifespan = Lifespan(
             self,
             kind="bridge",
@@ -275,37 +268,31 @@ class RedisBridge:
             refusal="publishes nothing more",
             before="publishing",
         )
-        self._readers: anyio.CancelScope | None = None
-        self._send_stream: MemoryObjectSendStream[Entry] | None = None
-        self._receive_stream: MemoryObjectReceiveStream[Entry] | None = None
+        self._consumer = _Consumer(self, self._client, self._lifespan, self._exports)
 
     def __repr__(self) -> str:
         name = f" {self.name}" if self.name is not None else ""
         return (
             f"<RedisBridge{name} {self._lifespan.state}: consumer {self.consumer!r} in group "
-            f"{self.group!r}, {len(self._exports)} signals, {self._delivered} delivered>"
+            f"{self.group!r}, {len(self._exports)} signals, {self._consumer.delivered} delivered>"
         )
-
-    @property
-    def _display_name(self) -> str:
-        return self._lifespan.display_name(self.name, unnamed=f"bridge {self.consumer}")
 
     # -- counters -----------------------------------------------------------
 
     @property
     def delivered(self) -> int:
         """Events this process ran (``send_robust`` completed), in either mode."""
-        return self._delivered
+        return self._consumer.delivered
 
     @property
     def dead_lettered(self) -> int:
         """Entries this process refused and copied to the dead-letter stream."""
-        return self._dead_lettered
+        return self._consumer.dead_lettered
 
     @property
     def receiver_errors(self) -> int:
         """Exceptions raised by local receivers of delivered events, each logged."""
-        return self._receiver_errors
+        return self._consumer.receiver_errors
 
     # -- exporting ----------------------------------------------------------
 
@@ -406,17 +393,12 @@ class RedisBridge:
             ) from None
         self._lifespan.refuse_reentry()
         try:
-            await self._create_groups()
-            await self._start_broadcast()
+            await self._consumer.prepare()
         except BaseException:
             if self._owns_client:
                 await self._client.aclose()
             raise
-        self._send_stream, self._receive_stream = anyio.create_memory_object_stream[Entry](
-            self.batch_size
-        )
-        self._readers = anyio.CancelScope()
-        self._lifespan.start([self._read, *[self._work] * self.max_concurrent])
+        self._lifespan.start(self._consumer.workers())
         return self
 
     async def __aexit__(
@@ -445,26 +427,89 @@ class RedisBridge:
                 as itself. Otherwise the block's own exception propagates
                 unchanged.
         """
-        assert self._readers is not None
-        self._readers.cancel()
+        self._consumer.stop_reading()
         try:
             await self._lifespan.close(exc, self.grace_period)
         finally:
-            assert self._receive_stream is not None
-            self._receive_stream.close()
-            left = len(self._held)
-            self._held.clear()
-            if left:
-                logger.warning(
-                    "%s: %d entries read but not completed at shutdown stay pending "
-                    "(broadcast ones are dropped)",
-                    self._display_name,
-                    left,
-                )
+            self._consumer.close()
             if self._owns_client:
                 with anyio.CancelScope(shield=True):
                     await self._client.aclose()
-        self._lifespan.raise_failures(f"{self._display_name} failed")
+        self._lifespan.raise_failures(f"{self._consumer.display_name} failed")
+
+
+class _Consumer:
+    """The bridge's reading and delivering: the consumer loop, while the bridge runs.
+
+    Reads the streams of the signals the bridge consumes (work mode through
+    the consumer group, claiming what stopped consumers left; broadcast mode
+    with XREAD), queues at most ``batch_size`` entries, runs each in one of
+    ``max_concurrent`` workers, then acknowledges it or dead-letters it. It
+    reads the bridge's options (``group``, ``batch_size``, ...) where it
+    uses them, as the bridge's own methods would.
+    """
+
+    def __init__(
+        self,
+        bridge: RedisBridge,
+        client: aioredis.Redis,
+        lifespan: Lifespan,
+        exports: Mapping[Signal[..., Any], Export],
+    ) -> None:
+        self.delivered = 0
+        self.dead_lettered = 0
+        self.receiver_errors = 0
+        self._bridge = bridge
+        self._client = client
+        self._lifespan = lifespan
+        self._exports = exports
+        # Entries read and not finished, by stream and id: never queued twice,
+        # and kept from looking idle to other consumers.
+        self._held: set[tuple[str, str]] = set()
+        self._broadcast_after: dict[KeyT, StreamIdT] = {}
+        self._readers: anyio.CancelScope | None = None
+        self._send_stream: MemoryObjectSendStream[Entry] | None = None
+        self._receive_stream: MemoryObjectReceiveStream[Entry] | None = None
+
+    @property
+    def display_name(self) -> str:
+        """How the logs name the bridge."""
+        bridge = self._bridge
+        return self._lifespan.display_name(bridge.name, unnamed=f"bridge {bridge.consumer}")
+
+    # -- starting and stopping ---------------------------------------------
+
+    async def prepare(self) -> None:
+        """Create the consumer groups, and find where broadcast reading starts."""
+        await self._create_groups()
+        await self._start_broadcast()
+
+    def workers(self) -> list[Callable[[], Awaitable[None]]]:
+        """Open the local queue; return the tasks that read into it and deliver from it."""
+        self._send_stream, self._receive_stream = anyio.create_memory_object_stream[Entry](
+            self._bridge.batch_size
+        )
+        self._readers = anyio.CancelScope()
+        return [self._read, *[self._work] * self._bridge.max_concurrent]
+
+    def stop_reading(self) -> None:
+        """Read nothing more; the workers then finish what is running."""
+        assert self._readers is not None
+        self._readers.cancel()
+
+    def close(self) -> None:
+        """Once the workers are done: what was read and not completed stays pending."""
+        assert self._receive_stream is not None
+        self._receive_stream.close()
+        left = len(self._held)
+        self._held.clear()
+        if left:
+            logger.warning(
+                "%s: %d entries read but not completed at shutdown stay pending "
+                "(broadcast ones are dropped)",
+                self.display_name,
+                left,
+            )
 
     # -- reading ------------------------------------------------------------
 
@@ -480,7 +525,7 @@ class RedisBridge:
             try:
                 # From the stream's start: events published before the first
                 # consumer of the group existed are delivered too.
-                await self._client.xgroup_create(stream, self.group, id="0", mkstream=True)
+                await self._client.xgroup_create(stream, self._bridge.group, id="0", mkstream=True)
             except ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
@@ -509,7 +554,7 @@ class RedisBridge:
             except (RedisConnectionError, RedisTimeoutError) as exc:
                 logger.warning(
                     "%s: Redis unavailable (%s); retrying in %.2f s",
-                    self._display_name,
+                    self.display_name,
                     exc,
                     delay,
                 )
@@ -519,8 +564,8 @@ class RedisBridge:
                 logger.warning(
                     "%s: consumer group %r is gone (Redis restarted empty, or the stream "
                     "was deleted); creating it again",
-                    self._display_name,
-                    self.group,
+                    self.display_name,
+                    self._bridge.group,
                 )
             await anyio.sleep(delay)
             delay = min(delay * 2, _LAST_RETRY)
@@ -550,11 +595,11 @@ class RedisBridge:
             self._held.add(key)
             entry = Entry(export, entry_id, fields)
             times = deliveries.get(entry_id, 0)
-            if self.max_deliveries is not None and times > self.max_deliveries:
+            if self._bridge.max_deliveries is not None and times > self._bridge.max_deliveries:
                 await self._reject(
                     entry,
                     f"delivered {times} times without completing (max_deliveries="
-                    f"{self.max_deliveries}): its send may kill or hang its consumer",
+                    f"{self._bridge.max_deliveries}): its send may kill or hang its consumer",
                 )
                 continue
             await self._send_stream.send(entry)
@@ -562,16 +607,16 @@ class RedisBridge:
 
     async def _deliveries(self, export: Export, entries: list[tuple[Any, Any]]) -> dict[str, int]:
         """How many times Redis has delivered each of ``entries`` (pending on this consumer)."""
-        if self.max_deliveries is None or not entries:
+        if self._bridge.max_deliveries is None or not entries:
             return {}
         ids = [text(raw_id) for raw_id, _ in entries]
         pending = await self._client.xpending_range(
             export.stream,
-            self.group,
+            self._bridge.group,
             min=min(ids, key=id_order),
             max=max(ids, key=id_order),
             count=len(ids),
-            consumername=self.consumer,
+            consumername=self._bridge.consumer,
         )
         return delivery_counts(pending)
 
@@ -583,7 +628,10 @@ class RedisBridge:
             after = "0"
             while True:
                 response = await self._client.xreadgroup(
-                    self.group, self.consumer, {stream: after}, count=self.batch_size
+                    self._bridge.group,
+                    self._bridge.consumer,
+                    {stream: after},
+                    count=self._bridge.batch_size,
                 )
                 entries = [entry for _, found in stream_entries(response) for entry in found]
                 last = await self._queue(export, entries, redelivered=True)
@@ -591,13 +639,13 @@ class RedisBridge:
                     break
                 after = last
         await self._claim(streams)
-        block = round(self.block * 1000)
+        block = round(self._bridge.block * 1000)
         while True:
             response = await self._client.xreadgroup(
-                self.group,
-                self.consumer,
+                self._bridge.group,
+                self._bridge.consumer,
                 dict.fromkeys(streams, ">"),
-                count=self.batch_size,
+                count=self._bridge.batch_size,
                 block=block,
             )
             for stream, entries in stream_entries(response):
@@ -605,17 +653,22 @@ class RedisBridge:
 
     async def _claim(self, streams: Mapping[str, Export]) -> None:
         """Take over entries idle longer than ``claim_idle`` on other consumers."""
-        min_idle = round(self.claim_idle * 1000)
+        min_idle = round(self._bridge.claim_idle * 1000)
         for stream, export in streams.items():
             start = "0-0"
             while True:
                 next_start, claimed, *_ = await self._client.xautoclaim(
-                    stream, self.group, self.consumer, min_idle, start, count=self.batch_size
+                    stream,
+                    self._bridge.group,
+                    self._bridge.consumer,
+                    min_idle,
+                    start,
+                    count=self._bridge.batch_size,
                 )
                 if claimed:
                     logger.info(
                         "%s: claimed %d idle entries of %s",
-                        self._display_name,
+                        self.display_name,
                         len(claimed),
                         stream,
                     )
@@ -627,7 +680,7 @@ class RedisBridge:
     async def _claim_periodically(self) -> None:
         streams = self._consumed("work")
         while True:
-            await anyio.sleep(self.claim_idle / 2)
+            await anyio.sleep(self._bridge.claim_idle / 2)
             # The entries this process still works on (queued or running)
             # are claimed to itself again, which resets their idle time:
             # only a consumer that stopped leaves entries to be claimed.
@@ -635,7 +688,7 @@ class RedisBridge:
                 ids: list[StreamIdT] = [entry_id for key, entry_id in self._held if key == stream]
                 if ids:
                     await self._client.xclaim(
-                        stream, self.group, self.consumer, 0, ids, justid=True
+                        stream, self._bridge.group, self._bridge.consumer, 0, ids, justid=True
                     )
             await self._claim(streams)
 
@@ -650,9 +703,9 @@ class RedisBridge:
     async def _read_broadcast(self) -> None:
         streams = self._consumed("broadcast")
         after = self._broadcast_after
-        block = round(self.block * 1000)
+        block = round(self._bridge.block * 1000)
         while True:
-            response = await self._client.xread(after, count=self.batch_size, block=block)
+            response = await self._client.xread(after, count=self._bridge.batch_size, block=block)
             for stream, entries in stream_entries(response):
                 last = await self._queue(streams[stream], entries)
                 assert last is not None
@@ -672,7 +725,7 @@ class RedisBridge:
                 self._held.discard((entry.export.stream, entry.id))
                 logger.warning(
                     "%s: entry %s of %s stays pending: Redis unavailable (%s)",
-                    self._display_name,
+                    self.display_name,
                     entry.id,
                     entry.export.stream,
                     exc,
@@ -681,7 +734,7 @@ class RedisBridge:
     async def _deliver(self, entry: Entry) -> None:
         export = entry.export
         try:
-            sender, payload = decode(entry, self.max_message_bytes)
+            sender, payload = decode(entry, self._bridge.max_message_bytes)
         except RejectedMessageError as exc:
             await self._reject(entry, str(exc))
             return
@@ -690,13 +743,13 @@ class RedisBridge:
         except Exception as exc:
             logger.exception(
                 "%s: entry %s of %s: send_robust failed",
-                self._display_name,
+                self.display_name,
                 entry.id,
                 export.stream,
             )
             await self._reject(entry, f"send failed: {type(exc).__name__}: {exc}")
             return
-        self._delivered += 1
+        self.delivered += 1
         self._count_failures(entry, results)
         # From Python 3.12 the errors' tracebacks reach this frame (it stepped
         # the send): keep no reference to them here, or they form a cycle.
@@ -706,11 +759,11 @@ class RedisBridge:
     def _count_failures(self, entry: Entry, results: list[tuple[Any, Any]]) -> None:
         for receiver, result in results:
             if isinstance(result, Exception):
-                self._receiver_errors += 1
+                self.receiver_errors += 1
                 # The traceback is on the record send_robust logged.
                 logger.error(
                     "%s: entry %s of %s: receiver %s raised %s: %s",
-                    self._display_name,
+                    self.display_name,
                     entry.id,
                     entry.export.stream,
                     describe(receiver),
@@ -721,15 +774,19 @@ class RedisBridge:
     async def _reject(self, entry: Entry, reason: str) -> None:
         logger.error(
             "%s: entry %s of %s moved to %s: %s",
-            self._display_name,
+            self.display_name,
             entry.id,
             entry.export.stream,
-            self.dead_letter,
+            self._bridge.dead_letter,
             reason,
         )
-        copy = dead_letter_copy(entry, self.consumer, reason, self.max_message_bytes)
-        await self._client.xadd(self.dead_letter, copy, maxlen=self.maxlen, approximate=True)
-        self._dead_lettered += 1
+        copy = dead_letter_copy(
+            entry, self._bridge.consumer, reason, self._bridge.max_message_bytes
+        )
+        await self._client.xadd(
+            self._bridge.dead_letter, copy, maxlen=self._bridge.maxlen, approximate=True
+        )
+        self.dead_lettered += 1
         await self._acknowledge(entry)
 
     async def _acknowledge(self, entry: Entry) -> None:
@@ -741,7 +798,7 @@ class RedisBridge:
                 attempts = 1
                 while True:
                     try:
-                        await self._client.xack(entry.export.stream, self.group, entry.id)
+                        await self._client.xack(entry.export.stream, self._bridge.group, entry.id)
                         break
                     except (RedisConnectionError, RedisTimeoutError):
                         # A pooled connection the server closed fails once.
