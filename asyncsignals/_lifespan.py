@@ -197,7 +197,10 @@ class Lifespan:
 
     @property
     def state(self) -> str:
-        """ "not started", "running", "stopped", "shutting down" or "closed": for a ``repr``."""
+        """Where the owner is in its life, for its ``repr``.
+
+        One of "not started", "running", "stopped", "shutting down", "closed".
+        """
         return self._state
 
     @property
