@@ -1,0 +1,448 @@
+"""The Redis bridge's consumer loop: reading, claiming, delivering, acknowledging.
+
+:class:`Consumer` does, while a bridge runs, everything the bridge does with
+what it reads: work mode through the consumer group (claiming what stopped
+consumers left), broadcast mode with XREAD, each entry run as a send, then
+acknowledged or dead-lettered. Its owner, ``asyncsignals.redis.RedisBridge``,
+keeps what users call; this module never imports it, and reads the bridge's
+options through :class:`ConsumerOptions`.
+
+Imported by ``asyncsignals.redis`` only, once that module has checked that
+redis-py is installed (and named the extra if not).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ._lifespan import Lifespan
+from ._receivers import describe
+from ._redis_wire import (
+    Entry,
+    Export,
+    Mode,
+    RejectedMessageError,
+    dead_letter_copy,
+    decode,
+    delivery_counts,
+    id_order,
+    stream_entries,
+    text,
+)
+from ._signal import Signal
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+    from redis.typing import KeyT, StreamIdT
+
+__all__ = ["Consumer", "ConsumerOptions"]
+
+# The bridge's own logger: what the consumer logs, the bridge logs.
+logger: Final = logging.getLogger("asyncsignals.redis")
+
+# Reconnection waits double from the first to the last.
+_FIRST_RETRY: Final = 0.05
+_LAST_RETRY: Final = 5.0
+# How long an acknowledgement may take once the send it acknowledges is done.
+_ACK_TIMEOUT: Final = 5.0
+_ACK_ATTEMPTS: Final = 3
+
+
+class ConsumerOptions(Protocol):
+    """The options a :class:`Consumer` reads from its owner, each time it uses one.
+
+    Read where they are used rather than copied once: they are the bridge's
+    public attributes, which may be set between constructing and entering it.
+    The consumer never sets them.
+    """
+
+    group: str
+    consumer: str
+    name: str | None
+    batch_size: int
+    max_concurrent: int
+    block: float
+    claim_idle: float
+    max_deliveries: int | None
+    max_message_bytes: int
+    dead_letter: str
+    maxlen: int | None
+
+
+class Consumer:
+    """The bridge's reading and delivering: the consumer loop, while the bridge runs.
+
+    Reads the streams of the signals the bridge consumes (work mode through
+    the consumer group, claiming what stopped consumers left; broadcast mode
+    with XREAD), queues at most ``batch_size`` entries, runs each in one of
+    ``max_concurrent`` workers, then acknowledges it or dead-letters it. It
+    reads its owner's options (``group``, ``batch_size``, ...) where it uses
+    them, as the bridge's own methods would.
+    """
+
+    def __init__(
+        self,
+        options: ConsumerOptions,
+        client: aioredis.Redis,
+        lifespan: Lifespan,
+        exports: Mapping[Signal[..., Any], Export],
+    ) -> None:
+        self.delivered = 0
+        self.dead_lettered = 0
+        self.receiver_errors = 0
+        self._options = options
+        self._client = client
+        self._lifespan = lifespan
+        self._exports = exports
+        # Entries read and not finished, by stream and id: never queued twice,
+        # and kept from looking idle to other consumers.
+        self._held: set[tuple[str, str]] = set()
+        self._broadcast_after: dict[KeyT, StreamIdT] = {}
+        self._readers: anyio.CancelScope | None = None
+        self._send_stream: MemoryObjectSendStream[Entry] | None = None
+        self._receive_stream: MemoryObjectReceiveStream[Entry] | None = None
+
+    @property
+    def display_name(self) -> str:
+        """How the logs name the bridge."""
+        options = self._options
+        return self._lifespan.display_name(options.name, unnamed=f"bridge {options.consumer}")
+
+    # -- starting and stopping ---------------------------------------------
+
+    async def prepare(self) -> None:
+        """Create the consumer groups, and find where broadcast reading starts."""
+        await self._create_groups()
+        await self._start_broadcast()
+
+    def workers(self) -> list[Callable[[], Awaitable[None]]]:
+        """Open the local queue; return the tasks that read into it and deliver from it."""
+        self._send_stream, self._receive_stream = anyio.create_memory_object_stream[Entry](
+            self._options.batch_size
+        )
+        self._readers = anyio.CancelScope()
+        return [self._read, *[self._work] * self._options.max_concurrent]
+
+    def stop_reading(self) -> None:
+        """Read nothing more; the workers then finish what is running."""
+        assert self._readers is not None
+        self._readers.cancel()
+
+    def close(self) -> None:
+        """Once the workers are done: what was read and not completed stays pending."""
+        assert self._receive_stream is not None
+        self._receive_stream.close()
+        left = len(self._held)
+        self._held.clear()
+        if left:
+            logger.warning(
+                "%s: %d entries read but not completed at shutdown stay pending "
+                "(broadcast ones are dropped)",
+                self.display_name,
+                left,
+            )
+
+    # -- reading ------------------------------------------------------------
+
+    def _consumed(self, mode: Mode) -> dict[str, Export]:
+        return {
+            export.stream: export
+            for export in self._exports.values()
+            if export.consume and export.mode == mode
+        }
+
+    async def _create_groups(self) -> None:
+        for stream in self._consumed("work"):
+            try:
+                # From the stream's start: events published before the first
+                # consumer of the group existed are delivered too.
+                await self._client.xgroup_create(stream, self._options.group, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    async def _read(self) -> None:
+        assert self._readers is not None
+        assert self._send_stream is not None
+        try:
+            with self._readers:
+                async with anyio.create_task_group() as readers:
+                    if self._consumed("work"):
+                        readers.start_soon(self._keep_going, self._read_work)
+                        readers.start_soon(self._keep_going, self._claim_periodically)
+                    if self._consumed("broadcast"):
+                        readers.start_soon(self._keep_going, self._read_broadcast)
+        finally:
+            # The workers then take what is queued (skipping it) and stop.
+            self._send_stream.close()
+
+    async def _keep_going(self, loop: Callable[[], Awaitable[None]]) -> None:
+        """Run ``loop``, restarting it after Redis failures with growing waits."""
+        delay = _FIRST_RETRY
+        while True:
+            try:
+                await loop()
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                logger.warning(
+                    "%s: Redis unavailable (%s); retrying in %.2f s",
+                    self.display_name,
+                    exc,
+                    delay,
+                )
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                logger.warning(
+                    "%s: consumer group %r is gone (Redis restarted empty, or the stream "
+                    "was deleted); creating it again",
+                    self.display_name,
+                    self._options.group,
+                )
+            await anyio.sleep(delay)
+            delay = min(delay * 2, _LAST_RETRY)
+            try:
+                await self._create_groups()
+            except (RedisConnectionError, RedisTimeoutError):
+                continue
+            delay = _FIRST_RETRY
+
+    async def _queue(
+        self, export: Export, entries: list[tuple[Any, Any]], redelivered: bool = False
+    ) -> str | None:
+        """Queue the entries not already held; return the last id seen.
+
+        ``redelivered``: the entries were read from a pending list (this
+        consumer's own, or claimed from another), so they may have been
+        delivered before; those past ``max_deliveries`` are dead-lettered.
+        """
+        assert self._send_stream is not None
+        deliveries = await self._deliveries(export, entries) if redelivered else {}
+        last: str | None = None
+        for raw_id, fields in entries:
+            last = entry_id = text(raw_id)
+            key = (export.stream, entry_id)
+            if key in self._held:
+                continue
+            self._held.add(key)
+            entry = Entry(export, entry_id, fields)
+            times = deliveries.get(entry_id, 0)
+            if self._options.max_deliveries is not None and times > self._options.max_deliveries:
+                await self._reject(
+                    entry,
+                    f"delivered {times} times without completing (max_deliveries="
+                    f"{self._options.max_deliveries}): its send may kill or hang its consumer",
+                )
+                continue
+            await self._send_stream.send(entry)
+        return last
+
+    async def _deliveries(self, export: Export, entries: list[tuple[Any, Any]]) -> dict[str, int]:
+        """How many times Redis has delivered each of ``entries`` (pending on this consumer)."""
+        if self._options.max_deliveries is None or not entries:
+            return {}
+        ids = [text(raw_id) for raw_id, _ in entries]
+        pending = await self._client.xpending_range(
+            export.stream,
+            self._options.group,
+            min=min(ids, key=id_order),
+            max=max(ids, key=id_order),
+            count=len(ids),
+            consumername=self._options.consumer,
+        )
+        return delivery_counts(pending)
+
+    async def _read_work(self) -> None:
+        streams = self._consumed("work")
+        # This consumer's own pending entries first: a restart with the same
+        # consumer name resumes what it had read and not acknowledged.
+        for stream, export in streams.items():
+            after = "0"
+            while True:
+                response = await self._client.xreadgroup(
+                    self._options.group,
+                    self._options.consumer,
+                    {stream: after},
+                    count=self._options.batch_size,
+                )
+                entries = [entry for _, found in stream_entries(response) for entry in found]
+                last = await self._queue(export, entries, redelivered=True)
+                if last is None:
+                    break
+                after = last
+        await self._claim(streams)
+        block = round(self._options.block * 1000)
+        while True:
+            response = await self._client.xreadgroup(
+                self._options.group,
+                self._options.consumer,
+                dict.fromkeys(streams, ">"),
+                count=self._options.batch_size,
+                block=block,
+            )
+            for stream, entries in stream_entries(response):
+                await self._queue(streams[stream], entries)
+
+    async def _claim(self, streams: Mapping[str, Export]) -> None:
+        """Take over entries idle longer than ``claim_idle`` on other consumers."""
+        min_idle = round(self._options.claim_idle * 1000)
+        for stream, export in streams.items():
+            start = "0-0"
+            while True:
+                next_start, claimed, *_ = await self._client.xautoclaim(
+                    stream,
+                    self._options.group,
+                    self._options.consumer,
+                    min_idle,
+                    start,
+                    count=self._options.batch_size,
+                )
+                if claimed:
+                    logger.info(
+                        "%s: claimed %d idle entries of %s",
+                        self.display_name,
+                        len(claimed),
+                        stream,
+                    )
+                await self._queue(export, claimed, redelivered=True)
+                start = text(next_start)
+                if start == "0-0":
+                    break
+
+    async def _claim_periodically(self) -> None:
+        streams = self._consumed("work")
+        while True:
+            await anyio.sleep(self._options.claim_idle / 2)
+            # The entries this process still works on (queued or running)
+            # are claimed to itself again, which resets their idle time:
+            # only a consumer that stopped leaves entries to be claimed.
+            for stream in streams:
+                ids: list[StreamIdT] = [entry_id for key, entry_id in self._held if key == stream]
+                if ids:
+                    await self._client.xclaim(
+                        stream, self._options.group, self._options.consumer, 0, ids, justid=True
+                    )
+            await self._claim(streams)
+
+    async def _start_broadcast(self) -> None:
+        # From the newest entry now (XREAD's "$", resolved once, on entry, so
+        # that every event published once the bridge is entered is read, and
+        # none published between two reads is missed).
+        for stream in self._consumed("broadcast"):
+            newest = await self._client.xrevrange(stream, count=1)
+            self._broadcast_after[stream] = text(newest[0][0] or "0-0") if newest else "0-0"
+
+    async def _read_broadcast(self) -> None:
+        streams = self._consumed("broadcast")
+        after = self._broadcast_after
+        block = round(self._options.block * 1000)
+        while True:
+            response = await self._client.xread(after, count=self._options.batch_size, block=block)
+            for stream, entries in stream_entries(response):
+                last = await self._queue(streams[stream], entries)
+                assert last is not None
+                after[stream] = last
+
+    # -- delivering ---------------------------------------------------------
+
+    async def _work(self) -> None:
+        assert self._receive_stream is not None
+        async for entry in self._receive_stream:
+            if not self._lifespan.running:
+                continue  # stays pending; counted at exit
+            try:
+                await self._deliver(entry)
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                # Not acknowledged: read again after a reconnection, or claimed.
+                self._held.discard((entry.export.stream, entry.id))
+                logger.warning(
+                    "%s: entry %s of %s stays pending: Redis unavailable (%s)",
+                    self.display_name,
+                    entry.id,
+                    entry.export.stream,
+                    exc,
+                )
+
+    async def _deliver(self, entry: Entry) -> None:
+        export = entry.export
+        try:
+            sender, payload = decode(entry, self._options.max_message_bytes)
+        except RejectedMessageError as exc:
+            await self._reject(entry, str(exc))
+            return
+        try:
+            results = await export.signal.send_robust(sender, **payload)
+        except Exception as exc:
+            logger.exception(
+                "%s: entry %s of %s: send_robust failed",
+                self.display_name,
+                entry.id,
+                export.stream,
+            )
+            await self._reject(entry, f"send failed: {type(exc).__name__}: {exc}")
+            return
+        self.delivered += 1
+        self._count_failures(entry, results)
+        # From Python 3.12 the errors' tracebacks reach this frame (it stepped
+        # the send): keep no reference to them here, or they form a cycle.
+        del results
+        await self._acknowledge(entry)
+
+    def _count_failures(self, entry: Entry, results: list[tuple[Any, Any]]) -> None:
+        for receiver, result in results:
+            if isinstance(result, Exception):
+                self.receiver_errors += 1
+                # The traceback is on the record send_robust logged.
+                logger.error(
+                    "%s: entry %s of %s: receiver %s raised %s: %s",
+                    self.display_name,
+                    entry.id,
+                    entry.export.stream,
+                    describe(receiver),
+                    type(result).__name__,
+                    result,
+                )
+
+    async def _reject(self, entry: Entry, reason: str) -> None:
+        logger.error(
+            "%s: entry %s of %s moved to %s: %s",
+            self.display_name,
+            entry.id,
+            entry.export.stream,
+            self._options.dead_letter,
+            reason,
+        )
+        copy = dead_letter_copy(
+            entry, self._options.consumer, reason, self._options.max_message_bytes
+        )
+        await self._client.xadd(
+            self._options.dead_letter, copy, maxlen=self._options.maxlen, approximate=True
+        )
+        self.dead_lettered += 1
+        await self._acknowledge(entry)
+
+    async def _acknowledge(self, entry: Entry) -> None:
+        key = (entry.export.stream, entry.id)
+        if entry.export.mode == "work":
+            # The send is done: the acknowledgement must not be lost to the
+            # grace period's cancellation.
+            with anyio.CancelScope(shield=True), anyio.move_on_after(_ACK_TIMEOUT):
+                attempts = 1
+                while True:
+                    try:
+                        await self._client.xack(entry.export.stream, self._options.group, entry.id)
+                        break
+                    except (RedisConnectionError, RedisTimeoutError):
+                        # A pooled connection the server closed fails once.
+                        if attempts == _ACK_ATTEMPTS:
+                            raise
+                        attempts += 1
+                        await anyio.sleep(_FIRST_RETRY)
+        self._held.discard(key)
