@@ -36,10 +36,8 @@ __all__ = [
     "SavedConnections",
     "Snapshot",
     "awaited_snapshot",
-    "has_live_receiver",
     "live_async_receivers",
     "live_receiver",
-    "live_receivers",
 ]
 
 # How a connection's receiver is run.
@@ -95,17 +93,6 @@ def live_receiver(connection: Connection) -> Any:
     if hold == WEAK_METHOD:
         return target.method()
     return target() if hold else target
-
-
-def live_receivers(connections: tuple[Connection, ...]) -> list[Any]:
-    """The receivers of ``connections`` not yet collected, in connection order."""
-    live = [live_receiver(connection) for connection in connections]
-    return [receiver for receiver in live if receiver is not None]
-
-
-def has_live_receiver(connections: tuple[Connection, ...]) -> bool:
-    """Whether a receiver of ``connections`` is not yet collected (stops at the first)."""
-    return any(live_receiver(connection) is not None for connection in connections)
 
 
 def live_async_receivers(connections: tuple[Connection, ...]) -> list[Any]:
@@ -302,6 +289,17 @@ class ConnectionStore:
         return found
 
     # -- lookups ------------------------------------------------------------
+
+    def live_receivers(self, sender: object) -> list[Any]:
+        """The receivers a send from ``sender`` reaches, not yet collected, in order."""
+        connections, _, _ = self.lookup(sender)
+        live = [live_receiver(connection) for connection in connections]
+        return [receiver for receiver in live if receiver is not None]
+
+    def has_live_receiver(self, sender: object) -> bool:
+        """Whether a send from ``sender`` reaches a receiver (stops at the first found)."""
+        connections, _, _ = self.lookup(sender)
+        return any(live_receiver(connection) is not None for connection in connections)
 
     def lookup(self, sender: object) -> Snapshot:
         """The connections a send from ``sender`` reaches, in connection order.

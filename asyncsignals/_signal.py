@@ -15,8 +15,6 @@ from typing_extensions import ParamSpec, TypeVar
 from ._connections import (
     ConnectionStore,
     Snapshot,
-    has_live_receiver,
-    live_receivers,
 )
 from ._hooks import SendHook, everywhere, send_observed, send_observed_sync
 from ._limits import Limits, check_timeout
@@ -366,13 +364,11 @@ class Signal(Generic[P, R]):
 
         ``sender=None`` asks about the receivers connected for any sender.
         """
-        connections, _, _ = self._connections.lookup(sender)
-        return has_live_receiver(connections)
+        return self._connections.has_live_receiver(sender)
 
     def receivers_for(self, sender: object) -> list[Callable[..., Any]]:
         """The live receivers a send from ``sender`` reaches, in connection order."""
-        connections, _, _ = self._connections.lookup(sender)
-        return live_receivers(connections)
+        return self._connections.live_receivers(sender)
 
     # -- sending ------------------------------------------------------------
 
