@@ -19,8 +19,9 @@ keep) tells whether the caller still wants to be cancelled.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Final, TypeVar
 
 import anyio
@@ -133,6 +134,15 @@ class Backend:
         """An object that identifies the running event loop."""
         raise NotImplementedError
 
+    def start_host_task(self, function: Callable[[], Coroutine[Any, Any, None]]) -> object:
+        """Run ``function()`` in a task no task group owns; the caller keeps what it returns.
+
+        For an owner that outlives the task that started it (see
+        asyncsignals._lifespan). ``function`` must catch its own errors: none
+        may escape into the event loop. Never yields.
+        """
+        raise NotImplementedError
+
 
 class _Asyncio(Backend):
     __slots__ = ()
@@ -156,6 +166,10 @@ class _Asyncio(Backend):
     def loop_token(self) -> object:
         return asyncio.get_running_loop()
 
+    def start_host_task(self, function: Callable[[], Coroutine[Any, Any, None]]) -> object:
+        # Returned to be kept: the event loop holds its tasks only weakly.
+        return asyncio.get_running_loop().create_task(function())
+
 
 class _Trio(Backend):
     __slots__ = ("_trio",)
@@ -177,6 +191,11 @@ class _Trio(Backend):
 
     def loop_token(self) -> object:
         return self._trio.lowlevel.current_trio_token()
+
+    def start_host_task(self, function: Callable[[], Coroutine[Any, Any, None]]) -> object:
+        # A system task, in a copy of this context as a task would be.
+        self._trio.lowlevel.spawn_system_task(function, context=contextvars.copy_context())
+        return None
 
 
 ASYNCIO: Final[Backend] = _Asyncio(

@@ -9,14 +9,14 @@ hosts the owner's workers so that any task may enter and leave it.
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
+import functools
 import math
-import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Final
 
 import anyio
+
+from ._backends import current_backend
 
 __all__ = ["Lifespan", "OwnedTaskGroup"]
 
@@ -52,17 +52,12 @@ class OwnedTaskGroup:
         self._deadline = math.inf
         self._cancelled = False
         self._done: anyio.Event | None = None
-        self._host: asyncio.Task[None] | None = None
+        self._host: object = None
 
     def start(self, workers: Sequence[Callable[[], Awaitable[None]]]) -> None:
         """Start the host task, which runs each of ``workers`` in its group. Never yields."""
         self._done = anyio.Event()
-        trio = sys.modules.get("trio")
-        if trio is not None and trio.lowlevel.in_trio_run():
-            trio.lowlevel.spawn_system_task(self._run, workers, context=contextvars.copy_context())
-        else:
-            # Kept: the event loop holds its tasks only weakly.
-            self._host = asyncio.get_running_loop().create_task(self._run(workers))
+        self._host = current_backend().start_host_task(functools.partial(self._run, workers))
 
     async def _run(self, workers: Sequence[Callable[[], Awaitable[None]]]) -> None:
         assert self._done is not None
