@@ -47,6 +47,9 @@ class OwnedTaskGroup:
         # What interrupted join(), and when: the owner's report says so.
         self.interruption: BaseException | None = None
         self.interrupted_at = math.inf
+        # The caller's cancellation that arrived at the wait's first step,
+        # requested before it began: raised once the workers have ended.
+        self.deferred: BaseException | None = None
         self._on_failure = on_failure
         self._scope: anyio.CancelScope | None = None
         self._deadline = math.inf
@@ -109,6 +112,8 @@ class OwnedTaskGroup:
             raise self.failures[0]
         if self.failures:
             raise BaseExceptionGroup(message, self.failures)
+        if self.deferred is not None:
+            raise self.deferred
 
     def cancel(self) -> None:
         """Cancel every worker now."""
@@ -122,7 +127,7 @@ class OwnedTaskGroup:
         if self._scope is not None:
             self._scope.deadline = self._deadline
 
-    async def join(self) -> None:
+    async def join(self, requested: int = 0) -> None:
         """Wait for every worker to end, shielded from the caller's cancellation.
 
         The caller's cancellation is not this wait's business: the deadline
@@ -130,18 +135,39 @@ class OwnedTaskGroup:
         (asyncio's own ``Task.cancel()``, trio's ``KeyboardInterrupt``)
         cancels every worker at once; it is kept in :attr:`interruption`
         for the owner to report and raise.
+
+        ``requested``: the task's pending cancellation requests when its
+        owner's block was left without a cancellation (see
+        ``Backend.pending_cancellations``). A request not yet delivered then
+        arrives at this wait's first step: it is the shutdown's own signal,
+        not an interruption. It is kept in :attr:`deferred`, and the wait
+        goes on.
         """
         assert self._done is not None
+        backend = current_backend()
         while not self._done.is_set():
             try:
                 with anyio.CancelScope(shield=True):
                     await self._done.wait()
+            except backend.cancelled as cancellation:
+                if (
+                    requested
+                    and self.deferred is None
+                    and backend.pending_cancellations() == requested
+                ):
+                    self.deferred = cancellation
+                    continue
+                self._interrupted(cancellation)
             except BaseException as interruption:
-                if self.interruption is None:
-                    self.interruption = interruption
-                    self.interrupted_at = anyio.current_time()
-                self.cancel()
+                self._interrupted(interruption)
         self._host = None
+
+    def _interrupted(self, interruption: BaseException) -> None:
+        """What reached :meth:`join` cancels every worker at once; the first is kept."""
+        if self.interruption is None:
+            self.interruption = interruption
+            self.interrupted_at = anyio.current_time()
+        self.cancel()
 
 
 class Lifespan:
@@ -258,8 +284,10 @@ class Lifespan:
         if self._tasks.wind_down(exc, grace_period) and self.stopped_by is None:
             assert exc is not None
             self.stopped_by = f"cancelled at once: the block was left by {type(exc).__name__}"
+        backend = current_backend()
+        requested = 0 if isinstance(exc, backend.cancelled) else backend.pending_cancellations()
         try:
-            await self._tasks.join()
+            await self._tasks.join(requested)
         finally:
             self._state = _CLOSED
 

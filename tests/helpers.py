@@ -7,7 +7,9 @@ import contextlib
 import gc
 import threading
 import warnings
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -93,3 +95,32 @@ async def runs_tasks(sender: object, **kwargs: object) -> None:
         async with asyncio.TaskGroup() as group:
             group.create_task(asyncio.sleep(3600))
             group.create_task(asyncio.sleep(3600))
+
+
+async def leave_right_after_a_cancel(
+    owner: AbstractAsyncContextManager[Any], begin: Callable[[], Awaitable[None]]
+) -> list[str]:
+    """In a task of its own: enter ``owner``, ``begin()``, cancel the task and leave at once.
+
+    The cancellation is requested, not yet delivered, when the block ends: it
+    arrives inside the exit. Checks that it then propagates out of the task,
+    and returns what the task's later cleanup recorded.
+    """
+    later_cleanup: list[str] = []
+
+    async def serve() -> None:
+        try:
+            async with owner:
+                await begin()
+                task = asyncio.current_task()
+                assert task is not None
+                task.cancel()
+        finally:
+            later_cleanup.append("ran")
+
+    task = asyncio.get_running_loop().create_task(serve())
+    try:
+        await task
+    except asyncio.CancelledError:
+        return later_cleanup
+    raise AssertionError("the cancellation did not propagate out of the task")

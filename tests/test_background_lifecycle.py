@@ -18,7 +18,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
-from helpers import running_tasks
+from helpers import leave_right_after_a_cancel, running_tasks
 from test_testing_plugins import PYPROJECT
 
 from asyncsignals import BackgroundDispatcher, DispatcherClosedError, Signal
@@ -43,19 +43,25 @@ def background_records(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == "asyncsignals.background"]
 
 
+def record_senders_after(seconds: float, signal: Signal[..., Any]) -> list[object]:
+    """Connect a receiver that takes ``seconds``, then records its sender; the record."""
+    finished: list[object] = []
+
+    async def email(sender: object, **kwargs: Any) -> None:
+        await anyio.sleep(seconds)
+        finished.append(sender)
+
+    signal.connect(email, weak=False)
+    return finished
+
+
 # -- entered in one task, left in another ----------------------------------
 
 
 async def test_entered_in_one_task_and_exited_in_another() -> None:
     """A dispatcher entered by one task and left by another drains, reports and leaves no task."""
     signal = Signal(name="order_shipped")
-    finished: list[object] = []
-
-    async def slow_email(sender: object, **kwargs: Any) -> None:
-        await anyio.sleep(0.01)
-        finished.append(sender)
-
-    signal.connect(slow_email)
+    finished = record_senders_after(0.01, signal)
     before = running_tasks()
     dispatcher = BackgroundDispatcher(grace_period=5)
 
@@ -156,13 +162,7 @@ async def test_exit_in_a_cancelled_scope_drains_and_raises_nothing_of_its_own(
 async def test_a_block_left_by_cancellation_drains_within_grace() -> None:
     """A block left by cancellation drains within grace; the cancellation then propagates."""
     signal = Signal(name="order_shipped")
-    finished: list[object] = []
-
-    async def email(sender: object, **kwargs: Any) -> None:
-        await anyio.sleep(0.02)
-        finished.append(sender)
-
-    signal.connect(email)
+    finished = record_senders_after(0.02, signal)
     with anyio.CancelScope() as lifespan:
         async with BackgroundDispatcher(grace_period=5) as dispatcher:
             dispatcher.send(signal, "order-1")
@@ -195,6 +195,27 @@ def serve_until_cancelled(
             later_cleanup.append("ran")
 
     return asyncio.get_running_loop().create_task(serve())
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_exit_with_a_cancellation_not_yet_delivered_still_drains() -> None:
+    """Left right after its task was cancelled, before the cancellation arrived, it drains.
+
+    The cancellation then propagates, as itself, once the drain is done.
+    """
+    signal = Signal(name="order_shipped")
+    finished = record_senders_after(0.02, signal)
+    dispatcher = BackgroundDispatcher(grace_period=5)
+
+    async def begin() -> None:
+        dispatcher.send(signal, "order-1")
+        await eventually(lambda: dispatcher.running == 1)
+
+    later_cleanup = await leave_right_after_a_cancel(dispatcher, begin)
+    assert finished == ["order-1"]
+    assert dispatcher.report is not None
+    assert dispatcher.report.not_completed == ()
+    assert later_cleanup == ["ran"]
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])

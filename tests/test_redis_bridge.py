@@ -26,6 +26,7 @@ from typing import Any
 import anyio
 import pytest
 import redis.asyncio as aioredis
+from helpers import leave_right_after_a_cancel
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis_helpers.server import free_port, server_command
@@ -920,6 +921,32 @@ async def test_entered_in_one_task_and_exited_in_another(
         task_group.start_soon(bridge.__aexit__, None, None, None)
     assert calls == [("shop", {"order_id": 1})]
     assert repr(bridge).startswith("<RedisBridge closed")
+
+
+async def test_exit_with_a_cancellation_not_yet_delivered_still_drains(
+    redis_url: str, client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
+) -> None:
+    """Left with its task's cancellation requested, not yet delivered, it still drains."""
+    finished: list[object] = []
+    started = anyio.Event()
+
+    async def email(sender: object, **kwargs: Any) -> None:
+        started.set()
+        await anyio.sleep(0.05)
+        finished.append(kwargs["order_id"])
+
+    order_shipped.connect(email, dispatch_uid="test")
+    bridge = make_bridge(redis_url, prefix, grace_period=5)
+    bridge.export(order_shipped)
+
+    async def begin() -> None:
+        await bridge.publish(order_shipped, "shop", order_id=1)
+        await started.wait()
+
+    later_cleanup = await leave_right_after_a_cancel(bridge, begin)
+    assert finished == [1]
+    assert later_cleanup == ["ran"]
+    assert await pending(client, stream_of(prefix)) == 0
 
 
 async def test_exit_in_a_natively_cancelled_task_raises_no_cancellation_of_its_own(
