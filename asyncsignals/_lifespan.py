@@ -149,25 +149,20 @@ class OwnedTaskGroup:
             try:
                 with anyio.CancelScope(shield=True):
                     await self._done.wait()
-            except backend.cancelled as cancellation:
+            except BaseException as interruption:
                 if (
                     requested
                     and self.deferred is None
+                    and isinstance(interruption, backend.cancelled)
                     and backend.pending_cancellations() == requested
                 ):
-                    self.deferred = cancellation
+                    self.deferred = interruption
                     continue
-                self._interrupted(cancellation)
-            except BaseException as interruption:
-                self._interrupted(interruption)
+                if self.interruption is None:
+                    self.interruption = interruption
+                    self.interrupted_at = anyio.current_time()
+                self.cancel()
         self._host = None
-
-    def _interrupted(self, interruption: BaseException) -> None:
-        """What reached :meth:`join` cancels every worker at once; the first is kept."""
-        if self.interruption is None:
-            self.interruption = interruption
-            self.interrupted_at = anyio.current_time()
-        self.cancel()
 
 
 class Lifespan:
