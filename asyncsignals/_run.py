@@ -38,7 +38,7 @@ from typing import Any, Final
 import anyio
 import anyio.to_thread
 
-from ._backends import Backend, CancelWatch, current_backend
+from ._backends import Backend, CancelWatch, current_backend, would_block
 from ._connections import ASYNC, THREAD, WEAK, WEAK_METHOD, Connection, InlineConnection
 from ._context import await_in_context
 from ._limits import Limits, guarded
@@ -273,9 +273,7 @@ async def _in_order(
             kwargs = arguments_with_signal if takes_signal else arguments
             try:
                 if kind == THREAD:
-                    value = await guarded(
-                        signal, _run_in_thread(receiver, kwargs, backend), receiver, None, limiter
-                    )
+                    value = await _in_a_thread(signal, receiver, kwargs, backend, limiter)
                 else:
                     value = receiver(**kwargs)
                     if kind == ASYNC or is_awaitable(value):
@@ -354,15 +352,11 @@ async def _await_concurrently(
     limiter: anyio.CapacityLimiter | None,
 ) -> None:
     awaitables = [
-        call
-        if kind == ASYNC and timeout is None and limiter is None
-        else guarded(
-            signal,
-            _run_in_thread(receiver, call, backend) if kind == THREAD else call,
-            receiver,
-            timeout,
-            limiter,
-        )
+        _in_a_thread(signal, receiver, call, backend, limiter)
+        if kind == THREAD
+        else call
+        if timeout is None and limiter is None
+        else guarded(signal, call, receiver, timeout, limiter)
         for _, receiver, kind, call, timeout in pending
     ]
     values, errors = await backend.run_tasks(
@@ -441,11 +435,55 @@ def _combine(errors: list[BaseException], label: str) -> BaseException:
     return BaseExceptionGroup(message, errors)
 
 
+def _in_a_thread(
+    signal: object,
+    receiver: Callable[..., Any],
+    kwargs: dict[str, Any],
+    backend: Backend,
+    limiter: anyio.CapacityLimiter | None,
+) -> Awaitable[Any]:
+    """A ``to_thread`` receiver's run in a worker thread, under the signal's limit."""
+    if limiter is None:
+        return _run_in_thread(receiver, kwargs, backend, None)
+    return _run_in_thread_and_slot(signal, receiver, kwargs, backend, limiter)
+
+
+async def _run_in_thread_and_slot(
+    signal: object,
+    receiver: Callable[..., Any],
+    kwargs: dict[str, Any],
+    backend: Backend,
+    limiter: anyio.CapacityLimiter,
+) -> Any:
+    """Secure a worker thread first, then the signal's slot, then run the receiver.
+
+    A receiver waiting for a thread must hold no slot: senders that hold
+    every worker thread (``send_sync`` from worker threads, where sync
+    endpoints run) may be waiting for a slot, and would wait for ever.
+    """
+    threads = anyio.to_thread.current_default_thread_limiter()
+    borrower = object()
+    try:
+        threads.acquire_on_behalf_of_nowait(borrower)
+    except would_block():
+        await threads.acquire_on_behalf_of(borrower)
+    try:
+        # Its own limiter: the thread secured above is this receiver's.
+        in_thread = _run_in_thread(receiver, kwargs, backend, anyio.CapacityLimiter(1))
+        del kwargs
+        return await guarded(signal, in_thread, receiver, None, limiter)
+    finally:
+        threads.release_on_behalf_of(borrower)
+
+
 async def _run_in_thread(
-    receiver: Callable[..., Any], kwargs: dict[str, Any], backend: Backend
+    receiver: Callable[..., Any],
+    kwargs: dict[str, Any],
+    backend: Backend,
+    thread_limiter: anyio.CapacityLimiter | None,
 ) -> Any:
     """Run a ``to_thread`` receiver in a worker thread; a cancel waits for it to return."""
-    in_thread = _thread_outcome([receiver, kwargs])
+    in_thread = _thread_outcome([receiver, kwargs], thread_limiter)
     del receiver, kwargs
     # anyio shields the thread from its own cancel scopes, but a bare asyncio
     # task.cancel() would still return early, and on trio a deadline that
@@ -456,9 +494,9 @@ async def _run_in_thread(
     return result
 
 
-async def _thread_outcome(call: list[Any]) -> Any:
+async def _thread_outcome(call: list[Any], thread_limiter: anyio.CapacityLimiter | None) -> Any:
     """What the receiver in ``call`` returned in a worker thread, or its exception raised."""
-    await anyio.to_thread.run_sync(call_in_thread, call)
+    await anyio.to_thread.run_sync(call_in_thread, call, limiter=thread_limiter)
     return unboxed(call.pop())
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import anyio
 import anyio.lowlevel
+import anyio.to_thread
 import pytest
 from helpers import no_unawaited_coroutines
 
@@ -224,6 +225,38 @@ def test_limit_follows_the_event_loop() -> None:
 
     for backend in ("asyncio", "trio", "asyncio"):
         assert [value for _, value in anyio.run(send, backend=backend)] == ["quick", "quick"]
+
+
+@pytest.mark.parametrize("concurrent", [True, False])
+async def test_to_thread_receivers_waiting_for_a_thread_hold_no_slot(concurrent: bool) -> None:
+    """A to_thread receiver takes its slot once it has a worker thread, never while waiting.
+
+    Otherwise senders holding every worker thread (send_sync from worker
+    threads, as sync endpoints do) wait for slots that receivers waiting for
+    those threads hold: nothing ever runs again.
+    """
+    signal = Signal(name="order_shipped", max_concurrency=2, concurrent=concurrent)
+    audited: list[object] = []
+
+    async def notify(sender: object, **kwargs: Any) -> None:
+        await anyio.sleep(0.001)
+
+    def audit(sender: object, **kwargs: Any) -> None:
+        audited.append(sender)
+
+    signal.connect(notify)
+    signal.connect(audit, to_thread=True)
+    threads = anyio.to_thread.current_default_thread_limiter().total_tokens
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as task_group:
+            for number in range(int(threads) + 1):
+                task_group.start_soon(
+                    functools.partial(
+                        anyio.to_thread.run_sync, signal.send_sync, ("thread", number)
+                    )
+                )
+                task_group.start_soon(signal.send, ("task", number))
+    assert len(audited) == 2 * (int(threads) + 1)
 
 
 @pytest.mark.parametrize("concurrent", [True, False])
