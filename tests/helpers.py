@@ -124,3 +124,13 @@ async def leave_right_after_a_cancel(
     except asyncio.CancelledError:
         return later_cleanup
     raise AssertionError("the cancellation did not propagate out of the task")
+
+
+async def eventually(condition: Callable[[], bool]) -> None:
+    """Wait until ``condition()`` holds; the test's own timeout bounds the wait.
+
+    Polls: the state lives in counters no event announces (a dispatcher's,
+    Redis's).
+    """
+    while not condition():  # noqa: ASYNC110 - the condition is another object's counter
+        await anyio.sleep(0.001)

@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
-from helpers import no_unawaited_coroutines, running_tasks
+from helpers import eventually, no_unawaited_coroutines, running_tasks
 
 from asyncsignals import (
     BackgroundDispatcher,
@@ -31,12 +31,6 @@ request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", d
 
 class Fatal(BaseException):
     """A BaseException that is not an Exception, as KeyboardInterrupt is."""
-
-
-async def eventually(condition: Callable[[], bool]) -> None:
-    """Wait (bounded by the test's own timeout) until ``condition()`` holds."""
-    while not condition():  # noqa: ASYNC110 - the condition is another object's counter
-        await anyio.sleep(0.001)
 
 
 class Gate:

@@ -11,14 +11,13 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.lowlevel
 import pytest
-from helpers import leave_right_after_a_cancel, running_tasks
+from helpers import eventually, leave_right_after_a_cancel, running_tasks
 from test_testing_plugins import PYPROJECT
 
 from asyncsignals import BackgroundDispatcher, DispatcherClosedError, Signal
@@ -31,12 +30,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 class Fatal(BaseException):
     """A BaseException that is not an Exception, as KeyboardInterrupt is."""
-
-
-async def eventually(condition: Callable[[], bool]) -> None:
-    """Wait (bounded by the test's own timeout) until ``condition()`` holds."""
-    while not condition():  # noqa: ASYNC110 - the condition is another object's counter
-        await anyio.sleep(0.001)
 
 
 def background_records(caplog: pytest.LogCaptureFixture) -> list[str]:

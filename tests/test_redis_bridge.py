@@ -18,7 +18,7 @@ import subprocess
 import sys
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from typing import Any
 import anyio
 import pytest
 import redis.asyncio as aioredis
-from helpers import leave_right_after_a_cancel
+from helpers import eventually, leave_right_after_a_cancel
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis_helpers.server import free_port, server_command
@@ -89,13 +89,6 @@ def recorder(signal: Signal[..., Any]) -> list[tuple[object, dict[str, Any]]]:
 
     signal.connect(record, weak=False, dispatch_uid="test")
     return calls
-
-
-async def eventually(condition: Callable[[], bool]) -> None:
-    """Wait until ``condition()`` holds (the test's own timeout bounds the wait)."""
-    # Polls: the state lives in Redis or in counters no event announces.
-    while not condition():  # noqa: ASYNC110
-        await anyio.sleep(0.01)
 
 
 async def pending(client: aioredis.Redis, stream: str, group: str = "asyncsignals") -> int:
