@@ -593,7 +593,7 @@ async def test_not_completed_sends_are_listed_in_queue_order() -> None:
         await eventually(lambda: dispatcher.running == 1)
         dispatcher.send(signal, 2)
         task_group.start_soon(dispatcher.send_wait, signal, 3)
-        await anyio.sleep(0.01)
+        await anyio.wait_all_tasks_blocked()  # send_wait(3) waits for room
         first_done.set()
         # 4 running, and 3 in the room it left (4 queued and not yet picked
         # up shows the same two counts).
@@ -645,7 +645,7 @@ async def test_send_wait_on_a_full_queue_sleeps_instead_of_spinning() -> None:
         async with anyio.create_task_group() as task_group:
             task_group.start_soon(wait_for_room, 3)
             task_group.start_soon(wait_for_room, 4)
-            await anyio.sleep(0.01)
+            await anyio.wait_all_tasks_blocked()  # both wait for room
             # Send 1 ends and the worker takes 2: one waiter gets in, the
             # other finds the queue full again and must sleep, not retry.
             gate.opened.set()

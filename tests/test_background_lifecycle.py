@@ -237,7 +237,7 @@ async def test_a_second_cancellation_interrupts_the_drain_and_the_summary_says_s
     task = serve_until_cancelled(dispatcher, later_cleanup)
     await eventually(lambda: dispatcher.running == 1)
     task.cancel()  # the first signal: shutdown begins, the drain waits
-    await anyio.sleep(0.05)
+    await eventually(lambda: "shutting down" in repr(dispatcher))
     assert not task.done()
     task.cancel()  # the second: stop waiting
     with pytest.raises(asyncio.CancelledError):
