@@ -21,9 +21,16 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
+#: ``first`` of :func:`await_in_context` when the awaitable has not been stepped yet.
+NOT_STARTED: Any = object()
+
+
 @types.coroutine
 def await_in_context(
-    context: contextvars.Context, awaitable: Awaitable[T], watch: CancelWatch | None = None
+    context: contextvars.Context,
+    awaitable: Awaitable[T],
+    watch: CancelWatch | None = None,
+    first: Any = NOT_STARTED,
 ) -> Generator[Any, Any, T]:
     """Await ``awaitable`` with every step run in ``context``.
 
@@ -31,6 +38,8 @@ def await_in_context(
     timeouts that the awaited code enters bind as they would in a nested call.
     ``watch`` is told of every exception thrown in, so that the caller can
     tell a cancellation the awaitable absorbed from one it never received.
+    ``first``: what the coroutine ``awaitable`` yielded at the first step,
+    which the caller took itself; the awaiting goes on from there.
     """
     # A coroutine is its own iterator; other awaitables hand one out, which
     # may be a plain iterator with no send() or throw().
@@ -42,30 +51,32 @@ def await_in_context(
     send = steps.send
     value: Any = None
     thrown: BaseException | None = None
+    yielded = first
     while True:
-        try:
-            if thrown is None:
-                yielded = context.run(send, value)
-            else:
-                yielded = context.run(steps.throw, thrown)
-        except StopIteration as stop:
-            # Returned, not kept in a local: from Python 3.12 a finished
-            # generator's frame stays reachable from tracebacks of frames it
-            # ran, and a local holding the result (send_robust's results,
-            # with their exceptions) would form a cycle with them.
-            return cast("T", stop.value)
-        except BaseException as escaping:
-            # A cancellation (or interrupt) propagating as itself: the watch's
-            # record of it would only form a cycle with this frame. An
-            # Exception leaves it for the caller to ask about.
-            if watch is not None and not isinstance(escaping, Exception):
-                watch.delivered = None
-            raise
-        finally:
-            # Break the frame -> exception -> frame cycle before the next step;
-            # ``value`` may be what trio resumed the awaitable with (an outcome
-            # holding its cancellation).
-            thrown = value = None
+        if yielded is NOT_STARTED:
+            try:
+                if thrown is None:
+                    yielded = context.run(send, value)
+                else:
+                    yielded = context.run(steps.throw, thrown)
+            except StopIteration as stop:
+                # Returned, not kept in a local: from Python 3.12 a finished
+                # generator's frame stays reachable from tracebacks of frames it
+                # ran, and a local holding the result (send_robust's results,
+                # with their exceptions) would form a cycle with them.
+                return cast("T", stop.value)
+            except BaseException as escaping:
+                # A cancellation (or interrupt) propagating as itself: the
+                # watch's record of it would only form a cycle with this
+                # frame. An Exception leaves it for the caller to ask about.
+                if watch is not None and not isinstance(escaping, Exception):
+                    watch.delivered = None
+                raise
+            finally:
+                # Break the frame -> exception -> frame cycle before the next
+                # step; ``value`` may be what trio resumed the awaitable with
+                # (an outcome holding its cancellation).
+                thrown = value = None
         if watch is not None:
             watch.suspended = True
         try:
@@ -76,6 +87,7 @@ def await_in_context(
             value = None
             if watch is not None:
                 watch.saw(exc)
+        yielded = NOT_STARTED
 
 
 def _as_generator(iterator: Iterator[Any]) -> Generator[Any, Any, Any]:

@@ -179,16 +179,20 @@ async def send_observed(
     sender: object,
     named: Mapping[str, Any],
     limits: Limits,
-    send: Callable[[Snapshot], Awaitable[Results]],
+    send: Callable[[Snapshot], Results | Awaitable[Results]],
 ) -> Results:
     """An async send observed by ``hooks``: ``send`` runs what they let it run.
 
-    Every watch hears how the send ended; a muted send returns ``[]``.
+    ``send`` returns the results, or an awaitable of them when a receiver
+    suspended. Every watch hears how the send ended; a muted send returns
+    ``[]``.
     """
     observation = observe(signal, hooks, snapshot, sender, named, limits)
     observed = observation.snapshot
     try:
-        results = [] if observed is None else await send(observed)
+        results = [] if observed is None else send(observed)
+        if not isinstance(results, list):
+            results = await results
     except BaseException as error:
         observation.failed(error)
         raise

@@ -31,17 +31,17 @@ import contextvars
 import inspect
 import logging
 import reprlib
-from collections.abc import Awaitable, Callable, Sequence
-from types import MethodType
-from typing import Any, Final
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from types import CoroutineType, MethodType
+from typing import Any, Final, cast
 
 import anyio
 import anyio.to_thread
 
 from ._backends import Backend, CancelWatch, current_backend, would_block
 from ._connections import ASYNC, THREAD, WEAK, WEAK_METHOD, Connection, InlineConnection
-from ._context import await_in_context
-from ._limits import Limits, guarded
+from ._context import NOT_STARTED, await_in_context
+from ._limits import UNTIMED, Limits, guarded
 from ._outcome import call_in_thread, close_unstarted, unboxed
 from ._receivers import describe, signal_label
 
@@ -59,6 +59,7 @@ __all__ = [
     "run_in_order",
     "run_inline",
     "run_sync_only",
+    "start_pending",
 ]
 
 logger: Final = logging.getLogger("asyncsignals")
@@ -303,6 +304,64 @@ async def _in_order(
 # -- awaiting what was left pending -----------------------------------------
 
 
+def start_pending(
+    signal: object,
+    limits: Limits,
+    sender: object,
+    results: Results,
+    pending: list[Pending],
+    context: contextvars.Context,
+    robust: bool,
+) -> Results | Awaitable[Results]:
+    """Await the pending receivers, starting here: ``results`` if that finished them.
+
+    One async receiver is awaited in the sender's task, and its first step is
+    taken right here, in the send's context copy: a receiver that returns
+    without suspending (the most common async send) needs no coroutine of
+    the send's own to await it. Otherwise what is returned, awaited, goes on
+    from where the receiver suspended and returns ``results``, each pending
+    receiver's value in its slot. More receivers run in the backend's tasks.
+    """
+    if len(pending) != 1 or pending[0][2] != ASYNC:
+        return _await_concurrently(signal, limits, sender, results, pending, robust)
+    index, receiver, _, awaitable, timeout = pending[0]
+    del pending
+    backend = None
+    steps: Awaitable[Any]
+    if (timeout is None or timeout is UNTIMED) and limits.max_concurrency is None:
+        steps = awaitable  # guarded() would return it as it is
+    else:
+        backend = current_backend()
+        steps = guarded(signal, awaitable, receiver, timeout, limits.limiter(backend))
+    del awaitable
+    first: Any = NOT_STARTED
+    if type(steps) is CoroutineType:
+        steps = cast("Coroutine[Any, Any, Any]", steps)
+        try:
+            first = context.run(steps.send, None)
+        except StopIteration as stop:
+            results[index] = (receiver, stop.value)
+            return results
+        except Exception as exc:
+            # Nothing has suspended, so no cancellation can have reached the
+            # receiver (_settle_failure would find none): as in run_inline.
+            if not robust:
+                annotate(signal, exc, receiver)
+                raise
+            results[index] = (receiver, report(signal, exc, receiver, sender))
+            try:
+                return results
+            finally:
+                del results  # see report: no cycle through a kept exception
+    # The caller's pending cancellations are counted from here: a cancel()
+    # that the receiver made of its own task so far is its own, as it would
+    # be in a task of its own (as when several receivers run).
+    watch = CancelWatch(current_backend() if backend is None else backend)
+    return _await_one(
+        signal, sender, results, index, receiver, steps, context, watch, robust, first
+    )
+
+
 async def await_pending(
     signal: object,
     limits: Limits,
@@ -311,46 +370,65 @@ async def await_pending(
     pending: list[Pending],
     context: contextvars.Context,
     robust: bool,
-) -> None:
-    """Await the pending receivers and put each one's value in its slot of ``results``."""
-    backend = current_backend()
-    limiter = limits.limiter(backend)
-    if len(pending) == 1 and pending[0][2] == ASYNC:
-        # One async receiver needs no task: it is awaited in this task,
-        # each step run in the send's context copy.
-        index, receiver, _, awaitable, timeout = pending[0]
-        watch = CancelWatch(backend)
-        try:
-            value = await await_in_context(
-                context, guarded(signal, awaitable, receiver, timeout, limiter), watch
-            )
-        # The twin of the in-order loop's except blocks (see there).
-        except Exception as exc:
-            if not await _settle_failure(signal, watch, exc, receiver, sender, robust):
-                raise
-            value = exc
-        except BaseExceptionGroup as group:
-            await watch.raise_instead_of(group)
+) -> Results:
+    """:func:`start_pending`, awaited: ``results``, each pending value in its slot."""
+    outcome = start_pending(signal, limits, sender, results, pending, context, robust)
+    del results
+    try:
+        return outcome if isinstance(outcome, list) else await outcome
+    finally:
+        del outcome  # see report: no cycle through a kept exception
+
+
+async def _await_one(
+    signal: object,
+    sender: object,
+    results: Results,
+    index: int,
+    receiver: Callable[..., Any],
+    steps: Awaitable[Any],
+    context: contextvars.Context,
+    watch: CancelWatch,
+    robust: bool,
+    first: Any = NOT_STARTED,
+) -> Results:
+    """Await one receiver in the sender's task and put its value in slot ``index``.
+
+    ``first``: what its coroutine yielded at the first step, taken by
+    :func:`start_pending`.
+    """
+    try:
+        value = await await_in_context(context, steps, watch, first)
+    # The twin of the in-order loop's except blocks (see there).
+    except Exception as exc:
+        if not await _settle_failure(signal, watch, exc, receiver, sender, robust):
             raise
-        else:
-            # ... and over a value returned after absorbing it.
-            await watch.raise_if_caller_cancelled()
-        results[index] = (receiver, value)
-        del value  # see report: no cycle through a kept exception
+        value = exc
+    except BaseExceptionGroup as group:
+        await watch.raise_instead_of(group)
+        raise
     else:
-        await _await_concurrently(signal, sender, results, pending, robust, backend, limiter)
-    del results  # (from Python 3.12 the frames of tasks started eagerly link here)
+        # ... and over a value returned after absorbing it.
+        await watch.raise_if_caller_cancelled()
+    results[index] = (receiver, value)
+    del value  # see report: no cycle through a kept exception
+    try:
+        return results
+    finally:
+        del results
 
 
 async def _await_concurrently(
     signal: object,
+    limits: Limits,
     sender: object,
     results: Results,
     pending: list[Pending],
     robust: bool,
-    backend: Backend,
-    limiter: anyio.CapacityLimiter | None,
-) -> None:
+) -> Results:
+    """Await the pending receivers, each in a task of the backend's, into ``results``."""
+    backend = current_backend()
+    limiter = limits.limiter(backend)
     awaitables = [
         _in_a_thread(signal, receiver, call, backend, limiter)
         if kind == THREAD
@@ -374,8 +452,11 @@ async def _await_concurrently(
                 _annotate_each(signal, errors, pending)
             raise _combine([error for _, error in errors], signal_label(signal))
         _fill_in(results, pending, values)
+        return results
     finally:
-        del results, values, errors  # see report: no cycle through an exception
+        # See report: no cycle through an exception. (From Python 3.12 the
+        # frames of tasks started eagerly link here.)
+        del results, values, errors
 
 
 async def await_one(

@@ -34,7 +34,7 @@ from ._receivers import (
     refuse_generator,
     stored_as,
 )
-from ._run import await_pending, run_in_order, run_inline, run_sync_only
+from ._run import run_in_order, run_inline, run_sync_only, start_pending
 from ._sync import send_from_sync
 
 __all__ = ["Signal", "receiver"]
@@ -426,16 +426,22 @@ class Signal(Generic[P, R]):
             self._check_payload(kwargs)
         _, _, inline = snapshot
         if inline is None or self._hooks:
-            return await self._send(sender, kwargs, False, snapshot)
+            # A list when nothing suspended, else an awaitable of one.
+            outcome = _start(
+                self, self._hooks, self._limits, self._concurrent, sender, kwargs, False, snapshot
+            )
+            return outcome if isinstance(outcome, list) else await outcome
         if not inline:
             return []
-        # Sync receivers only: run here, without a coroutine of their own.
+        # Sync receivers only: run here, without a call of their own.
         context = copy_context()
         limits = self._limits
         results, pending = context.run(run_sync_only, self, limits, inline, sender, kwargs, False)
-        if pending:  # a sync receiver returned an awaitable
-            await await_pending(self, limits, sender, results, pending, context, False)
-        return results
+        if not pending:
+            return results
+        # A sync receiver returned an awaitable.
+        outcome = start_pending(self, limits, sender, results, pending, context, False)
+        return outcome if isinstance(outcome, list) else await outcome
 
     async def send_robust(self, *args: P.args, **kwargs: P.kwargs) -> Results[R | Exception]:
         """Like :meth:`send`, but each receiver's ``Exception`` is its result.
@@ -460,54 +466,23 @@ class Signal(Generic[P, R]):
             self._check_payload(kwargs)
         _, _, inline = snapshot
         if inline is None or self._hooks:
-            return await self._send(sender, kwargs, True, snapshot)
-        if not inline:
-            return []
-        context = copy_context()
-        limits = self._limits
-        results, pending = context.run(run_sync_only, self, limits, inline, sender, kwargs, True)
-        if pending:
-            await await_pending(self, limits, sender, results, pending, context, True)
-        try:
-            return results
-        finally:
-            del results  # see asyncsignals._run.report: no cycle through a kept exception
-
-    async def _send(
-        self,
-        sender: object,
-        named: dict[str, Any],
-        robust: bool,
-        snapshot: Snapshot,
-        observed: bool = False,
-    ) -> list[tuple[Callable[..., Any], Any]]:
-        """A send whose payload is checked: ``snapshot`` is what it reaches.
-
-        ``observed``: the hooks have seen this send, and ``snapshot`` is what
-        they let run. (A flag, not a second coroutine: awaiting one more
-        would cost every send that awaits a receiver a frame.)
-        """
-        if self._hooks and not observed:
-            send = functools.partial(self._send, sender, named, robust, observed=True)
-            return await send_observed(
-                self, self._hooks, snapshot, sender, named, self._limits, send
+            outcome = _start(
+                self, self._hooks, self._limits, self._concurrent, sender, kwargs, True, snapshot
             )
-        connections, awaits, _ = snapshot
-        limits = self._limits
-        if awaits and not self._concurrent:
-            return await run_in_order(self, limits, connections, sender, named, robust)
-        if not connections:
+        elif not inline:
             return []
-        context = contextvars.copy_context()
-        results, pending = context.run(
-            run_inline, self, limits, connections, sender, named, robust, False
-        )
-        if pending:
-            await await_pending(self, limits, sender, results, pending, context, robust)
+        else:
+            context = copy_context()
+            limits = self._limits
+            outcome, pending = context.run(
+                run_sync_only, self, limits, inline, sender, kwargs, True
+            )
+            if pending:
+                outcome = start_pending(self, limits, sender, outcome, pending, context, True)
         try:
-            return results
+            return outcome if isinstance(outcome, list) else await outcome
         finally:
-            del results  # see asyncsignals._run.report: no cycle through a kept exception
+            del outcome  # see asyncsignals._run.report: no cycle through a kept exception
 
     # -- sending from synchronous code --------------------------------------
 
@@ -539,6 +514,42 @@ class Signal(Generic[P, R]):
             send_from_sync, self, limits, concurrent, sender=sender, named=named, robust=robust
         )
         return send_observed_sync(self, self._hooks, snapshot, sender, named, limits, send)
+
+
+def _start(
+    signal: Signal[..., Any],
+    hooks: tuple[SendHook, ...],
+    limits: Limits,
+    concurrent: bool,
+    sender: object,
+    named: dict[str, Any],
+    robust: bool,
+    snapshot: Snapshot,
+) -> Results[Any] | Awaitable[Results[Any]]:
+    """Start a send whose payload is checked: ``snapshot`` is what it reaches.
+
+    Returns the results when no receiver suspended, else an awaitable of
+    them. ``hooks``: the signal's, or none once they have seen this send
+    (``snapshot`` is then what they let run).
+    """
+    if hooks:
+        send = functools.partial(_start, signal, (), limits, concurrent, sender, named, robust)
+        return send_observed(signal, hooks, snapshot, sender, named, limits, send)
+    connections, awaits, _ = snapshot
+    if awaits and not concurrent:
+        return run_in_order(signal, limits, connections, sender, named, robust)
+    if not connections:
+        return []
+    context = contextvars.copy_context()
+    results, pending = context.run(
+        run_inline, signal, limits, connections, sender, named, robust, False
+    )
+    try:
+        if not pending:
+            return results
+        return start_pending(signal, limits, sender, results, pending, context, robust)
+    finally:
+        del results  # see asyncsignals._run.report: no cycle through a kept exception
 
 
 def _declare(

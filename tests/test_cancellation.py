@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import threading
 from typing import Any
@@ -197,6 +198,70 @@ async def test_send_adds_no_checkpoint_of_its_own(
     assert not scope.cancelled_caught
     assert [value for _, value in results] == ["sync"] + ["async"] * receiver_count
     assert sorted(calls) == ["async"] * receiver_count + ["sync"]
+
+
+@pytest.mark.parametrize("concurrent", [True, False])
+@pytest.mark.parametrize("method", ["send", "send_robust"])
+async def test_send_whose_async_receiver_never_suspends_does_not_yield(
+    concurrent: bool, method: str
+) -> None:
+    """A send to one async receiver that returns without suspending lets no other task run."""
+    other_ran = False
+
+    async def never_suspends(sender: object, **kwargs: Any) -> str:
+        return "async"
+
+    def sync_receiver(sender: object, **kwargs: Any) -> str:
+        return "sync"
+
+    async def other() -> None:
+        nonlocal other_ran
+        other_ran = True
+
+    alone = Signal(concurrent=concurrent)
+    alone.connect(never_suspends)
+    with_sync = Signal(concurrent=concurrent)
+    with_sync.connect(sync_receiver)
+    with_sync.connect(never_suspends)
+    async with anyio.create_task_group() as task_group:
+        task_group.start_soon(other)
+        for _ in range(10):
+            assert await getattr(alone, method)(None) == [(never_suspends, "async")]
+            assert await getattr(with_sync, method)(None) == [
+                (sync_receiver, "sync"),
+                (never_suspends, "async"),
+            ]
+        assert not other_ran
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize("receiver_count", [1, 2])
+@pytest.mark.parametrize("method", ["send", "send_robust"])
+async def test_a_receivers_cancel_of_its_own_task_is_its_own(
+    receiver_count: int, method: str
+) -> None:
+    """A receiver's cancel() of the task it runs in, absorbed, is not the caller's cancellation.
+
+    One receiver runs in the sender's task, several in tasks of their own:
+    on both paths the cancel() the receiver made of its own task is its own.
+    """
+
+    async def cancels_itself(sender: object, **kwargs: Any) -> str:
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        try:
+            await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            return "absorbed"
+        return "not cancelled"  # pragma: no cover (the cancel lands at the sleep)
+
+    signal = Signal()
+    for _ in range(receiver_count):
+        signal.connect(functools.partial(cancels_itself), weak=False)
+    with anyio.fail_after(5):
+        results = await getattr(signal, method)(None)
+    assert [value for _, value in results] == ["absorbed"] * receiver_count
 
 
 @pytest.mark.parametrize("receiver_count", [1, 2])
