@@ -1,10 +1,12 @@
 """Timing, smoke checks, connect/disconnect cost and memory, for one case at a time.
 
-Timing: one coroutine run per case (loop start-up is not timed), a warm-up
-that also sizes the batch, then several repeats of ``iterations`` sends each,
-timed with ``perf_counter_ns`` while the garbage collector is disabled. The
-result of a repeat is its mean time per send; a case reports the median of
-its repeats. ``gc.collect()`` runs before every case.
+Timing: the cases of one scenario are prepared together; each is warmed up
+(which also sizes its batch), then timed in rounds, every round timing every
+case once (interleaved, in a rotated order), each batch of ``iterations``
+sends on a fresh event loop after a short untimed warm-up (loop start-up is
+not timed), with ``perf_counter_ns`` while the garbage collector is disabled.
+A round's result is its mean time per send; a case reports the median of its
+rounds. ``gc.collect()`` runs before every timed batch.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from benchmarks._backends import Backend, run_on
-from benchmarks._implementations import Implementation, Send
+from benchmarks._implementations import FAILURE_LOGGERS, Implementation, Send
 from benchmarks._receivers import (
     Listener,
     Receiver,
@@ -35,15 +37,15 @@ from benchmarks._scenarios import ORDER, Scenario
 class Settings:
     """How hard to measure."""
 
-    repeats: int
-    repeat_ns: int  # aim for this much time per repeat
+    repeats: int  # rounds, each timing every case of a scenario once
+    repeat_ns: int  # aim for this much time per case per round
     warmup_ns: int
     min_iterations: int = 3
     max_iterations: int = 200_000
 
 
 DEFAULT = Settings(repeats=7, repeat_ns=25_000_000, warmup_ns=10_000_000)
-QUICK = Settings(repeats=3, repeat_ns=5_000_000, warmup_ns=2_000_000)
+QUICK = Settings(repeats=5, repeat_ns=3_000_000, warmup_ns=2_000_000)
 
 
 class Sender:
@@ -72,7 +74,7 @@ def supports(implementation: Implementation, scenario: Scenario, backend: Backen
     return True
 
 
-def _prepare(
+def prepare(
     implementation: Implementation,
     scenario: Scenario,
     backend: Backend,
@@ -94,29 +96,59 @@ def _prepare(
     return send, [Sender(0)], receivers
 
 
-def time_case(
-    implementation: Implementation, scenario: Scenario, backend: Backend, settings: Settings
-) -> tuple[float, list[float], int]:
-    """Median ns per send, every repeat's ns per send, and the iterations per repeat."""
-    send, senders, receivers = _prepare(implementation, scenario, backend)
+class Case:
+    """One dispatcher on one scenario and backend, prepared once and timed in rounds.
 
-    async def measure() -> tuple[list[float], int]:
-        position = 0
-        calls = 0
-        start = time.perf_counter_ns()
-        elapsed = 0
-        while calls < 3 or elapsed < settings.warmup_ns:
-            await send(senders[position], order=ORDER)
-            position = (position + 1) % len(senders)
-            calls += 1
-            elapsed = time.perf_counter_ns() - start
-        per_call = max(elapsed / calls, 1.0)
+    Every round runs on a fresh event loop of the backend (trio's cannot be
+    resumed once it returns), so a round starts with a short untimed warm-up.
+    """
+
+    def __init__(
+        self, implementation: Implementation, scenario: Scenario, backend: Backend
+    ) -> None:
+        self.implementation = implementation
+        self.scenario = scenario
+        self.backend = backend
+        self._send, self._senders, self._receivers = prepare(implementation, scenario, backend)
+        self._position = 0
+        self.iterations = 0
+        self.samples: list[float] = []
+        self.error: Exception | None = None  # what stopped it, if anything did
+
+    def _batch(self, count: int) -> list[object]:
+        senders = self._senders
+        batch = [senders[(self._position + i) % len(senders)] for i in range(count)]
+        self._position = (self._position + count) % len(senders)
+        return batch
+
+    def calibrate(self, settings: Settings) -> None:
+        """Warm up (the interpreter's caches, the dispatcher's) and size the batch."""
+        send = self._send
+
+        async def warm_up() -> float:
+            calls = 0
+            start = time.perf_counter_ns()
+            elapsed = 0
+            while calls < 3 or elapsed < settings.warmup_ns:
+                await send(self._batch(1)[0], order=ORDER)
+                calls += 1
+                elapsed = time.perf_counter_ns() - start
+            return max(elapsed / calls, 1.0)
+
+        per_call = run_on(self.backend, warm_up)
         iterations = int(settings.repeat_ns / per_call)
-        iterations = max(settings.min_iterations, min(settings.max_iterations, iterations))
-        samples: list[float] = []
-        for _ in range(settings.repeats):
-            batch = [senders[(position + i) % len(senders)] for i in range(iterations)]
-            position = (position + iterations) % len(senders)
+        self.iterations = max(settings.min_iterations, min(settings.max_iterations, iterations))
+
+    def repeat(self) -> float:
+        """Time one batch on a fresh loop; record and return its mean ns per send."""
+        send = self._send
+        warm = self._batch(max(3, self.iterations // 10))
+        batch = self._batch(self.iterations)
+
+        async def measure() -> float:
+            for sender in warm:
+                await send(sender, order=ORDER)
+            gc.collect()
             gc.disable()
             try:
                 begin = time.perf_counter_ns()
@@ -125,13 +157,46 @@ def time_case(
                 end = time.perf_counter_ns()
             finally:
                 gc.enable()
-            samples.append((end - begin) / iterations)
-        return samples, iterations
+            return (end - begin) / len(batch)
 
+        sample = run_on(self.backend, measure)
+        self.samples.append(sample)
+        return sample
+
+    @property
+    def median(self) -> float:
+        """The median of the rounds' ns per send."""
+        return statistics.median(self.samples)
+
+
+def time_interleaved(cases: Sequence[Case], settings: Settings) -> None:
+    """Time ``cases`` in rounds: each round times every case once, in a rotated order.
+
+    A burst of noise on a shared machine then lands on one round of every case
+    rather than on every round of one, and the median across rounds drops it.
+    Objects alive before the first round are frozen out of the collector, so
+    the ``gc.collect()`` before each timed batch only walks what came since.
+    """
+    # One broken dispatcher must not cost the others their measurement.
+    for case in cases:
+        try:
+            case.calibrate(settings)
+        except Exception as exc:
+            case.error = exc
     gc.collect()
-    samples, iterations = run_on(backend, measure)
-    del receivers
-    return statistics.median(samples), samples, iterations
+    gc.freeze()
+    try:
+        for round_number in range(settings.repeats):
+            shift = round_number % max(len(cases), 1)
+            for case in [*cases[shift:], *cases[:shift]]:
+                if case.error is not None:
+                    continue
+                try:
+                    case.repeat()
+                except Exception as exc:
+                    case.error = exc
+    finally:
+        gc.unfreeze()
 
 
 class SmokeError(AssertionError):
@@ -144,34 +209,82 @@ def _check(condition: bool, what: str) -> None:
 
 
 @contextmanager
-def _quiet_logging() -> Iterator[None]:
-    # send_robust logs each failure with its traceback: expected here.
-    logging.disable(logging.CRITICAL)
+def null_logging(handler: logging.Handler | None = None) -> Iterator[None]:
+    """Keep failure logging on, but send it to ``handler`` (a ``NullHandler``) only.
+
+    send_robust logs each failure with its traceback. Inside this block each
+    dispatcher's logger still makes its records (so a failing send is timed
+    with the logging it really does); they go to one handler that drops them
+    and do not propagate, so nothing is printed. ``logging.disable`` would
+    skip the record altogether and time less than a user's send does.
+    """
+    sink = logging.NullHandler() if handler is None else handler
+    saved: list[tuple[logging.Logger, list[logging.Handler], bool, int]] = []
+    disabled = logging.root.manager.disable
+    logging.disable(logging.NOTSET)
+    for name in FAILURE_LOGGERS:
+        logger = logging.getLogger(name)
+        saved.append((logger, logger.handlers[:], logger.propagate, logger.level))
+        logger.handlers[:] = [sink]
+        logger.propagate = False
+        logger.setLevel(logging.ERROR)
     try:
         yield
     finally:
-        logging.disable(logging.NOTSET)
+        for logger, handlers, propagate, level in saved:
+            logger.handlers[:] = handlers
+            logger.propagate = propagate
+            logger.setLevel(level)
+        logging.disable(disabled)
+
+
+class _Counter(logging.Handler):
+    """Counts the records it is given, and drops them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+
+
+def _outcome(value: object) -> object:
+    # A failing receiver's exception, as what a smoke check compares.
+    if isinstance(value, ReceiverError):
+        return ("raised", *value.args)
+    return value
 
 
 def smoke_case(implementation: Implementation, scenario: Scenario, backend: Backend) -> None:
     """Send once and check every receiver ran once and its result came back."""
     log: list[int] = []
-    send, senders, receivers = _prepare(implementation, scenario, backend, log)
+    send, senders, receivers = prepare(implementation, scenario, backend, log)
     label = f"{implementation.name} {scenario.key} on {backend}"
     target = senders[-1]
     expected = receivers[-scenario.count :] if scenario.count else []
 
+    failing = scenario.kind == "failing"
+
     async def once() -> Any:
         return await send(target, order=ORDER)
 
-    results = run_on(backend, once)
+    counter = _Counter()
+    with null_logging(counter):
+        results = run_on(backend, once)
     _check(sorted(log) == sorted(range(len(expected))), f"{label}: receivers called {log}")
+    if failing:
+        # Every robust dispatcher logs each failure: the timed row includes that.
+        _check(counter.count == len(expected), f"{label}: {counter.count} failures logged")
     if not implementation.returns_results:
         _check(results is None, f"{label}: expected no results, got {results!r}")
         return
     _check(isinstance(results, list), f"{label}: results are {results!r}")
-    pairs = [(receiver, value) for receiver, value in results]
-    wanted = [(receiver, index) for index, receiver in enumerate(expected)]
+    pairs = [(receiver, _outcome(value)) for receiver, value in results]
+    wanted = [
+        (receiver, ("raised", index) if failing else index)
+        for index, receiver in enumerate(expected)
+    ]
     if implementation.ordered:
         _check(pairs == wanted, f"{label}: results {pairs} != {wanted}")
     else:
@@ -195,7 +308,7 @@ def smoke_robust_failures(implementation: Implementation, backend: Backend) -> N
     async def once() -> Any:
         return await send(Sender(0), order=ORDER)
 
-    with _quiet_logging():
+    with null_logging():
         results = run_on(backend, once)
     label = f"{implementation.name} send_robust with failing receivers on {backend}"
     by_receiver = dict(results)

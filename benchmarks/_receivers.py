@@ -18,14 +18,14 @@ Receiver = Callable[..., Any]
 
 # async: returns without suspending; suspend: suspends once (a bare checkpoint);
 # sync: a plain function; mixed: async and sync alternating, async first;
-# sleep: sleeps 10 ms.
-Kind = Literal["async", "suspend", "sync", "mixed", "sleep"]
+# sleep: sleeps 10 ms; failing: async, raises ReceiverError(index) without suspending.
+Kind = Literal["async", "suspend", "sync", "mixed", "sleep", "failing"]
 
 SLEEP_SECONDS = 0.010
 
 
 class ReceiverError(Exception):
-    """Raised by the failing receivers of the smoke run's send_robust check."""
+    """Raised by the failing receivers (the failing row's carry their index)."""
 
 
 def _async_receiver(index: int, log: list[int] | None) -> Receiver:
@@ -54,6 +54,15 @@ def _sync_receiver(index: int, log: list[int] | None) -> Receiver:
         def receiver(sender: object, **named: Any) -> int:
             log.append(index)
             return index
+
+    return receiver
+
+
+def _failing_receiver(index: int, log: list[int] | None) -> Receiver:
+    async def receiver(sender: object, **named: Any) -> int:
+        if log is not None:
+            log.append(index)
+        raise ReceiverError(index)
 
     return receiver
 
@@ -114,6 +123,8 @@ def make_receivers(
             receivers.append(_sync_receiver(index, log))
         elif kind == "suspend":
             receivers.append(_suspending_receiver(index, log, backend))
+        elif kind == "failing":
+            receivers.append(_failing_receiver(index, log))
         else:
             receivers.append(_sleeping_receiver(index, log, backend))
     return receivers

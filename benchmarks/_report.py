@@ -52,11 +52,9 @@ def dispatch_table(results: Results, backend: str) -> list[str]:
     """The markdown table of one backend: a row per scenario, a column per dispatcher."""
     timings = results["timings"].get(backend, {})
     labels: dict[str, str] = results["labels"]
-    aside = set(results.get("instrument_columns", ()))
+    main = set(results.get("main_columns", labels))
     present = [
-        name
-        for name in labels
-        if name not in aside and any(name in row for row in timings.values())
+        name for name in labels if name in main and any(name in row for row in timings.values())
     ]
     group, group_label = _group_name(backend)
     header = ["scenario", *(labels[name] for name in present)]
@@ -87,6 +85,7 @@ def instruments_table(results: Results) -> list[str]:
     columns = ["asyncsignals", *results.get("instrument_columns", ())]
     labels: dict[str, str] = results["labels"]
     scenario_labels = {row["key"]: row["label"] for row in results["scenarios"]}
+    rows = set(results.get("instrument_scenarios", scenario_labels))
     header = [
         "backend",
         "scenario",
@@ -96,7 +95,7 @@ def instruments_table(results: Results) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for backend, timings in results["timings"].items():
         for key, cells in timings.items():
-            if not any(name in cells for name in columns[1:]):
+            if key not in rows or not any(name in cells for name in columns[1:]):
                 continue
             row = [backend, scenario_labels[key]]
             for name in columns:
@@ -173,60 +172,83 @@ def _ratio_target(
     return Verdict(target, "PASS" if ratio <= limit else "FAIL", f"{ratio:.2f}{TIMES}")
 
 
+def _django_target(results: Results) -> Verdict:
+    """A failing robust send is no slower than Django 6.1's ``asend_robust``."""
+    target = (
+        f"send_robust, 10 failing async receivers (logged to a NullHandler) ≤ 1{TIMES} "
+        "Django 6.1's asend_robust (asyncio)"
+    )
+    verdict = _ratio_target(target, results, "asyncio", "send_robust/10/failing", "django", 1.0)
+    version = results.get("versions", {}).get("django")
+    if verdict.status == "SKIP" or version is None:
+        return verdict
+    release = tuple(int(part) for part in version.split(".")[:2] if part.isdigit())
+    if release < (6, 1):
+        # Django 6.x needs Python 3.12: an older Django is a different peer.
+        return Verdict(target, "SKIP", f"{verdict.measured} against Django {version}, not 6.1")
+    return Verdict(target, verdict.status, f"{verdict.measured} (Django {version})")
+
+
 def targets(results: Results) -> list[Verdict]:
     """Every ratio target, checked against one interpreter's results."""
     python = tuple(int(part) for part in results["python_short"].split("."))
-    verdicts = [
-        _ratio_target(
-            f"10 sync receivers ≤ 1.5{TIMES} the floor (asyncio)",
-            results,
-            "asyncio",
-            "send/10/sync",
-            "loop",
-            1.5,
-        ),
-        _ratio_target(
-            f"1 async receiver, no suspend ≤ 2{TIMES} the floor (asyncio)",
-            results,
-            "asyncio",
-            "send/1/async",
-            "loop",
-            2.0,
-        ),
-    ]
-    if python >= (3, 12):
+    verdicts: list[Verdict] = []
+    for backend in ("asyncio", "uvloop", "trio"):
+        for method in ("send", "send_robust"):
+            for count, limit in ((1, 2.0), (10, 1.5)):
+                verdicts.append(
+                    _ratio_target(
+                        f"{method}, {count} sync receiver{'s' * (count > 1)} ≤ {limit:g}{TIMES} "
+                        f"the floor ({backend})",
+                        results,
+                        backend,
+                        f"{method}/{count}/sync",
+                        "loop",
+                        limit,
+                    )
+                )
+    for backend in ("asyncio", "uvloop", "trio"):
         verdicts.append(
             _ratio_target(
-                f"10 async receivers, no suspend ≤ 3.5{TIMES} the floor (asyncio, Python ≥ 3.12)",
+                f"1 async receiver, no suspend ≤ 2{TIMES} the floor ({backend})",
                 results,
-                "asyncio",
-                "send/10/async",
+                backend,
+                "send/1/async",
                 "loop",
-                3.5,
+                2.0,
             )
         )
-    else:
-        verdicts.append(
-            _ratio_target(
-                f"10 async receivers, no suspend ≤ 1.1{TIMES} asyncio.TaskGroup "
-                "(asyncio, Python 3.11)",
-                results,
-                "asyncio",
-                "send/10/async",
-                "taskgroup",
-                1.1,
-            )
-        )
-    verdicts += [
+    verdicts.append(
         _ratio_target(
-            f"sequential mode, 10 async receivers ≤ 1.3{TIMES} the floor (asyncio)",
+            f"sequential mode, 10 async receivers, no suspend ≤ 1.3{TIMES} the floor (asyncio)",
             results,
             "asyncio",
             "send/10/async",
             "loop",
             1.3,
             name="asyncsignals-sequential",
-        ),
+        )
+    )
+    concurrent_ten = (
+        f"10 async receivers, no suspend, concurrent ≤ 3.5{TIMES} the floor "
+        "(asyncio, Python ≥ 3.12)"
+    )
+    if python >= (3, 12):
+        verdicts.append(
+            _ratio_target(concurrent_ten, results, "asyncio", "send/10/async", "loop", 3.5)
+        )
+    else:
+        verdicts.append(Verdict(concurrent_ten, "SKIP", f"Python {results['python_short']}"))
+    against_group = (
+        f"10 async receivers, no suspend ≤ 1.1{TIMES} asyncio.TaskGroup (asyncio, Python 3.11)"
+    )
+    if python[:2] == (3, 11):
+        verdicts.append(
+            _ratio_target(against_group, results, "asyncio", "send/10/async", "taskgroup", 1.1)
+        )
+    else:
+        verdicts.append(Verdict(against_group, "SKIP", f"Python {results['python_short']}"))
+    verdicts += [
         _ratio_target(
             f"100 async receivers, suspend once ≤ 1.1{TIMES} asyncio.TaskGroup (asyncio)",
             results,
@@ -250,6 +272,17 @@ def targets(results: Results) -> list[Verdict]:
             "send/10/async",
             "nursery",
             1.2,
+        ),
+        _django_target(results),
+        _ratio_target(
+            f"a no-op instrument on the signal, 10 sync receivers ≤ 1.3{TIMES} the plain "
+            "send (asyncio)",
+            results,
+            "asyncio",
+            "send/10/sync",
+            "asyncsignals",
+            1.3,
+            name="asyncsignals-instrumented",
         ),
     ]
     # Compares asyncsignals with itself: the many-senders send over the 1-sender one.
@@ -326,7 +359,17 @@ def markdown(results: Results, chart: str | None) -> str:
         "Each cell: median time per send (per send in a batch; wall time for the "
         "sleeping case) · its ratio to the hand loop (the floor) on the same backend "
         "and scenario. The last column divides asyncsignals by a raw asyncio.TaskGroup "
-        "(trio: a raw nursery). — : the dispatcher does not support that case.",
+        "(trio: a raw nursery). — : the dispatcher does not support that case. "
+        "Every round times every dispatcher once, interleaved; a cell is the median of "
+        "the rounds.",
+        "",
+        "The failing row (send_robust, every receiver raising) times failure logging as "
+        "it runs in an application: logging is on, and each dispatcher's logger (the "
+        "`asyncsignals` logger, Django's `django.dispatch`, async-signals' and the "
+        "floors') sends its records to a `logging.NullHandler` with propagation off, so "
+        "every record is made and none is printed (not `logging.disable`, which would "
+        "skip making them). The no-op instrument column is asyncsignals' send with a "
+        "base `Instrument()` installed on the signal.",
     ]
     missing = results.get("missing", {})
     if missing:

@@ -15,6 +15,7 @@ KIND_LABELS: dict[Kind, str] = {
     "sync": "sync",
     "mixed": "mixed async/sync",
     "sleep": "async, sleep 10 ms",
+    "failing": "async, raising (logged)",
 }
 
 
@@ -57,6 +58,9 @@ def scenarios(senders: int = 10_000) -> list[Scenario]:
                 kinds += ("mixed",)
             for kind in kinds:
                 rows.append(Scenario(f"{method}/{count}/{kind}", count, kind, robust))
+    # Every receiver raises: what a robust send costs when it has to catch, keep
+    # and log the exceptions (logging on, to a handler that drops the records).
+    rows.append(Scenario("send_robust/10/failing", 10, "failing", robust=True))
     rows.append(Scenario("send/100/sleep", 100, "sleep", wall=True))
     rows.append(Scenario("send/senders/1", 1, "async", senders=1))
     rows.append(Scenario("send/senders/many", 1, "async", senders=senders))

@@ -44,7 +44,7 @@ import asyncsignals
 from asyncsignals._context import await_in_context
 from benchmarks._backends import Backend, run_on
 from benchmarks._implementations import Implementation, Send
-from benchmarks._measure import DEFAULT, QUICK, Sender, Settings, time_case
+from benchmarks._measure import DEFAULT, QUICK, Case, Sender, Settings, time_interleaved
 from benchmarks._receivers import Receiver, make_receivers
 from benchmarks._report import format_ns
 from benchmarks._scenarios import ORDER, TIMES, Scenario
@@ -202,13 +202,16 @@ def _implementation(label: str, rung: Rung, sequential: bool) -> Implementation:
 def _measure_row(
     scenario: Scenario, sequential: bool, backend: Backend, settings: Settings
 ) -> list[tuple[str, float]]:
-    timings: list[tuple[str, float]] = []
-    for label, rung in _rungs_for(scenario):
-        median, _, _ = time_case(
-            _implementation(label, rung, sequential), scenario, backend, settings
-        )
-        timings.append((label, median))
-    return timings
+    # The rungs are timed interleaved, round by round, as the main harness does.
+    cases = [
+        Case(_implementation(label, rung, sequential), scenario, backend)
+        for label, rung in _rungs_for(scenario)
+    ]
+    time_interleaved(cases, settings)
+    for case in cases:
+        if case.error is not None:
+            raise case.error
+    return [(case.implementation.label, case.median) for case in cases]
 
 
 def _rungs_for(scenario: Scenario) -> list[tuple[str, Rung]]:

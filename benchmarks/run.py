@@ -29,15 +29,17 @@ from benchmarks._implementations import Implementation, implementations
 from benchmarks._measure import (
     DEFAULT,
     QUICK,
+    Case,
     Settings,
     connect_cost,
     memory_cost,
+    null_logging,
     smoke_case,
     smoke_robust_failures,
     supports,
-    time_case,
+    time_interleaved,
 )
-from benchmarks._scenarios import Scenario, scenarios
+from benchmarks._scenarios import INSTRUMENT_SCENARIOS, Scenario, scenarios
 
 BENCHMARKS = Path(__file__).resolve().parent
 REPOSITORY = BENCHMARKS.parent
@@ -207,6 +209,38 @@ def _chosen(keys: list[str] | None) -> list[Scenario]:
     return [row for row in rows if row.key in keys]
 
 
+def _measure_scenario(
+    everything: list[Implementation], scenario: Scenario, backend: Backend, settings: Settings
+) -> dict[str, Any]:
+    """Every dispatcher that supports ``scenario`` on ``backend``, timed interleaved."""
+    cases: list[Case] = []
+    for implementation in everything:
+        if not supports(implementation, scenario, backend):
+            continue
+        try:
+            cases.append(Case(implementation, scenario, backend))
+        except Exception as exc:
+            _progress(f"ERROR {implementation.label} {scenario.label} on {backend}: {exc!r}")
+    time_interleaved(cases, settings)
+    cells: dict[str, Any] = {}
+    for case in cases:
+        if case.error is not None:
+            _progress(
+                f"ERROR {case.implementation.label} {scenario.label} on {backend}: {case.error!r}"
+            )
+            continue
+        cells[case.implementation.name] = {
+            "median_ns": case.median,
+            "samples_ns": case.samples,
+            "iterations": case.iterations,
+        }
+    _progress(
+        f"{backend:8} {scenario.label:48} "
+        + "  ".join(f"{k}={_report.format_ns(v['median_ns'])}" for k, v in cells.items())
+    )
+    return cells
+
+
 def measure(
     backends: list[Backend],
     settings: Settings,
@@ -218,33 +252,13 @@ def measure(
     everything = implementations()
     rows = _chosen(only)
     timings: dict[str, dict[str, dict[str, Any]]] = {}
-    for backend in backends:
-        timings[backend] = {}
-        for scenario in rows:
-            cells: dict[str, Any] = {}
-            for implementation in everything:
-                if not supports(implementation, scenario, backend):
-                    continue
-                try:
-                    median, samples, iterations = time_case(
-                        implementation, scenario, backend, settings
-                    )
-                except Exception as exc:
-                    # One broken dispatcher must not cost the whole run.
-                    _progress(
-                        f"ERROR {implementation.label} {scenario.label} on {backend}: {exc!r}"
-                    )
-                    continue
-                cells[implementation.name] = {
-                    "median_ns": median,
-                    "samples_ns": samples,
-                    "iterations": iterations,
-                }
-            _progress(
-                f"{backend:8} {scenario.label:48} "
-                + "  ".join(f"{k}={_report.format_ns(v['median_ns'])}" for k, v in cells.items())
-            )
-            timings[backend][scenario.key] = cells
+    with null_logging():
+        for backend in backends:
+            timings[backend] = {}
+            for scenario in rows:
+                timings[backend][scenario.key] = _measure_scenario(
+                    everything, scenario, backend, settings
+                )
     registries = [
         i for i in everything if i.registry is not None and i.missing is None and not only
     ]
@@ -269,6 +283,8 @@ def measure(
         "source": _source(),
         "labels": {i.name: i.label for i in everything},
         "instrument_columns": [i.name for i in everything if i.instrument_column],
+        "main_columns": [i.name for i in everything if i.main_column],
+        "instrument_scenarios": sorted(INSTRUMENT_SCENARIOS),
         "partial": bool(only),
         "missing": {i.name: i.missing for i in everything if i.missing is not None},
         "scenarios": [{"key": s.key, "label": s.label} for s in rows],
