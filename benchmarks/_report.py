@@ -52,7 +52,9 @@ def dispatch_table(results: Results, backend: str) -> list[str]:
     """The markdown table of one backend: a row per scenario, a column per dispatcher."""
     timings = results["timings"].get(backend, {})
     labels: dict[str, str] = results["labels"]
-    main = set(results.get("main_columns", labels))
+    # Results written before the main_columns key kept every instrument aside.
+    aside = set(results.get("instrument_columns", ()))
+    main = set(results.get("main_columns", set(labels) - aside))
     present = [
         name for name in labels if name in main and any(name in row for row in timings.values())
     ]
