@@ -4,9 +4,8 @@ A hook is plugged into a signal (or into every signal); each send asks every
 hook for a watch before any receiver runs. A watch may mute the send, leave
 receivers out, or wrap them; it hears how the send ended. One implementation
 serves ``send``, ``send_robust`` and the sync entry points: the signal hands
-its send to :func:`send_observed` or :func:`send_observed_sync`, which ask
-the hooks (:func:`observe`), run what they let run and tell them how it
-ended.
+its send to :func:`send_observed`, which asks the hooks (:func:`observe`),
+runs what they let run and tells them how it ended.
 
 A signal with no hooks pays one attribute check per send for all of this.
 """
@@ -15,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, overload
 
 from ._connections import ASYNC, STRONG, Connection, Snapshot, awaited_snapshot, live_receiver
 from ._limits import UNTIMED, Limits, timed_receiver
@@ -30,7 +29,6 @@ __all__ = [
     "observe",
     "remove_everywhere",
     "send_observed",
-    "send_observed_sync",
 ]
 
 
@@ -51,6 +49,11 @@ class SendWatch(Protocol):
 
     #: True mutes the send: nothing runs and it returns ``[]``.
     muted: bool
+
+    #: False promises that :meth:`allows` lets every receiver run and
+    #: :meth:`wrap` returns ``call``: the send then asks neither, and a send
+    #: whose watches all promise it runs as if it were not observed.
+    sees_receivers: bool
 
     def allows(self, receiver: Callable[..., Any]) -> bool:
         """Whether this receiver runs in this send."""
@@ -139,11 +142,20 @@ def observe(
     applied innermost (by ``timed_receiver``), so that a hook's wrapper sees
     the ``TimeoutError`` it raises, as the send does.
     """
-    # Every hook hears of every send, muted or not.
-    watches = [hook.begin(signal, sender, named) for hook in hooks]
+    # Every hook hears of every send, muted or not. (A loop: two any() of
+    # generators would cost a send under one instrument a tenth more.)
+    watches: list[SendWatch] = []
+    muted = sees_receivers = False
+    for hook in hooks:
+        watch = hook.begin(signal, sender, named)
+        watches.append(watch)
+        muted = muted or watch.muted
+        sees_receivers = sees_receivers or watch.sees_receivers
     originals: dict[Callable[..., Any], Any] = {}
-    if any(watch.muted for watch in watches):
+    if muted:
         return Observation(watches, None, originals)
+    if not sees_receivers:
+        return Observation(watches, snapshot, originals)
     kept: list[Connection] = []
     connections, _, _ = snapshot
     for connection in connections:
@@ -172,37 +184,8 @@ def observe(
     return Observation(watches, awaited_snapshot(tuple(kept)), originals)
 
 
-async def send_observed(
-    signal: object,
-    hooks: tuple[SendHook, ...],
-    snapshot: Snapshot,
-    sender: object,
-    named: Mapping[str, Any],
-    limits: Limits,
-    send: Callable[[Snapshot], Results | Awaitable[Results]],
-) -> Results:
-    """An async send observed by ``hooks``: ``send`` runs what they let it run.
-
-    ``send`` returns the results, or an awaitable of them when a receiver
-    suspended. Every watch hears how the send ended; a muted send returns
-    ``[]``.
-    """
-    observation = observe(signal, hooks, snapshot, sender, named, limits)
-    observed = observation.snapshot
-    try:
-        results = [] if observed is None else send(observed)
-        if not isinstance(results, list):
-            results = await results
-    except BaseException as error:
-        observation.failed(error)
-        raise
-    try:
-        return observation.finished(results)
-    finally:
-        del results  # no cycle through an exception kept in the results
-
-
-def send_observed_sync(
+@overload
+def send_observed(
     signal: object,
     hooks: tuple[SendHook, ...],
     snapshot: Snapshot,
@@ -210,19 +193,56 @@ def send_observed_sync(
     named: Mapping[str, Any],
     limits: Limits,
     send: Callable[[Snapshot], Results],
-) -> Results:
-    """:func:`send_observed` for the sync entry points, whose ``send`` is a plain call.
+) -> Results: ...
+@overload
+def send_observed(
+    signal: object,
+    hooks: tuple[SendHook, ...],
+    snapshot: Snapshot,
+    sender: object,
+    named: Mapping[str, Any],
+    limits: Limits,
+    send: Callable[[Snapshot], Results | Awaitable[Results]],
+) -> Results | Awaitable[Results]: ...
+def send_observed(
+    signal: object,
+    hooks: tuple[SendHook, ...],
+    snapshot: Snapshot,
+    sender: object,
+    named: Mapping[str, Any],
+    limits: Limits,
+    send: Callable[[Snapshot], Results | Awaitable[Results]],
+) -> Results | Awaitable[Results]:
+    """A send observed by ``hooks``: ``send`` runs what they let it run.
 
-    Its twin, line for line but for the ``await``: a coroutine function
-    cannot serve a caller that must not await.
+    ``send`` returns the results, or an awaitable of them when a receiver
+    suspended (never, from the sync entry points); so does this. Every
+    watch hears how the send ended; a muted send returns ``[]``.
     """
     observation = observe(signal, hooks, snapshot, sender, named, limits)
     observed = observation.snapshot
     try:
-        results = [] if observed is None else send(observed)
+        outcome = [] if observed is None else send(observed)
     except BaseException as error:
         observation.failed(error)
         raise
+    try:
+        if isinstance(outcome, list):
+            return observation.finished(outcome)
+        return _finish(observation, outcome)
+    finally:
+        del outcome  # no cycle through an exception kept in the results
+
+
+async def _finish(observation: Observation, outcome: Awaitable[Results]) -> Results:
+    """Await the rest of an observed send, then tell its watches how it ended."""
+    try:
+        results = await outcome
+    except BaseException as error:
+        observation.failed(error)
+        raise
+    finally:
+        del outcome
     try:
         return observation.finished(results)
     finally:

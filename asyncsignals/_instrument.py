@@ -168,32 +168,52 @@ def _call_safely(instrument: Instrument, method: str, *arguments: object) -> Non
         logger.exception("instrument %r failed in %s", instrument, method)
 
 
-class _InstrumentHook:
-    """Adapts an :class:`Instrument` to the signal's send hooks."""
+def _overrides(instrument: Instrument, method: str) -> bool:
+    """Whether ``instrument`` has its own ``method``: the base class's do nothing."""
+    own = getattr(instrument, method)
+    return getattr(own, "__func__", None) is not getattr(Instrument, method)
 
-    __slots__ = ("instrument",)
+
+class _InstrumentHook:
+    """Adapts an :class:`Instrument` to the signal's send hooks.
+
+    Only the methods the instrument overrides are called, and its receivers
+    are wrapped, one by one, only for an instrument that hears of them: an
+    instrument that watches whole sends costs a send no call per receiver.
+    """
+
+    __slots__ = ("hears_finish", "hears_receivers", "hears_start", "instrument")
 
     def __init__(self, instrument: Instrument) -> None:
         self.instrument = instrument
+        self.hears_start = _overrides(instrument, "send_started")
+        self.hears_finish = _overrides(instrument, "send_finished")
+        self.hears_receivers = _overrides(instrument, "receiver_started") or _overrides(
+            instrument, "receiver_finished"
+        )
 
     def begin(
         self, signal: Signal[..., Any], sender: object, named: Mapping[str, Any]
     ) -> _InstrumentWatch:
         event = SendEvent(signal, sender, named)
-        _call_safely(self.instrument, "send_started", event)
-        return _InstrumentWatch(self.instrument, event)
+        if self.hears_start:
+            _call_safely(self.instrument, "send_started", event)
+        return _InstrumentWatch(self, event)
 
 
 class _InstrumentWatch:
     """One send under one instrument: times each receiver, reports the end."""
 
-    __slots__ = ("event", "instrument")
+    __slots__ = ("event", "hook", "sees_receivers")
     muted = False
 
-    def __init__(self, instrument: Instrument, event: SendEvent) -> None:
-        self.instrument = instrument
+    def __init__(self, hook: _InstrumentHook, event: SendEvent) -> None:
+        self.hook = hook
         # The send's event, until the send has ended (see end).
         self.event: SendEvent | None = event
+        # A background send's receivers are wrapped to mark what they send
+        # as not background (see SendEvent.background).
+        self.sees_receivers = hook.hears_receivers or event.background
 
     def allows(self, receiver: Callable[..., Any]) -> bool:
         return True
@@ -201,9 +221,21 @@ class _InstrumentWatch:
     def wrap(
         self, receiver: Callable[..., Any], call: Callable[..., Any], is_async: bool
     ) -> Callable[..., Any]:
+        wrapper = self._timed(receiver, call, is_async) if self.hook.hears_receivers else call
+        if self.event is not None and self.event.background:
+            wrapper = _within_background_send(wrapper, is_async)
+        if wrapper is not call:
+            # Errors and logs name the receiver, not this wrapper (see describe()).
+            wrapper.__dict__["__asyncsignals_receiver__"] = receiver
+        return wrapper
+
+    def _timed(
+        self, receiver: Callable[..., Any], call: Callable[..., Any], is_async: bool
+    ) -> Callable[..., Any]:
+        """``call`` reported to the instrument: started, then finished with its outcome."""
         # The wrappers reach the event through this watch only: see end.
         watch = self
-        instrument = self.instrument
+        instrument = self.hook.instrument
 
         def finished(started: float, result: object, error: BaseException | None) -> None:
             duration = time.perf_counter() - started
@@ -239,10 +271,6 @@ class _InstrumentWatch:
                 return result
 
             wrapper = timed
-        if self.event is not None and self.event.background:
-            wrapper = _within_background_send(wrapper, is_async)
-        # Errors and logs name the receiver, not this wrapper (see describe()).
-        wrapper.__dict__["__asyncsignals_receiver__"] = receiver
         return wrapper
 
     def end(
@@ -254,8 +282,9 @@ class _InstrumentWatch:
         event.duration = time.perf_counter() - event.started
         event.results = results
         event.error = error
-        event.cancelled = is_cancellation(error)
-        _call_safely(self.instrument, "send_finished", event)
+        event.cancelled = error is not None and is_cancellation(error)
+        if self.hook.hears_finish:
+            _call_safely(self.hook.instrument, "send_finished", event)
         # The event now holds the send's results and error, whose tracebacks
         # hold the frames of this send, which hold this watch: let go of the
         # event, or they would form a cycle that keeps the receivers and the

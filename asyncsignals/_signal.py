@@ -16,7 +16,7 @@ from ._connections import (
     ConnectionStore,
     Snapshot,
 )
-from ._hooks import SendHook, everywhere, send_observed, send_observed_sync
+from ._hooks import SendHook, everywhere, send_observed
 from ._limits import Limits, check_timeout
 from ._payload import (
     check_names,
@@ -513,7 +513,7 @@ class Signal(Generic[P, R]):
         send = functools.partial(
             send_from_sync, self, limits, concurrent, sender=sender, named=named, robust=robust
         )
-        return send_observed_sync(self, self._hooks, snapshot, sender, named, limits, send)
+        return send_observed(self, self._hooks, snapshot, sender, named, limits, send)
 
 
 def _start(
@@ -535,15 +535,18 @@ def _start(
     if hooks:
         send = functools.partial(_start, signal, (), limits, concurrent, sender, named, robust)
         return send_observed(signal, hooks, snapshot, sender, named, limits, send)
-    connections, awaits, _ = snapshot
+    connections, awaits, inline = snapshot
     if awaits and not concurrent:
         return run_in_order(signal, limits, connections, sender, named, robust)
     if not connections:
         return []
     context = contextvars.copy_context()
-    results, pending = context.run(
-        run_inline, signal, limits, connections, sender, named, robust, False
-    )
+    if inline is None:
+        results, pending = context.run(
+            run_inline, signal, limits, connections, sender, named, robust, False
+        )
+    else:  # sync receivers only, sent to under hooks that wrap none of them
+        results, pending = context.run(run_sync_only, signal, limits, inline, sender, named, robust)
     try:
         if not pending:
             return results

@@ -92,6 +92,7 @@ class _Watch:
     """The hub's view of one send: what is muted, and who hears of it."""
 
     __slots__ = ("muted", "observers", "send", "signal")
+    sees_receivers = True  # mute blocks leave receivers out; captures record them
 
     def __init__(
         self,

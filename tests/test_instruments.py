@@ -12,7 +12,14 @@ import anyio.lowlevel
 import pytest
 from helpers import runs_tasks
 
-from asyncsignals import Instrument, SendEvent, Signal, add_instrument, remove_instrument
+from asyncsignals import (
+    BackgroundDispatcher,
+    Instrument,
+    SendEvent,
+    Signal,
+    add_instrument,
+    remove_instrument,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -312,3 +319,77 @@ def test_instrument_base_class_does_nothing() -> None:
     assert signal.send_sync(None) == [(sync_one, "sync")]
     remove_instrument(plain, signal)
     assert repr(SendEvent(signal, None, {})) == "<SendEvent <Signal quiet> sender=None>"
+
+
+class SendsOnly(Instrument):
+    """Hears of whole sends only: no receiver is wrapped for it."""
+
+    def __init__(self) -> None:
+        self.events: list[SendEvent] = []
+
+    def send_finished(self, event: SendEvent) -> None:
+        self.events.append(event)
+
+
+@pytest.mark.parametrize("concurrent", [True, False])
+async def test_an_instrument_of_whole_sends_sees_each_send_and_its_results(
+    concurrent: bool,
+) -> None:
+    """An instrument overriding only send_finished hears of each send, with its real receivers."""
+    signal = Signal(name="whole", concurrent=concurrent)
+    for receiver in (sync_one, async_one, in_thread):
+        signal.connect(receiver, to_thread=receiver is in_thread)
+    instrument = SendsOnly()
+    add_instrument(instrument, signal)
+    try:
+        results = await signal.send(None)
+        assert await signal.send_robust(None) == results
+    finally:
+        remove_instrument(instrument, signal)
+    assert results == [(sync_one, "sync"), (async_one, "async"), (in_thread, "thread")]
+    assert [event.results for event in instrument.events] == [results, results]
+    assert all(event.duration is not None for event in instrument.events)
+
+
+async def test_a_receiver_method_set_on_the_instance_is_called() -> None:
+    """An instrument's method given to the instance, not the class, is called as an override."""
+    heard: list[tuple[str, object]] = []
+    instrument = Instrument()
+    instrument.receiver_finished = (  # type: ignore[method-assign]
+        lambda event, receiver, result, error, duration: heard.append((receiver.__name__, result))
+    )
+    signal = Signal()
+    signal.connect(sync_one)
+    signal.connect(async_one)
+    add_instrument(instrument, signal)
+    try:
+        await signal.send(None)
+    finally:
+        remove_instrument(instrument, signal)
+    assert sorted(heard) == [("async_one", "async"), ("sync_one", "sync")]
+
+
+async def test_sends_made_by_receivers_of_a_background_send_are_not_background() -> None:
+    """Under an instrument of whole sends, a receiver's own send in a background send is not one."""
+    inner = Signal(name="inner")
+    outer = Signal(name="outer")
+
+    async def forwards(sender: object, **kwargs: Any) -> None:
+        await inner.send(sender)
+
+    outer.connect(forwards)
+    inner.connect(sync_one)
+    instrument = SendsOnly()
+    add_instrument(instrument, outer)
+    add_instrument(instrument, inner)
+    try:
+        with anyio.fail_after(5):
+            async with BackgroundDispatcher() as dispatcher:
+                await dispatcher.send_wait(outer, None)
+    finally:
+        remove_instrument(instrument, outer)
+        remove_instrument(instrument, inner)
+    assert {event.signal.name: event.background for event in instrument.events} == {
+        "inner": False,
+        "outer": True,
+    }
