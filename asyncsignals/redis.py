@@ -126,9 +126,10 @@ class RedisBridge:
 
     Args:
         redis: A ``redis.asyncio.Redis`` client (the bridge never closes it),
-            or a URL for a client the bridge owns. The client must use RESP2
-            and ``decode_responses=False``: the bridge reads raw bytes so that
-            a hostile entry cannot break decoding.
+            or a URL for a client the bridge owns. The client must keep
+            ``decode_responses=False`` (the default): the bridge reads raw
+            bytes so that a hostile entry cannot break decoding. Either
+            protocol (RESP2, or RESP3, redis-py 8's default) will do.
         group: The consumer group of work mode: processes of one service
             share it; another service reading the same signals uses another.
         consumer: This process's name in the group. Default
@@ -216,10 +217,12 @@ class RedisBridge:
             self._owns_client = True
         else:
             options: Mapping[str, Any] = redis.connection_pool.connection_kwargs
-            if options.get("decode_responses") or str(options.get("protocol", 2)) != "2":
+            # Either protocol will do (the replies of both are read), but
+            # decoded responses would let a hostile entry break decoding.
+            if options.get("decode_responses"):
                 raise ValueError(
-                    "RedisBridge needs a client with decode_responses=False and protocol=2 "
-                    "(the defaults), or a URL"
+                    "RedisBridge needs a client with decode_responses=False (the default), "
+                    "or a URL: it reads raw bytes so that a hostile entry cannot break decoding"
                 )
             self._client = redis
             self._owns_client = False

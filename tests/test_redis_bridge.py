@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 import json
 import logging
 import signal as os_signal
@@ -22,6 +23,7 @@ from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import pytest
@@ -32,6 +34,7 @@ from redis.exceptions import ResponseError
 from redis_helpers.server import free_port, server_command
 
 from asyncsignals import Signal
+from asyncsignals._redis_wire import stream_entries
 from asyncsignals.redis import BridgeClosedError, RedisBridge
 
 pytestmark = pytest.mark.anyio
@@ -858,6 +861,74 @@ def test_bad_options_raise(options: dict[str, Any], message: str) -> None:
     """Each option out of range is a ValueError naming it."""
     with pytest.raises(ValueError, match=message):
         RedisBridge(UNUSED_URL, **options)
+
+
+def user_client(url: str, **options: Any) -> aioredis.Redis:
+    """A client made as users make one, ``Redis(host=..., port=...)``, for the Redis at ``url``."""
+    parts = urlsplit(url)
+    return aioredis.Redis(
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 6379,
+        db=int(parts.path.lstrip("/") or 0),
+        **options,
+    )
+
+
+# Every way to ask for a protocol, on every redis-py from 5: the default (RESP2
+# up to redis-py 7, RESP3 from 8), each protocol by name, and RESP3's own
+# reply shapes where redis-py 8 can return them.
+CLIENT_OPTIONS: list[dict[str, Any]] = [{}, {"protocol": 2}, {"protocol": 3}]
+if "legacy_responses" in inspect.signature(aioredis.Redis).parameters:
+    CLIENT_OPTIONS.append({"protocol": 3, "legacy_responses": False})
+
+
+@pytest.mark.parametrize("options", CLIENT_OPTIONS, ids=repr)
+async def test_clients_of_either_protocol_read_every_kind_of_reply(
+    redis_url: str,
+    client: aioredis.Redis,
+    prefix: str,
+    order_shipped: Signal[..., Any],
+    options: dict[str, Any],
+) -> None:
+    """A default client (RESP3 from redis-py 8) or either protocol: new, own, claimed, broadcast."""
+    calls = recorder(order_shipped)
+    notice: Signal[..., Any] = Signal(providing_args=["text"], name="notice")
+    notices = recorder(notice)
+    stream = stream_of(prefix)
+    own, _ = await left_pending_by_a_stopped_consumer(
+        redis_url, client, prefix, order_shipped, [1, 2]
+    )
+    # One entry pending on the bridge's own consumer (read again at start),
+    # one on a stopped consumer (claimed).
+    await client.xclaim(stream, "asyncsignals", "user", 0, [own], justid=True)
+    users = user_client(redis_url, **options)
+    try:
+        bridge = RedisBridge(
+            users, stream_prefix=prefix, consumer="user", claim_idle=0.1, block=0.05
+        )
+        bridge.export(order_shipped)
+        bridge.export(notice, mode="broadcast")
+        async with bridge:
+            await bridge.publish(order_shipped, "shop", order_id=3)
+            await bridge.publish(notice, None, text="hi")
+            await eventually(lambda: bridge.delivered == 4)
+    finally:
+        await users.aclose()
+    assert sorted(payload["order_id"] for _, payload in calls) == [1, 2, 3]
+    assert notices == [(None, {"text": "hi"})]
+    assert bridge.dead_lettered == 0
+    assert await pending(client, stream) == 0
+
+
+def test_read_replies_of_every_shape_give_the_same_entries() -> None:
+    """XREAD(GROUP) replies of RESP2, of RESP3, and of RESP3 wrapped as redis-py 5 to 7 do."""
+    entries = [(b"1-0", {b"event": b"{}"}), (b"2-0", {b"event": b"{}"})]
+    expected = [("s", entries)]
+    assert stream_entries([[b"s", entries]]) == expected
+    assert stream_entries({b"s": entries}) == expected
+    assert stream_entries({b"s": [entries]}) == expected
+    assert stream_entries({b"s": [[]]}) == [("s", [])]
+    assert stream_entries(None) == stream_entries({}) == []
 
 
 async def test_clients_that_decode_responses_are_refused(
