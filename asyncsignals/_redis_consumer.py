@@ -98,6 +98,8 @@ class Consumer:
         self.delivered = 0
         self.dead_lettered = 0
         self.receiver_errors = 0
+        # What stopped the bridge while it ran (its owner raises it at exit).
+        self.failure: BaseException | None = None
         self._options = options
         self._client = client
         self._lifespan = lifespan
@@ -159,7 +161,9 @@ class Consumer:
             if export.consume and export.mode == mode
         }
 
-    async def _create_groups(self) -> None:
+    async def _create_groups(self) -> list[str]:
+        """Create the group on each work stream that lacks it; return those streams."""
+        created: list[str] = []
         for stream in self._consumed("work"):
             try:
                 # From the stream's start: events published before the first
@@ -168,6 +172,9 @@ class Consumer:
             except ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
+            else:
+                created.append(stream)
+        return created
 
     async def _read(self) -> None:
         assert self._readers is not None
@@ -180,6 +187,9 @@ class Consumer:
                         readers.start_soon(self._keep_going, self._claim_periodically)
                     if self._consumed("broadcast"):
                         readers.start_soon(self._keep_going, self._read_broadcast)
+        except BaseException as exc:
+            self._note_failure(exc)
+            raise
         finally:
             # The workers then take what is queued (skipping it) and stop.
             self._send_stream.close()
@@ -198,20 +208,25 @@ class Consumer:
                     delay,
                 )
             except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
+                # NOGROUP: the group is gone when a command needs it.
+                # UNBLOCKED: the stream (and so its group) was deleted while a
+                # read blocked on it, the bridge's idle state.
+                if not str(exc).startswith(("NOGROUP", "UNBLOCKED")):
                     raise
-                logger.warning(
-                    "%s: consumer group %r is gone (Redis restarted empty, or the stream "
-                    "was deleted); creating it again",
-                    self.display_name,
-                    self._options.group,
-                )
             await anyio.sleep(delay)
             delay = min(delay * 2, _LAST_RETRY)
             try:
-                await self._create_groups()
+                created = await self._create_groups()
             except (RedisConnectionError, RedisTimeoutError):
                 continue
+            for stream in created:
+                logger.warning(
+                    "%s: stream %s was deleted (DEL, FLUSHDB, or Redis restarted empty); "
+                    "its consumer group %r created again",
+                    self.display_name,
+                    stream,
+                    self._options.group,
+                )
             delay = _FIRST_RETRY
 
     async def _queue(
@@ -352,7 +367,19 @@ class Consumer:
 
     # -- delivering ---------------------------------------------------------
 
+    def _note_failure(self, exc: BaseException) -> None:
+        """Keep the first of what stops the bridge in :attr:`failure`."""
+        if self.failure is None and not isinstance(exc, anyio.get_cancelled_exc_class()):
+            self.failure = exc
+
     async def _work(self) -> None:
+        try:
+            await self._deliver_queued()
+        except BaseException as exc:
+            self._note_failure(exc)
+            raise
+
+    async def _deliver_queued(self) -> None:
         assert self._receive_stream is not None
         async for entry in self._receive_stream:
             if not self._lifespan.running:

@@ -276,6 +276,35 @@ class RedisBridge:
         """Exceptions raised by local receivers of delivered events, each logged."""
         return self._consumer.receiver_errors
 
+    # -- health -------------------------------------------------------------
+
+    @property
+    def healthy(self) -> bool:
+        """Entered, not left, and not stopped: it publishes and consumes.
+
+        Redis being unreachable does not make it unhealthy (it reconnects on
+        its own, logging a warning); what stops the bridge for good does: an
+        error that is no outage (a key of the wrong type, a Redis refusing the
+        bridge's commands), or a receiver's ``BaseException``. Meant for a
+        health check; :meth:`raise_if_failed` raises what stopped it.
+        """
+        return self._lifespan.running
+
+    def raise_if_failed(self) -> None:
+        """Raise BridgeClosedError, caused by what stopped the bridge, if something did.
+
+        Does nothing while the bridge is healthy, before it is entered and
+        once it was left normally. A bridge that failed raises its failure
+        at exit too, and :meth:`publish` raises this same error.
+
+        Raises:
+            BridgeClosedError: the bridge stopped for good while it ran; its
+                ``__cause__`` is what stopped it.
+        """
+        failure = self._consumer.failure
+        if failure is not None:
+            raise self._lifespan.closed_error() from failure
+
     # -- exporting ----------------------------------------------------------
 
     def export(
@@ -336,7 +365,8 @@ class RedisBridge:
         raises a Redis error, the event may or may not have been stored.
 
         Raises:
-            BridgeClosedError: the bridge is not running.
+            BridgeClosedError: the bridge is not running; if it stopped for
+                good, its ``__cause__`` is what stopped it.
             KeyError: ``signal`` was not exported.
             TypeError: the payload does not match the signal, is not JSON
                 (after the codec), or the sender is not a name; nothing was
@@ -344,7 +374,7 @@ class RedisBridge:
             ValueError: the event is larger than ``max_message_bytes``.
         """
         if not self._lifespan.running:
-            raise self._lifespan.closed_error()
+            raise self._lifespan.closed_error() from self._consumer.failure
         export = self._exports.get(signal)
         if export is None:
             raise KeyError(f"{signal!r} is not exported on {self!r}; call bridge.export(signal)")

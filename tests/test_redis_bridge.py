@@ -943,6 +943,8 @@ async def test_clients_that_decode_responses_are_refused(
         await decoding.aclose()
     bridge = RedisBridge(client, name="mine")
     assert repr(bridge).startswith("<RedisBridge mine not started")
+    assert not bridge.healthy
+    bridge.raise_if_failed()
 
 
 @pytest.mark.parametrize("anyio_backend", ["trio"])
@@ -956,16 +958,22 @@ async def test_trio_is_refused_with_a_clear_error() -> None:
 async def test_an_unexpected_redis_error_stops_the_bridge(
     redis_url: str, client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
 ) -> None:
-    """A Redis error that is no outage (a key of the wrong type) stops the bridge; exit raises."""
+    """A Redis error that is no outage stops the bridge: unhealthy, publish and exit raise it."""
     bridge = make_bridge(redis_url, prefix)
     bridge.export(order_shipped)
     with pytest.raises(ExceptionGroup) as caught:  # noqa: PT012
         async with bridge:
+            assert bridge.healthy
+            bridge.raise_if_failed()
             await client.set(stream_of(prefix), "not a stream")
-            await eventually(lambda: " stopped: " in repr(bridge))
-            with pytest.raises(BridgeClosedError, match="stopped by ExceptionGroup"):
+            await eventually(lambda: not bridge.healthy)
+            with pytest.raises(BridgeClosedError, match="stopped by ExceptionGroup") as refused:
                 await bridge.publish(order_shipped, "shop", order_id=1)
+            with pytest.raises(BridgeClosedError, match="stopped by ExceptionGroup") as failed:
+                bridge.raise_if_failed()
+            causes = [refused.value.__cause__, failed.value.__cause__]
     assert caught.group_contains(ResponseError, match="WRONGTYPE")
+    assert causes == [caught.value, caught.value]
 
 
 async def test_entered_in_one_task_and_exited_in_another(
@@ -1139,11 +1147,52 @@ async def test_a_deleted_stream_and_group_are_created_again(
     with caplog.at_level(logging.WARNING, "asyncsignals.redis"):
         async with bridge:
             await client.delete(stream_of(prefix))
-            await eventually(lambda: "is gone" in caplog.text)
-            await eventually(lambda: bridge.delivered == 0 and "creating it again" in caplog.text)
+            await eventually(lambda: "created again" in caplog.text)
             await bridge.publish(order_shipped, "shop", order_id=1)
             await eventually(lambda: bridge.delivered == 1)
     assert calls == [("shop", {"order_id": 1})]
+
+
+async def blocked_in_a_read(client: aioredis.Redis, name: str) -> bool:
+    """Whether the client named ``name`` is blocked in a read (XREAD, XREADGROUP) on Redis."""
+    for connection in await client.client_list():
+        if connection["name"] == name and "b" in connection["flags"]:
+            return True
+    return False
+
+
+async def test_a_stream_deleted_while_the_bridge_waits_in_its_read_is_recreated(
+    redis_url: str,
+    client: aioredis.Redis,
+    prefix: str,
+    order_shipped: Signal[..., Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """DEL while the bridge blocks in XREADGROUP (its idle state): group recreated, events run."""
+    calls = recorder(order_shipped)
+    name = f"bridge-{uuid.uuid4().hex}"
+    bridges_client = aioredis.from_url(redis_url, client_name=name)
+    try:
+        bridge = RedisBridge(bridges_client, stream_prefix=prefix, block=3)
+        bridge.export(order_shipped)
+        with caplog.at_level(logging.WARNING, "asyncsignals.redis"):
+            async with bridge:
+                for order_id in (1, 2):
+                    while not await blocked_in_a_read(client, name):  # noqa: ASYNC110
+                        await anyio.sleep(0.01)
+                    await client.delete(stream_of(prefix))
+                    await eventually(
+                        lambda n=order_id: caplog.text.count("was deleted") == n  # type: ignore[misc]
+                    )
+                    await bridge.publish(order_shipped, "shop", order_id=order_id)
+                    await eventually(lambda n=order_id: bridge.delivered == n)  # type: ignore[misc]
+                assert bridge.healthy
+    finally:
+        await bridges_client.aclose()
+    assert [payload["order_id"] for _, payload in calls] == [1, 2]
+    [warning, _] = [record for record in caplog.records if "was deleted" in record.message]
+    assert warning.levelno == logging.WARNING
+    assert "consumer group 'asyncsignals' created again" in warning.message
 
 
 class Fatal(BaseException):
