@@ -107,6 +107,8 @@ class Consumer:
         # Entries read and not finished, by stream and id: never queued twice,
         # and kept from looking idle to other consumers.
         self._held: set[tuple[str, str]] = set()
+        # Entries delivered before, run alone: set once each has run.
+        self._finished: dict[tuple[str, str], anyio.Event] = {}
         self._broadcast_after: dict[KeyT, StreamIdT] = {}
         self._readers: anyio.CancelScope | None = None
         self._send_stream: MemoryObjectSendStream[Entry] | None = None
@@ -235,8 +237,10 @@ class Consumer:
         """Queue the entries not already held; return the last id seen.
 
         ``redelivered``: the entries were read from a pending list (this
-        consumer's own, or claimed from another), so they may have been
-        delivered before; those past ``max_deliveries`` are dead-lettered.
+        consumer's own, or claimed from another), one at a time: each runs
+        alone, and the next is taken once it has run, so that a consumer
+        that dies while it runs is known to have died of that entry. Those
+        that ran alone ``max_deliveries`` times already are dead-lettered.
         """
         assert self._send_stream is not None
         deliveries = await self._deliveries(export, entries) if redelivered else {}
@@ -248,15 +252,26 @@ class Consumer:
                 continue
             self._held.add(key)
             entry = Entry(export, entry_id, fields)
-            times = deliveries.get(entry_id, 0)
-            if self._options.max_deliveries is not None and times > self._options.max_deliveries:
+            # The first delivery was a batch read, which may have died of
+            # another entry before this one started: what counts is each
+            # time it was taken again, alone; this take is not one yet.
+            ran_alone = deliveries.get(entry_id, 0) - 2
+            maximum = self._options.max_deliveries
+            if maximum is not None and ran_alone >= maximum:
                 await self._reject(
                     entry,
-                    f"delivered {times} times without completing (max_deliveries="
-                    f"{self._options.max_deliveries}): its send may kill or hang its consumer",
+                    f"its consumer stopped {ran_alone} times while it ran alone "
+                    f"(max_deliveries={maximum}): its send kills or hangs its consumer",
                 )
                 continue
+            if not redelivered:
+                await self._send_stream.send(entry)
+                continue
+            finished = self._finished[key] = anyio.Event()
             await self._send_stream.send(entry)
+            # Bounded: an entry whose send hangs must not stop the reading.
+            with anyio.move_on_after(self._options.claim_idle):
+                await finished.wait()
         return last
 
     async def _deliveries(self, export: Export, entries: list[tuple[Any, Any]]) -> dict[str, int]:
@@ -282,10 +297,7 @@ class Consumer:
             after = "0"
             while True:
                 response = await self._client.xreadgroup(
-                    self._options.group,
-                    self._options.consumer,
-                    {stream: after},
-                    count=self._options.batch_size,
+                    self._options.group, self._options.consumer, {stream: after}, count=1
                 )
                 entries = [entry for _, found in stream_entries(response) for entry in found]
                 last = await self._queue(export, entries, redelivered=True)
@@ -311,21 +323,12 @@ class Consumer:
         for stream, export in streams.items():
             start = "0-0"
             while True:
+                # One at a time, each run alone (see _queue).
                 next_start, claimed, *_ = await self._client.xautoclaim(
-                    stream,
-                    self._options.group,
-                    self._options.consumer,
-                    min_idle,
-                    start,
-                    count=self._options.batch_size,
+                    stream, self._options.group, self._options.consumer, min_idle, start, count=1
                 )
                 if claimed:
-                    logger.info(
-                        "%s: claimed %d idle entries of %s",
-                        self.display_name,
-                        len(claimed),
-                        stream,
-                    )
+                    logger.info("%s: claimed idle entries of %s", self.display_name, stream)
                 await self._queue(export, claimed, redelivered=True)
                 start = text(next_start)
                 if start == "0-0":
@@ -382,20 +385,28 @@ class Consumer:
     async def _deliver_queued(self) -> None:
         assert self._receive_stream is not None
         async for entry in self._receive_stream:
-            if not self._lifespan.running:
-                continue  # stays pending; counted at exit
             try:
-                await self._deliver(entry)
-            except (RedisConnectionError, RedisTimeoutError) as exc:
-                # Not acknowledged: read again after a reconnection, or claimed.
-                self._held.discard((entry.export.stream, entry.id))
-                logger.warning(
-                    "%s: entry %s of %s stays pending: Redis unavailable (%s)",
-                    self.display_name,
-                    entry.id,
-                    entry.export.stream,
-                    exc,
-                )
+                await self._deliver_one(entry)
+            finally:
+                finished = self._finished.pop((entry.export.stream, entry.id), None)
+                if finished is not None:
+                    finished.set()
+
+    async def _deliver_one(self, entry: Entry) -> None:
+        if not self._lifespan.running:
+            return  # stays pending; counted at exit
+        try:
+            await self._deliver(entry)
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            # Not acknowledged: read again after a reconnection, or claimed.
+            self._held.discard((entry.export.stream, entry.id))
+            logger.warning(
+                "%s: entry %s of %s stays pending: Redis unavailable (%s)",
+                self.display_name,
+                entry.id,
+                entry.export.stream,
+                exc,
+            )
 
     async def _deliver(self, entry: Entry) -> None:
         export = entry.export

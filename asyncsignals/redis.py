@@ -146,11 +146,16 @@ class RedisBridge:
             also checks for such entries about twice per period.
         dead_letter: Key of the dead-letter stream; default
             ``<stream_prefix>:dead``.
-        max_deliveries: Deliveries after which an entry still pending is
-            dead-lettered instead of run again: an event whose send kills
-            or hangs every consumer that takes it (a poison message) stops
-            there. Counted by Redis across consumers and restarts; None
-            retries for ever.
+        max_deliveries: How many times an entry may stop its consumer
+            while it ran alone before it is dead-lettered instead of run
+            again: an event whose send kills or hangs every consumer that
+            takes it (a poison message) stops there, and only that event.
+            An entry left pending by a consumer that stopped (this one
+            before a restart, or another one) is taken again alone, one at
+            a time, each once the one before has run (or ``claim_idle``
+            seconds have passed), so the entries read in the same batch as
+            the poison message are not counted against: they run. Counted
+            by Redis across consumers and restarts; None retries for ever.
         batch_size: Entries read per command, and the size of the local queue.
         max_concurrent: Local sends running at once.
         grace_period: Seconds that leaving the ``async with`` block lets

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ from asyncsignals.redis import BridgeClosedError, RedisBridge
 pytestmark = pytest.mark.anyio
 
 CONSUMER_SCRIPT = Path(__file__).parent / "redis_helpers" / "consumer.py"
+POISON_CONSUMER_SCRIPT = Path(__file__).parent / "redis_helpers" / "poison_consumer.py"
 # For the tests of what a bridge refuses before it connects: no server needed.
 UNUSED_URL = "redis://127.0.0.1:6379/0"
 
@@ -98,6 +99,12 @@ async def pending(client: aioredis.Redis, stream: str, group: str = "asyncsignal
     summary = await client.xpending(stream, group)
     count: int = summary["pending"]
     return count
+
+
+async def eventually_async(read: Callable[[], Awaitable[object]], expected: object) -> None:
+    """Wait until ``await read()`` gives ``expected``; the test's timeout bounds the wait."""
+    while await read() != expected:  # noqa: ASYNC110 - the state is in Redis
+        await anyio.sleep(0.01)
 
 
 async def dead_letters(client: aioredis.Redis, prefix: str) -> list[dict[bytes, bytes]]:
@@ -391,8 +398,8 @@ async def test_an_entry_past_max_deliveries_is_dead_lettered_when_claimed(
     poison, _ = await left_pending_by_a_stopped_consumer(
         redis_url, client, prefix, order_shipped, [1, 2]
     )
-    # Consumers that each took the poison entry and died: three deliveries so far.
-    await client.xclaim(stream, "asyncsignals", "gone", 0, [poison], retrycount=3)
+    # Read in a batch, then taken alone by three consumers that each died of it.
+    await client.xclaim(stream, "asyncsignals", "gone", 0, [poison], retrycount=4)
     bridge = make_bridge(redis_url, prefix, consumer="survivor", claim_idle=0.1, max_deliveries=3)
     bridge.export(order_shipped)
     async with bridge:
@@ -400,7 +407,7 @@ async def test_an_entry_past_max_deliveries_is_dead_lettered_when_claimed(
     assert [payload["order_id"] for _, payload in calls] == [2]
     [dead] = await dead_letters(client, prefix)
     assert dead[b"id"] == poison.encode()
-    assert b"delivered 4 times without completing (max_deliveries=3)" in dead[b"reason"]
+    assert b"stopped 3 times while it ran alone (max_deliveries=3)" in dead[b"reason"]
     assert json.loads(dead[b"field:event"])["payload"] == {"order_id": 1}
     assert await pending(client, stream) == 0
 
@@ -430,14 +437,16 @@ async def test_own_pending_entries_past_max_deliveries_are_dead_lettered_at_star
             await eventually(lambda: len(runs) > runs_before)
 
     await run_until_the_send_hangs(publish=True)
+    # Read in a batch first, then taken alone at each start.
+    await run_until_the_send_hangs(publish=False)
     await run_until_the_send_hangs(publish=False)
     again = make_bridge(redis_url, prefix, consumer="worker-1", max_deliveries=2)
     again.export(order_shipped)
     async with again:
         await eventually(lambda: again.dead_lettered == 1)
-    assert runs == [7, 7]
+    assert runs == [7, 7, 7]
     [dead] = await dead_letters(client, prefix)
-    assert b"delivered 3 times" in dead[b"reason"]
+    assert b"stopped 2 times while it ran alone" in dead[b"reason"]
     assert await pending(client, stream_of(prefix)) == 0
 
 
@@ -528,6 +537,44 @@ async def test_a_killed_consumer_loses_no_event(
     print(f"killed consumer: {events} events, {duplicates} delivered twice")
     assert duplicates >= 0
     assert len(set(local)) == len(local), "the survivor ran each event once"
+
+
+async def test_only_the_event_that_kills_its_consumer_is_dead_lettered(
+    redis_url: str, client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
+) -> None:
+    """A process killed by one event of a batch: only that event is dead-lettered, the rest run."""
+    calls = recorder(order_shipped)
+    events, poison = 16, 5
+    publisher = make_bridge(redis_url, prefix)
+    publisher.export(order_shipped, consume=False)
+    async with publisher:
+        for order_id in range(events):
+            await publisher.publish(order_shipped, "shop", order_id=order_id)
+    # The first process dies of the poison event read in its batch, the
+    # second of the same event taken alone; with max_deliveries=1 the next
+    # start dead-letters it (it killed a consumer that ran it alone).
+    command = [sys.executable, str(POISON_CONSUMER_SCRIPT), redis_url, prefix, "worker"]
+    for _ in range(2):
+        process = await anyio.open_process(
+            [*command, str(poison), "1"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=None,
+        )
+        async with process:
+            assert await process.wait() == 1
+    ran_there = [int(order_id) for order_id in await client.lrange(f"{prefix}:ran", 0, -1)]
+    assert ran_there.count(poison) == 2
+    bridge = make_bridge(redis_url, prefix, consumer="worker", max_deliveries=1)
+    bridge.export(order_shipped)
+    async with bridge:
+        await eventually_async(lambda: pending(client, stream_of(prefix)), 0)
+    [dead] = await dead_letters(client, prefix)
+    assert json.loads(dead[b"field:event"])["payload"] == {"order_id": poison}
+    assert b"stopped 1 times while it ran alone (max_deliveries=1)" in dead[b"reason"]
+    ran_here = [payload["order_id"] for _, payload in calls]
+    assert poison not in ran_here
+    assert set(ran_there) | set(ran_here) == set(range(events))
 
 
 # -- broadcast mode ---------------------------------------------------------
