@@ -127,6 +127,11 @@ class Consumer:
         await self._create_groups()
         await self._start_broadcast()
 
+    def renew(self, lifespan: Lifespan) -> None:
+        """Before the bridge runs again, within ``lifespan``: its counters go on."""
+        self._lifespan = lifespan
+        self.failure = None
+
     def workers(self) -> list[Callable[[], Awaitable[None]]]:
         """Open the local queue; return the tasks that read into it and deliver from it."""
         self._send_stream, self._receive_stream = anyio.create_memory_object_stream[Entry](
@@ -146,6 +151,7 @@ class Consumer:
         self._receive_stream.close()
         left = len(self._held)
         self._held.clear()
+        self._finished.clear()
         if left:
             logger.warning(
                 "%s: %d entries read but not completed at shutdown stay pending "

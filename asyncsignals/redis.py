@@ -248,14 +248,18 @@ class RedisBridge:
         self.name = name
         self._exports: dict[Signal[..., Any], Export] = {}
         self._by_stream: dict[str, Export] = {}
-        self._lifespan = Lifespan(
+        self._lifespan = self._new_run()
+        self._consumer = Consumer(self, self._client, self._lifespan, self._exports)
+
+    def _new_run(self) -> Lifespan:
+        """The life of one run of the bridge, from entering it to leaving it."""
+        return Lifespan(
             self,
             kind="bridge",
             closed_error=BridgeClosedError,
             refusal="publishes nothing more",
             before="publishing",
         )
-        self._consumer = Consumer(self, self._client, self._lifespan, self._exports)
 
     def __repr__(self) -> str:
         name = f" {self.name}" if self.name is not None else ""
@@ -346,7 +350,7 @@ class RedisBridge:
         Raises:
             ValueError: the signal has no name, another exported signal has
                 the same name, or ``mode`` is unknown.
-            RuntimeError: the bridge was already entered.
+            RuntimeError: the bridge was entered already (even if left since).
         """
         if self._lifespan.entered:
             raise RuntimeError(f"{self!r}: export signals before entering the bridge")
@@ -397,8 +401,13 @@ class RedisBridge:
     async def __aenter__(self) -> RedisBridge:
         """Create the consumer groups and start reading.
 
+        A bridge that was left may be entered again (a module-level bridge
+        in the lifespan of an application that a test suite starts several
+        times): it starts afresh, its counters go on.
+
         Raises:
-            RuntimeError: not running on asyncio, or entered before.
+            RuntimeError: not running on asyncio, or running already (or
+                stopped, or shutting down: not left yet).
             redis.exceptions.RedisError: Redis could not be reached.
         """
         try:
@@ -408,7 +417,14 @@ class RedisBridge:
                 "asyncsignals.redis runs on asyncio only: redis-py's async client "
                 "(redis.asyncio) does not run on trio. Run the bridge on asyncio (or uvloop)."
             ) from None
-        self._lifespan.refuse_reentry()
+        if self._lifespan.state == "closed":
+            self._lifespan = self._new_run()
+            self._consumer.renew(self._lifespan)
+        elif self._lifespan.entered:
+            raise RuntimeError(
+                f"{self!r} is entered already; a bridge runs once at a time: leave it (end "
+                "its 'async with' block) before entering it again, or make another bridge"
+            )
         try:
             await self._consumer.prepare()
         except BaseException:

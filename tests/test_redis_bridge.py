@@ -27,8 +27,9 @@ from urllib.parse import urlsplit
 
 import anyio
 import pytest
+import redis
 import redis.asyncio as aioredis
-from helpers import eventually, leave_right_after_a_cancel
+from helpers import TEST_TIMEOUT, eventually, leave_right_after_a_cancel
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis_helpers.server import free_port, server_command
@@ -870,8 +871,6 @@ async def test_publish_refuses_what_cannot_travel(
             await bridge.publish(order_shipped, "shop", order_id="x" * 300)
     with pytest.raises(BridgeClosedError, match="closed"):
         await bridge.publish(order_shipped, "shop", order_id=1)
-    with pytest.raises(RuntimeError, match="already entered"):
-        await bridge.__aenter__()
 
 
 async def test_export_refuses_unnamed_duplicate_and_late_signals(
@@ -1021,6 +1020,49 @@ async def test_an_unexpected_redis_error_stops_the_bridge(
             causes = [refused.value.__cause__, failed.value.__cause__]
     assert caught.group_contains(ResponseError, match="WRONGTYPE")
     assert causes == [caught.value, caught.value]
+
+
+async def test_a_bridge_left_can_be_entered_again_but_not_while_it_runs(
+    redis_url: str, client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
+) -> None:
+    """Left, a bridge may be entered again and delivers; entered, a second entry is refused."""
+    calls = recorder(order_shipped)
+    bridge = make_bridge(redis_url, prefix)
+    bridge.export(order_shipped)
+    for order_id in (1, 2):
+        async with bridge:
+            with pytest.raises(RuntimeError, match="is entered already; a bridge runs once"):
+                await bridge.__aenter__()
+            await bridge.publish(order_shipped, "shop", order_id=order_id)
+            await eventually(lambda n=order_id: bridge.delivered == n)  # type: ignore[misc]
+        assert not bridge.healthy
+    assert [payload["order_id"] for _, payload in calls] == [1, 2]
+    assert await pending(client, stream_of(prefix)) == 0
+
+
+def test_a_module_level_bridge_runs_again_in_a_new_event_loop(
+    redis_url: str, order_shipped: Signal[..., Any]
+) -> None:
+    """Each TestClient(app) runs the lifespan in a new event loop: the bridge runs in each."""
+    calls = recorder(order_shipped)
+    # Sync, as a test using TestClient is: the prefix fixture is async.
+    prefix = f"asyncsignals-test:{uuid.uuid4().hex}"
+    bridge = make_bridge(redis_url, prefix)
+    bridge.export(order_shipped)
+
+    async def application_lifetime(order_id: int) -> None:
+        with anyio.fail_after(TEST_TIMEOUT):
+            async with bridge:
+                await bridge.publish(order_shipped, "shop", order_id=order_id)
+                await eventually(lambda: len(calls) == order_id)
+
+    try:
+        for order_id in (1, 2):
+            asyncio.run(application_lifetime(order_id))
+    finally:
+        with redis.Redis.from_url(redis_url) as cleanup:
+            cleanup.delete(*cleanup.keys(f"{prefix}:*"))
+    assert [payload["order_id"] for _, payload in calls] == [1, 2]
 
 
 async def test_entered_in_one_task_and_exited_in_another(
