@@ -162,8 +162,11 @@ class RedisBridge:
             running sends finish before cancelling them.
         max_message_bytes: Largest entry accepted, in bytes of JSON; larger
             ones are refused by :meth:`publish` and dead-lettered when read.
-        block: Seconds each read waits on Redis for new entries; keep it
-            below the client's ``socket_timeout``.
+        block: Seconds each read waits on Redis for new entries. Must be
+            shorter than the client's ``socket_timeout`` (a ``ValueError``
+            otherwise): a read that outlasts it would fail as if Redis were
+            down. Leave a margin for the network (redis-py 8's default
+            client times out after 5 s; the default block is 2 s).
         name: Shown in ``repr`` and in logs.
 
     Attributes:
@@ -217,20 +220,25 @@ class RedisBridge:
                 raise ValueError(f"{argument} must be a number of seconds > 0, got {seconds!r}")
         if not grace_period >= 0:
             raise ValueError(f"grace_period must be a number of seconds >= 0, got {grace_period!r}")
-        if isinstance(redis, str):
-            self._client = aioredis.from_url(redis)
-            self._owns_client = True
-        else:
-            options: Mapping[str, Any] = redis.connection_pool.connection_kwargs
-            # Either protocol will do (the replies of both are read), but
-            # decoded responses would let a hostile entry break decoding.
-            if options.get("decode_responses"):
-                raise ValueError(
-                    "RedisBridge needs a client with decode_responses=False (the default), "
-                    "or a URL: it reads raw bytes so that a hostile entry cannot break decoding"
-                )
-            self._client = redis
-            self._owns_client = False
+        client = aioredis.from_url(redis) if isinstance(redis, str) else redis
+        options: Mapping[str, Any] = client.connection_pool.connection_kwargs
+        # Either protocol will do (the replies of both are read), but
+        # decoded responses would let a hostile entry break decoding.
+        if options.get("decode_responses"):
+            raise ValueError(
+                "RedisBridge needs a client with decode_responses=False (the default), "
+                "or a URL: it reads raw bytes so that a hostile entry cannot break decoding"
+            )
+        socket_timeout: float | None = options.get("socket_timeout")
+        if socket_timeout is not None and block >= socket_timeout:
+            raise ValueError(
+                f"block={block!r} s is not shorter than the client's socket_timeout="
+                f"{socket_timeout!r} s: every read that waits for new events would time out "
+                "as if Redis were down. Pass a shorter block, or make the client with a "
+                "longer socket_timeout (or none), leaving a margin for the network"
+            )
+        self._client = client
+        self._owns_client = isinstance(redis, str)
         self.group: str = group
         self.consumer: str = (
             consumer if consumer is not None else f"{socket.gethostname()}-{os.getpid()}"

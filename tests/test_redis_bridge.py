@@ -993,6 +993,23 @@ async def test_clients_that_decode_responses_are_refused(
     bridge.raise_if_failed()
 
 
+async def test_a_block_not_shorter_than_the_socket_timeout_is_refused() -> None:
+    """block >= the client's socket_timeout would time out every idle read: a ValueError."""
+    expected = r"block=2\.0 s is not shorter than the client's socket_timeout=1\.0 s"
+    timing_out = aioredis.Redis(socket_timeout=1.0)
+    try:
+        with pytest.raises(ValueError, match=expected):
+            RedisBridge(timing_out, block=2.0)
+        with pytest.raises(ValueError, match="shorter block, or make the client with a longer"):
+            RedisBridge(timing_out, block=1.0)
+        assert RedisBridge(timing_out, block=0.5).block == 0.5
+    finally:
+        await timing_out.aclose()
+    with pytest.raises(ValueError, match=expected):
+        RedisBridge(f"{UNUSED_URL}?socket_timeout=1", block=2.0)
+    assert RedisBridge(aioredis.Redis(socket_timeout=None), block=60).block == 60
+
+
 @pytest.mark.parametrize("anyio_backend", ["trio"])
 async def test_trio_is_refused_with_a_clear_error() -> None:
     """Entering a bridge under trio raises RuntimeError saying it needs asyncio."""
