@@ -7,7 +7,7 @@ entered once in the application's lifespan::
 
     from asyncsignals.redis import RedisBridge
 
-    bridge = RedisBridge("redis://localhost:6379", group="orders")
+    bridge = RedisBridge("redis://localhost:6379", app="shop")
     bridge.export(order_shipped)                      # work queue: one process runs it
     bridge.export(cache_invalidated, mode="broadcast")  # every process runs it
 
@@ -37,7 +37,8 @@ Modes:
   published meanwhile. Use it for what a fresh process rebuilds anyway
   (cache invalidation, websocket pushes).
 
-The wire: one stream per signal, ``<stream_prefix>:signal:<signal name>``,
+The wire: one stream per signal, ``<stream_prefix>:signal:<signal name>``
+(the prefix is ``asyncsignals:<app>`` unless given),
 whose entries have one field, ``event``, holding UTF-8 JSON
 ``{"v": 1, "signal": name, "sender": name or null, "payload": {...}}``.
 Senders travel as names (strings), never as objects; data from Redis is only
@@ -100,7 +101,7 @@ class RedisBridge:
     Export signals, enter the bridge in the application's lifespan, and
     publish::
 
-        bridge = RedisBridge(url, group="orders", consumer=os.environ.get("WORKER_ID"))
+        bridge = RedisBridge(url, app="shop", consumer=os.environ.get("WORKER_ID"))
         bridge.export(order_shipped)
 
         @asynccontextmanager
@@ -130,14 +131,23 @@ class RedisBridge:
             ``decode_responses=False`` (the default): the bridge reads raw
             bytes so that a hostile entry cannot break decoding. Either
             protocol (RESP2, or RESP3, redis-py 8's default) will do.
-        group: The consumer group of work mode: processes of one service
-            share it; another service reading the same signals uses another.
+        app: The application's name, the same in each of its processes
+            (web workers, background workers) and another for each other
+            application on the same Redis: it names the streams
+            (``asyncsignals:<app>:...``) and the consumer group, so that
+            two applications with a signal of the same name never take each
+            other's events. Required unless both ``group`` and
+            ``stream_prefix`` are given.
+        group: The consumer group of work mode; default ``app``. Processes
+            of one service share it; another service reading the same
+            signals (the same ``app``) uses another.
         consumer: This process's name in the group. Default
             ``<hostname>-<pid>``. A name that survives restarts (a worker
             slot number) lets a restarted process re-run its own pending
             entries at once; otherwise they are claimed after ``claim_idle``.
             Two live processes must not share a name.
-        stream_prefix: Prefix of every key the bridge uses.
+        stream_prefix: Prefix of every key the bridge uses; default
+            ``asyncsignals:<app>``.
         maxlen: Approximate cap on each stream's length (``XADD MAXLEN ~``);
             None never trims. Entries trimmed before a consumer read them are
             lost: size it for the longest outage you tolerate.
@@ -170,6 +180,8 @@ class RedisBridge:
         name: Shown in ``repr`` and in logs.
 
     Attributes:
+        app: The application's name, or None when ``group`` and
+            ``stream_prefix`` were given instead.
         group: The consumer group every process of the service shares.
         consumer: This process's name in the group.
         stream_prefix: The prefix of every stream the bridge uses.
@@ -187,9 +199,10 @@ class RedisBridge:
         self,
         redis: aioredis.Redis | str,
         *,
-        group: str = "asyncsignals",
+        app: str | None = None,
+        group: str | None = None,
         consumer: str | None = None,
-        stream_prefix: str = "asyncsignals",
+        stream_prefix: str | None = None,
         maxlen: int | None = 100_000,
         claim_idle: float = 60.0,
         dead_letter: str | None = None,
@@ -201,6 +214,19 @@ class RedisBridge:
         block: float = 2.0,
         name: str | None = None,
     ) -> None:
+        if app is not None:
+            if not app:
+                raise ValueError("app must be a non-empty name, e.g. app='shop'")
+            group = app if group is None else group
+            stream_prefix = f"asyncsignals:{app}" if stream_prefix is None else stream_prefix
+        if group is None or stream_prefix is None:
+            raise TypeError(
+                "RedisBridge needs app=, your application's name, e.g. "
+                "RedisBridge(url, app='shop'): the same name in each of its processes (web "
+                "and background workers), another for each other application on this Redis. "
+                "It names the streams (asyncsignals:<app>:...) and the consumer group, so "
+                "that applications with a signal of the same name keep their events apart"
+            )
         for argument, value in (
             ("batch_size", batch_size),
             ("max_concurrent", max_concurrent),
@@ -239,11 +265,12 @@ class RedisBridge:
             )
         self._client = client
         self._owns_client = isinstance(redis, str)
+        self.app = app
         self.group: str = group
         self.consumer: str = (
             consumer if consumer is not None else f"{socket.gethostname()}-{os.getpid()}"
         )
-        self.stream_prefix = stream_prefix
+        self.stream_prefix: str = stream_prefix
         self.maxlen = maxlen
         self.claim_idle = claim_idle
         self.dead_letter: str = dead_letter if dead_letter is not None else f"{stream_prefix}:dead"

@@ -44,6 +44,8 @@ CONSUMER_SCRIPT = Path(__file__).parent / "redis_helpers" / "consumer.py"
 POISON_CONSUMER_SCRIPT = Path(__file__).parent / "redis_helpers" / "poison_consumer.py"
 # For the tests of what a bridge refuses before it connects: no server needed.
 UNUSED_URL = "redis://127.0.0.1:6379/0"
+# The application every test's bridges belong to (its streams are the test's own).
+APP = "shop"
 
 
 @pytest.fixture
@@ -81,7 +83,7 @@ def order_shipped() -> Iterator[Signal[..., Any]]:
 
 def make_bridge(url: str, prefix: str, **options: Any) -> RedisBridge:
     options.setdefault("block", 0.05)
-    return RedisBridge(url, stream_prefix=prefix, **options)
+    return RedisBridge(url, app=APP, stream_prefix=prefix, **options)
 
 
 def recorder(signal: Signal[..., Any]) -> list[tuple[object, dict[str, Any]]]:
@@ -96,7 +98,7 @@ def recorder(signal: Signal[..., Any]) -> list[tuple[object, dict[str, Any]]]:
     return calls
 
 
-async def pending(client: aioredis.Redis, stream: str, group: str = "asyncsignals") -> int:
+async def pending(client: aioredis.Redis, stream: str, group: str = APP) -> int:
     summary = await client.xpending(stream, group)
     count: int = summary["pending"]
     return count
@@ -127,8 +129,8 @@ async def left_pending_by_a_stopped_consumer(
     async with publisher:
         ids = [await publisher.publish(signal, "shop", order_id=each) for each in order_ids]
     stream = stream_of(prefix)
-    await client.xgroup_create(stream, "asyncsignals", id="0")
-    await client.xreadgroup("asyncsignals", "gone", {stream: ">"}, count=len(order_ids))
+    await client.xgroup_create(stream, APP, id="0")
+    await client.xreadgroup(APP, "gone", {stream: ">"}, count=len(order_ids))
     return ids
 
 
@@ -181,7 +183,7 @@ async def test_each_work_event_runs_in_one_consumer_of_the_group(
     """Two consumers of one group share the events: each runs exactly once when none fails."""
     calls = recorder(order_shipped)
     first = make_bridge(redis_url, prefix, consumer="first")
-    second = RedisBridge(client, consumer="second", stream_prefix=prefix, block=0.05)
+    second = RedisBridge(client, app=APP, consumer="second", stream_prefix=prefix, block=0.05)
     for bridge in (first, second):
         bridge.export(order_shipped)
     async with first, second:
@@ -211,7 +213,7 @@ async def test_a_dropped_connection_does_not_rerun_an_entry_in_flight(
     order_shipped.connect(wait_for_release, weak=False, dispatch_uid="test")
     name = f"asyncsignals-test-{uuid.uuid4().hex}"
     own_client = aioredis.from_url(redis_url, client_name=name)
-    bridge = RedisBridge(own_client, stream_prefix=prefix, block=0.05)
+    bridge = RedisBridge(own_client, app=APP, stream_prefix=prefix, block=0.05)
     bridge.export(order_shipped)
     try:
         with caplog.at_level(logging.WARNING, "asyncsignals.redis"):
@@ -400,7 +402,7 @@ async def test_an_entry_past_max_deliveries_is_dead_lettered_when_claimed(
         redis_url, client, prefix, order_shipped, [1, 2]
     )
     # Read in a batch, then taken alone by three consumers that each died of it.
-    await client.xclaim(stream, "asyncsignals", "gone", 0, [poison], retrycount=4)
+    await client.xclaim(stream, APP, "gone", 0, [poison], retrycount=4)
     bridge = make_bridge(redis_url, prefix, consumer="survivor", claim_idle=0.1, max_deliveries=3)
     bridge.export(order_shipped)
     async with bridge:
@@ -460,7 +462,7 @@ async def test_max_deliveries_none_retries_for_ever(
     [entry_id] = await left_pending_by_a_stopped_consumer(
         redis_url, client, prefix, order_shipped, [1]
     )
-    await client.xclaim(stream, "asyncsignals", "gone", 0, [entry_id], retrycount=1000)
+    await client.xclaim(stream, APP, "gone", 0, [entry_id], retrycount=1000)
     bridge = make_bridge(
         redis_url, prefix, consumer="survivor", claim_idle=0.1, max_deliveries=None
     )
@@ -512,7 +514,7 @@ async def test_a_killed_consumer_loses_no_event(
         for order_id in range(events):
             await publisher.publish(order_shipped, "shop", order_id=order_id)
     process = await anyio.open_process(
-        [sys.executable, str(CONSUMER_SCRIPT), redis_url, prefix, "asyncsignals", "doomed"],
+        [sys.executable, str(CONSUMER_SCRIPT), redis_url, prefix, APP, "doomed"],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=None,
@@ -525,7 +527,7 @@ async def test_a_killed_consumer_loses_no_event(
     ran_there = [int(order_id) for order_id in await client.lrange(f"{prefix}:ran", 0, -1)]
     consumers = {
         consumer["name"]: consumer["pending"]
-        for consumer in await client.xinfo_consumers(stream_of(prefix), "asyncsignals")
+        for consumer in await client.xinfo_consumers(stream_of(prefix), APP)
     }
     assert consumers[b"doomed"] > 0, "the kill must leave entries pending"
     survivor = make_bridge(redis_url, prefix, consumer="survivor", claim_idle=0.2)
@@ -906,7 +908,7 @@ async def test_export_refuses_unnamed_duplicate_and_late_signals(
 def test_bad_options_raise(options: dict[str, Any], message: str) -> None:
     """Each option out of range is a ValueError naming it."""
     with pytest.raises(ValueError, match=message):
-        RedisBridge(UNUSED_URL, **options)
+        RedisBridge(UNUSED_URL, app=APP, **options)
 
 
 def user_client(url: str, **options: Any) -> aioredis.Redis:
@@ -946,11 +948,11 @@ async def test_clients_of_either_protocol_read_every_kind_of_reply(
     )
     # One entry pending on the bridge's own consumer (read again at start),
     # one on a stopped consumer (claimed).
-    await client.xclaim(stream, "asyncsignals", "user", 0, [own], justid=True)
+    await client.xclaim(stream, APP, "user", 0, [own], justid=True)
     users = user_client(redis_url, **options)
     try:
         bridge = RedisBridge(
-            users, stream_prefix=prefix, consumer="user", claim_idle=0.1, block=0.05
+            users, app=APP, stream_prefix=prefix, consumer="user", claim_idle=0.1, block=0.05
         )
         bridge.export(order_shipped)
         bridge.export(notice, mode="broadcast")
@@ -964,6 +966,52 @@ async def test_clients_of_either_protocol_read_every_kind_of_reply(
     assert notices == [(None, {"text": "hi"})]
     assert bridge.dead_lettered == 0
     assert await pending(client, stream) == 0
+
+
+def test_a_bridge_needs_the_name_of_its_application() -> None:
+    """Without app= (nor both group= and stream_prefix=) a TypeError says how to choose it."""
+    with pytest.raises(TypeError, match=r"needs app=, your application's name, e\.g\."):
+        RedisBridge(UNUSED_URL)
+    with pytest.raises(TypeError, match="the same name in each of its processes"):
+        RedisBridge(UNUSED_URL, group="orders")
+    with pytest.raises(ValueError, match="non-empty"):
+        RedisBridge(UNUSED_URL, app="")
+    bridge = RedisBridge(UNUSED_URL, app="shop")
+    assert (bridge.group, bridge.stream_prefix, bridge.dead_letter) == (
+        "shop",
+        "asyncsignals:shop",
+        "asyncsignals:shop:dead",
+    )
+    explicit = RedisBridge(UNUSED_URL, group="orders", stream_prefix="legacy")
+    assert (explicit.app, explicit.group, explicit.stream_prefix) == (None, "orders", "legacy")
+
+
+async def test_two_applications_with_a_signal_of_one_name_keep_their_events_apart(
+    redis_url: str, client: aioredis.Redis
+) -> None:
+    """Two apps on one Redis, each with an order_shipped: each runs all its events, only its."""
+    apps = [f"app-{uuid.uuid4().hex}" for _ in range(2)]
+    signals: list[Signal[..., Any]] = [
+        Signal(providing_args=["order_id"], name="order_shipped") for _ in apps
+    ]
+    received = [recorder(signal) for signal in signals]
+    bridges = [RedisBridge(redis_url, app=app, block=0.05) for app in apps]
+    try:
+        for bridge, signal in zip(bridges, signals, strict=True):
+            bridge.export(signal)
+        async with bridges[0], bridges[1]:
+            for order_id in range(8):
+                which = 0 if order_id < 6 else 1
+                await bridges[which].publish(signals[which], apps[which], order_id=order_id)
+            await eventually(lambda: [bridge.delivered for bridge in bridges] == [6, 2])
+    finally:
+        for app in apps:
+            keys = [key async for key in client.scan_iter(match=f"asyncsignals:{app}:*")]
+            await client.delete(*keys)
+    for app, calls in zip(apps, received, strict=True):
+        assert {sender for sender, _ in calls} == {app}
+    assert sorted(payload["order_id"] for _, payload in received[0]) == [0, 1, 2, 3, 4, 5]
+    assert sorted(payload["order_id"] for _, payload in received[1]) == [6, 7]
 
 
 def test_read_replies_of_every_shape_give_the_same_entries() -> None:
@@ -984,10 +1032,10 @@ async def test_clients_that_decode_responses_are_refused(
     decoding = aioredis.from_url(redis_url, decode_responses=True)
     try:
         with pytest.raises(ValueError, match="decode_responses=False"):
-            RedisBridge(decoding)
+            RedisBridge(decoding, app=APP)
     finally:
         await decoding.aclose()
-    bridge = RedisBridge(client, name="mine")
+    bridge = RedisBridge(client, app=APP, name="mine")
     assert repr(bridge).startswith("<RedisBridge mine not started")
     assert not bridge.healthy
     bridge.raise_if_failed()
@@ -999,21 +1047,21 @@ async def test_a_block_not_shorter_than_the_socket_timeout_is_refused() -> None:
     timing_out = aioredis.Redis(socket_timeout=1.0)
     try:
         with pytest.raises(ValueError, match=expected):
-            RedisBridge(timing_out, block=2.0)
+            RedisBridge(timing_out, app=APP, block=2.0)
         with pytest.raises(ValueError, match="shorter block, or make the client with a longer"):
-            RedisBridge(timing_out, block=1.0)
-        assert RedisBridge(timing_out, block=0.5).block == 0.5
+            RedisBridge(timing_out, app=APP, block=1.0)
+        assert RedisBridge(timing_out, app=APP, block=0.5).block == 0.5
     finally:
         await timing_out.aclose()
     with pytest.raises(ValueError, match=expected):
-        RedisBridge(f"{UNUSED_URL}?socket_timeout=1", block=2.0)
-    assert RedisBridge(aioredis.Redis(socket_timeout=None), block=60).block == 60
+        RedisBridge(f"{UNUSED_URL}?socket_timeout=1", app=APP, block=2.0)
+    assert RedisBridge(aioredis.Redis(socket_timeout=None), app=APP, block=60).block == 60
 
 
 @pytest.mark.parametrize("anyio_backend", ["trio"])
 async def test_trio_is_refused_with_a_clear_error() -> None:
     """Entering a bridge under trio raises RuntimeError saying it needs asyncio."""
-    bridge = RedisBridge(UNUSED_URL)
+    bridge = RedisBridge(UNUSED_URL, app=APP)
     with pytest.raises(RuntimeError, match="asyncio only"):
         await bridge.__aenter__()
 
@@ -1167,7 +1215,10 @@ async def test_group_creation_errors_other_than_busygroup_raise(
 ) -> None:
     """Entering over a key that is not a stream raises Redis's error."""
     await client.set(stream_of(prefix), "not a stream")
-    for bridge in (make_bridge(redis_url, prefix), RedisBridge(client, stream_prefix=prefix)):
+    for bridge in (
+        make_bridge(redis_url, prefix),
+        RedisBridge(client, app=APP, stream_prefix=prefix),
+    ):
         bridge.export(order_shipped)
         with pytest.raises(ResponseError, match="WRONGTYPE"):
             await bridge.__aenter__()
@@ -1209,7 +1260,7 @@ async def test_redis_restarted_mid_run(caplog: pytest.LogCaptureFixture) -> None
             await release.wait()
 
     order_shipped.connect(wait_for_release, weak=False)
-    bridge = RedisBridge(f"redis://127.0.0.1:{port}", block=0.05, grace_period=1)
+    bridge = RedisBridge(f"redis://127.0.0.1:{port}", app=APP, block=0.05, grace_period=1)
     bridge.export(order_shipped)
     try:
         with caplog.at_level(logging.WARNING, "asyncsignals.redis"):
@@ -1279,7 +1330,7 @@ async def test_a_stream_deleted_while_the_bridge_waits_in_its_read_is_recreated(
     name = f"bridge-{uuid.uuid4().hex}"
     bridges_client = aioredis.from_url(redis_url, client_name=name)
     try:
-        bridge = RedisBridge(bridges_client, stream_prefix=prefix, block=3)
+        bridge = RedisBridge(bridges_client, app=APP, stream_prefix=prefix, block=3)
         bridge.export(order_shipped)
         with caplog.at_level(logging.WARNING, "asyncsignals.redis"):
             async with bridge:
@@ -1298,7 +1349,7 @@ async def test_a_stream_deleted_while_the_bridge_waits_in_its_read_is_recreated(
     assert [payload["order_id"] for _, payload in calls] == [1, 2]
     [warning, _] = [record for record in caplog.records if "was deleted" in record.message]
     assert warning.levelno == logging.WARNING
-    assert "consumer group 'asyncsignals' created again" in warning.message
+    assert f"consumer group {APP!r} created again" in warning.message
 
 
 class Fatal(BaseException):

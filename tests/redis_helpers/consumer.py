@@ -32,6 +32,7 @@ async def main(url: str, stream_prefix: str, group: str, consumer: str) -> None:
     order_shipped.connect(record)
     bridge = RedisBridge(
         client,
+        app="shop",
         group=group,
         consumer=consumer,
         stream_prefix=stream_prefix,

@@ -34,6 +34,7 @@ async def main(
     order_shipped.connect(record)
     bridge = RedisBridge(
         client,
+        app="shop",
         consumer=consumer,
         stream_prefix=stream_prefix,
         max_deliveries=max_deliveries,
