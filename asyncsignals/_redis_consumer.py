@@ -30,6 +30,7 @@ from ._redis_wire import (
     Export,
     Mode,
     RejectedMessageError,
+    Start,
     dead_letter_copy,
     decode,
     delivery_counts,
@@ -73,6 +74,7 @@ class ConsumerOptions(Protocol):
     claim_idle: float
     max_deliveries: int | None
     max_message_bytes: int
+    start_from: Start
     dead_letter: str
     maxlen: int | None
 
@@ -124,7 +126,7 @@ class Consumer:
 
     async def prepare(self) -> None:
         """Create the consumer groups, and find where broadcast reading starts."""
-        await self._create_groups()
+        await self._create_groups(self._options.start_from)
         await self._start_broadcast()
 
     def renew(self, lifespan: Lifespan) -> None:
@@ -169,14 +171,19 @@ class Consumer:
             if export.consume and export.mode == mode
         }
 
-    async def _create_groups(self) -> list[str]:
-        """Create the group on each work stream that lacks it; return those streams."""
+    async def _create_groups(self, start_from: Start) -> list[str]:
+        """Create the group on each work stream that lacks it; return those streams.
+
+        ``start_from``: where each group created starts reading: "new",
+        after the stream's newest entry; "beginning", at its first.
+        """
         created: list[str] = []
+        first = "$" if start_from == "new" else "0"
         for stream in self._consumed("work"):
             try:
-                # From the stream's start: events published before the first
-                # consumer of the group existed are delivered too.
-                await self._client.xgroup_create(stream, self._options.group, id="0", mkstream=True)
+                await self._client.xgroup_create(
+                    stream, self._options.group, id=first, mkstream=True
+                )
             except ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
@@ -224,7 +231,9 @@ class Consumer:
             await anyio.sleep(delay)
             delay = min(delay * 2, _LAST_RETRY)
             try:
-                created = await self._create_groups()
+                # A stream deleted and created again holds only what was
+                # published since: all of it is new, none may be skipped.
+                created = await self._create_groups("beginning")
             except (RedisConnectionError, RedisTimeoutError):
                 continue
             for stream in created:

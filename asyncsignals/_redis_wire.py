@@ -29,6 +29,7 @@ __all__ = [
     "Export",
     "Mode",
     "RejectedMessageError",
+    "Start",
     "dead_letter_copy",
     "decode",
     "delivery_counts",
@@ -40,6 +41,8 @@ __all__ = [
 ]
 
 Mode = Literal["work", "broadcast"]
+# Where a new consumer group starts reading: events from now on, or all.
+Start = Literal["new", "beginning"]
 
 _WIRE_VERSION: Final = 1
 # The one field of an entry: the event, as JSON.

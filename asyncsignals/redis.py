@@ -82,6 +82,7 @@ from ._redis_wire import (
     Export,
     Mode,
     RejectedMessageError,
+    Start,
     encode,
     export_of,
     text,
@@ -177,6 +178,15 @@ class RedisBridge:
             otherwise): a read that outlasts it would fail as if Redis were
             down. Leave a margin for the network (redis-py 8's default
             client times out after 5 s; the default block is 2 s).
+        start_from: Where the consumer group starts reading a work stream
+            when it does not exist yet (the service's first start):
+            ``"new"`` (the default), the events published from then on;
+            ``"beginning"``, every event the stream still holds too (a new
+            service that must process the history). Events published
+            before the group exists (by processes that only publish) are
+            skipped under ``"new"``. A group that exists resumes where it
+            left off, whatever this says; one created again because its
+            stream was deleted starts at the new stream's beginning.
         name: Shown in ``repr`` and in logs.
 
     Attributes:
@@ -212,6 +222,7 @@ class RedisBridge:
         grace_period: float = 10.0,
         max_message_bytes: int = 1 << 20,
         block: float = 2.0,
+        start_from: Start = "new",
         name: str | None = None,
     ) -> None:
         if app is not None:
@@ -244,6 +255,8 @@ class RedisBridge:
         for argument, seconds in (("claim_idle", claim_idle), ("block", block)):
             if not (0 < seconds < math.inf):
                 raise ValueError(f"{argument} must be a number of seconds > 0, got {seconds!r}")
+        if start_from not in ("new", "beginning"):
+            raise ValueError(f"start_from must be 'new' or 'beginning', got {start_from!r}")
         if not grace_period >= 0:
             raise ValueError(f"grace_period must be a number of seconds >= 0, got {grace_period!r}")
         client = aioredis.from_url(redis) if isinstance(redis, str) else redis
@@ -280,6 +293,7 @@ class RedisBridge:
         self.grace_period = grace_period
         self.max_message_bytes = max_message_bytes
         self.block = block
+        self.start_from: Start = start_from
         self.name = name
         self._exports: dict[Signal[..., Any], Export] = {}
         self._by_stream: dict[str, Export] = {}

@@ -233,17 +233,37 @@ async def test_a_dropped_connection_does_not_rerun_an_entry_in_flight(
     assert await pending(client, stream_of(prefix)) == 0
 
 
-async def test_events_published_before_any_consumer_are_delivered(
+async def test_a_new_group_starts_with_the_events_published_from_then_on(
     redis_url: str, prefix: str, order_shipped: Signal[..., Any]
 ) -> None:
-    """The group starts at the stream's beginning: a publisher's early events are kept."""
+    """By default a new service does not replay the stream's history; once started, it resumes."""
+    calls = recorder(order_shipped)
+    publisher = make_bridge(redis_url, prefix)
+    publisher.export(order_shipped, consume=False)
+    consumer = make_bridge(redis_url, prefix)
+    consumer.export(order_shipped)
+    async with publisher:
+        await publisher.publish(order_shipped, "shop", order_id=1)  # history
+        async with consumer:
+            await publisher.publish(order_shipped, "shop", order_id=2)
+            await eventually(lambda: consumer.delivered == 1)
+        await publisher.publish(order_shipped, "shop", order_id=3)  # while it is down
+        async with consumer:
+            await eventually(lambda: consumer.delivered == 2)
+    assert [payload["order_id"] for _, payload in calls] == [2, 3]
+
+
+async def test_a_new_group_started_from_the_beginning_delivers_the_history(
+    redis_url: str, prefix: str, order_shipped: Signal[..., Any]
+) -> None:
+    """start_from="beginning": events published before the group existed are delivered too."""
     calls = recorder(order_shipped)
     publisher = make_bridge(redis_url, prefix)
     publisher.export(order_shipped, consume=False)
     async with publisher:
         await publisher.publish(order_shipped, "shop", order_id=7)
     assert calls == []
-    consumer = make_bridge(redis_url, prefix)
+    consumer = make_bridge(redis_url, prefix, start_from="beginning")
     consumer.export(order_shipped)
     async with consumer:
         await eventually(lambda: consumer.delivered == 1)
@@ -903,6 +923,7 @@ async def test_export_refuses_unnamed_duplicate_and_late_signals(
         ({"claim_idle": 0}, "claim_idle"),
         ({"block": float("inf")}, "block"),
         ({"grace_period": -1}, "grace_period"),
+        ({"start_from": "0"}, "start_from must be 'new' or 'beginning'"),
     ],
 )
 def test_bad_options_raise(options: dict[str, Any], message: str) -> None:

@@ -33,6 +33,8 @@ async def main(url: str, stream_prefix: str, group: str, consumer: str) -> None:
     bridge = RedisBridge(
         client,
         app="shop",
+        # The test publishes its events before this process first starts.
+        start_from="beginning",
         group=group,
         consumer=consumer,
         stream_prefix=stream_prefix,

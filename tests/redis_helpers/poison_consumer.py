@@ -35,6 +35,8 @@ async def main(
     bridge = RedisBridge(
         client,
         app="shop",
+        # The test publishes its events before this process first starts.
+        start_from="beginning",
         consumer=consumer,
         stream_prefix=stream_prefix,
         max_deliveries=max_deliveries,
