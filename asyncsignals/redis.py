@@ -143,10 +143,13 @@ class RedisBridge:
             of one service share it; another service reading the same
             signals (the same ``app``) uses another.
         consumer: This process's name in the group. Default
-            ``<hostname>-<pid>``. A name that survives restarts (a worker
-            slot number) lets a restarted process re-run its own pending
-            entries at once; otherwise they are claimed after ``claim_idle``.
-            Two live processes must not share a name.
+            ``<hostname>-<pid>`` of the process that enters the bridge (so
+            workers forked after the bridge was made, by a server that
+            preloads the application, each have their own). A name that
+            survives restarts (a worker slot number) lets a restarted
+            process re-run its own pending entries at once; otherwise they
+            are claimed after ``claim_idle``. Two live processes must not
+            share a name.
         stream_prefix: Prefix of every key the bridge uses; default
             ``asyncsignals:<app>``.
         maxlen: Approximate cap on each stream's length (``XADD MAXLEN ~``);
@@ -280,9 +283,11 @@ class RedisBridge:
         self._owns_client = isinstance(redis, str)
         self.app = app
         self.group: str = group
-        self.consumer: str = (
-            consumer if consumer is not None else f"{socket.gethostname()}-{os.getpid()}"
-        )
+        # The default names the process that enters the bridge, not the one
+        # that made it: workers forked from a parent that built it at import
+        # time (a preloading server) each get a name of their own.
+        self._names_its_process = consumer is None
+        self.consumer: str = consumer if consumer is not None else _process_name()
         self.stream_prefix: str = stream_prefix
         self.maxlen = maxlen
         self.claim_idle = claim_idle
@@ -466,6 +471,8 @@ class RedisBridge:
                 "asyncsignals.redis runs on asyncio only: redis-py's async client "
                 "(redis.asyncio) does not run on trio. Run the bridge on asyncio (or uvloop)."
             ) from None
+        if self._names_its_process:
+            self.consumer = _process_name()
         if self._lifespan.state == "closed":
             self._lifespan = self._new_run()
             self._consumer.renew(self._lifespan)
@@ -518,6 +525,11 @@ class RedisBridge:
                 with anyio.CancelScope(shield=True):
                     await self._client.aclose()
         self._lifespan.raise_failures(f"{self._consumer.display_name} failed")
+
+
+def _process_name() -> str:
+    """The default consumer name: this host and process."""
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 # Public names show their public path in reprs and tracebacks.

@@ -42,6 +42,7 @@ pytestmark = pytest.mark.anyio
 
 CONSUMER_SCRIPT = Path(__file__).parent / "redis_helpers" / "consumer.py"
 POISON_CONSUMER_SCRIPT = Path(__file__).parent / "redis_helpers" / "poison_consumer.py"
+FORKING_CONSUMER_SCRIPT = Path(__file__).parent / "redis_helpers" / "forking_consumer.py"
 # For the tests of what a bridge refuses before it connects: no server needed.
 UNUSED_URL = "redis://127.0.0.1:6379/0"
 # The application every test's bridges belong to (its streams are the test's own).
@@ -598,6 +599,25 @@ async def test_only_the_event_that_kills_its_consumer_is_dead_lettered(
     ran_here = [payload["order_id"] for _, payload in calls]
     assert poison not in ran_here
     assert set(ran_there) | set(ran_here) == set(range(events))
+
+
+async def test_workers_forked_after_the_bridge_was_made_have_consumer_names_of_their_own(
+    redis_url: str, client: aioredis.Redis, prefix: str
+) -> None:
+    """A bridge built before a fork: parent and child each enter it under their own pid's name."""
+    process = await anyio.open_process(
+        [sys.executable, str(FORKING_CONSUMER_SCRIPT), redis_url, prefix],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=None,
+    )
+    async with process:
+        assert await process.wait() == 0
+    recorded = [item.decode().split() for item in await client.lrange(f"{prefix}:consumers", 0, -1)]
+    assert len(recorded) == 2
+    assert len({name for _, name in recorded}) == 2
+    for pid, name in recorded:
+        assert name.endswith(f"-{pid}")
 
 
 # -- broadcast mode ---------------------------------------------------------
