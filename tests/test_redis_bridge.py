@@ -613,7 +613,8 @@ async def test_workers_forked_after_the_bridge_was_made_have_consumer_names_of_t
     )
     async with process:
         assert await process.wait() == 0
-    recorded = [item.decode().split() for item in await client.lrange(f"{prefix}:consumers", 0, -1)]
+    records: list[bytes] = await client.lrange(f"{prefix}:consumers", 0, -1)  # type: ignore[assignment]
+    recorded = [record.decode().split() for record in records]
     assert len(recorded) == 2
     assert len({name for _, name in recorded}) == 2
     for pid, name in recorded:
