@@ -14,6 +14,7 @@ redis-py is installed (and named the extra if not).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -75,6 +76,7 @@ class ConsumerOptions(Protocol):
     max_deliveries: int | None
     max_message_bytes: int
     start_from: Start
+    send_timeout: float | None
     dead_letter: str
     maxlen: int | None
 
@@ -100,6 +102,7 @@ class Consumer:
         self.delivered = 0
         self.dead_lettered = 0
         self.receiver_errors = 0
+        self.timed_out = 0
         # What stopped the bridge while it ran (its owner raises it at exit).
         self.failure: BaseException | None = None
         self._options = options
@@ -275,8 +278,9 @@ class Consumer:
             if maximum is not None and ran_alone >= maximum:
                 await self._reject(
                     entry,
-                    f"its consumer stopped {ran_alone} times while it ran alone "
-                    f"(max_deliveries={maximum}): its send kills or hangs its consumer",
+                    f"its consumer stopped, or its send timed out, {ran_alone} times while "
+                    f"it ran alone (max_deliveries={maximum}): its send kills or hangs "
+                    "its consumer",
                 )
                 continue
             if not redelivered:
@@ -430,16 +434,25 @@ class Consumer:
         except RejectedMessageError as exc:
             await self._reject(entry, str(exc))
             return
-        try:
-            results = await export.signal.send_robust(sender, **payload)
-        except Exception as exc:
-            logger.exception(
-                "%s: entry %s of %s: send_robust failed",
-                self.display_name,
-                entry.id,
-                export.stream,
-            )
-            await self._reject(entry, f"send failed: {type(exc).__name__}: {exc}")
+        timeout = self._options.send_timeout
+        results: list[tuple[Any, Any]] | None = None
+        failure: Exception | None = None
+        with anyio.move_on_after(math.inf if timeout is None else timeout):
+            try:
+                results = await export.signal.send_robust(sender, **payload)
+            except Exception as exc:
+                logger.exception(
+                    "%s: entry %s of %s: send_robust failed",
+                    self.display_name,
+                    entry.id,
+                    export.stream,
+                )
+                failure = exc
+        if failure is not None:
+            await self._reject(entry, f"send failed: {type(failure).__name__}: {failure}")
+            return
+        if results is None:
+            self._time_out(entry)
             return
         self.delivered += 1
         self._count_failures(entry, results)
@@ -447,6 +460,25 @@ class Consumer:
         # the send): keep no reference to them here, or they form a cycle.
         del results
         await self._acknowledge(entry)
+
+    def _time_out(self, entry: Entry) -> None:
+        """The send of ``entry`` outlasted ``send_timeout`` and was cancelled."""
+        self.timed_out += 1
+        # No longer held: it looks idle, and is claimed (by any consumer,
+        # this one too) after claim_idle, then runs alone, which counts.
+        self._held.discard((entry.export.stream, entry.id))
+        logger.error(
+            "%s: entry %s of %s: the send did not complete within send_timeout=%s s and "
+            "was cancelled; %s",
+            self.display_name,
+            entry.id,
+            entry.export.stream,
+            self._options.send_timeout,
+            "it is dropped (broadcast)"
+            if entry.export.mode == "broadcast"
+            else "it stays pending, to be taken again alone once idle for claim_idle "
+            "(a delivery that counts towards max_deliveries)",
+        )
 
     def _count_failures(self, entry: Entry, results: list[tuple[Any, Any]]) -> None:
         for receiver, result in results:

@@ -190,6 +190,12 @@ class RedisBridge:
             skipped under ``"new"``. A group that exists resumes where it
             left off, whatever this says; one created again because its
             stream was deleted starts at the new stream's beginning.
+        send_timeout: Seconds an event's send may run before it is
+            cancelled (None: no limit). A work entry whose send timed out
+            stays pending, is taken again alone once idle for
+            ``claim_idle``, and counts towards ``max_deliveries``; a
+            broadcast one is dropped. Either way the worker is free for the
+            entries behind it. Counted in :attr:`timed_out`.
         name: Shown in ``repr`` and in logs.
 
     Attributes:
@@ -226,6 +232,7 @@ class RedisBridge:
         max_message_bytes: int = 1 << 20,
         block: float = 2.0,
         start_from: Start = "new",
+        send_timeout: float | None = 300.0,
         name: str | None = None,
     ) -> None:
         if app is not None:
@@ -255,7 +262,10 @@ class RedisBridge:
                 "max_deliveries must be at least 1 or None (retry for ever), "
                 f"got {max_deliveries!r}"
             )
-        for argument, seconds in (("claim_idle", claim_idle), ("block", block)):
+        timeouts = [("claim_idle", claim_idle), ("block", block)]
+        if send_timeout is not None:
+            timeouts.append(("send_timeout", send_timeout))
+        for argument, seconds in timeouts:
             if not (0 < seconds < math.inf):
                 raise ValueError(f"{argument} must be a number of seconds > 0, got {seconds!r}")
         if start_from not in ("new", "beginning"):
@@ -299,6 +309,7 @@ class RedisBridge:
         self.max_message_bytes = max_message_bytes
         self.block = block
         self.start_from: Start = start_from
+        self.send_timeout = send_timeout
         self.name = name
         self._exports: dict[Signal[..., Any], Export] = {}
         self._by_stream: dict[str, Export] = {}
@@ -333,6 +344,11 @@ class RedisBridge:
     def dead_lettered(self) -> int:
         """Entries this process refused and copied to the dead-letter stream."""
         return self._consumer.dead_lettered
+
+    @property
+    def timed_out(self) -> int:
+        """Sends this process cancelled for outlasting ``send_timeout``."""
+        return self._consumer.timed_out
 
     @property
     def receiver_errors(self) -> int:

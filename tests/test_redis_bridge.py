@@ -431,7 +431,7 @@ async def test_an_entry_past_max_deliveries_is_dead_lettered_when_claimed(
     assert [payload["order_id"] for _, payload in calls] == [2]
     [dead] = await dead_letters(client, prefix)
     assert dead[b"id"] == poison.encode()
-    assert b"stopped 3 times while it ran alone (max_deliveries=3)" in dead[b"reason"]
+    assert b"timed out, 3 times while it ran alone (max_deliveries=3)" in dead[b"reason"]
     assert json.loads(dead[b"field:event"])["payload"] == {"order_id": 1}
     assert await pending(client, stream) == 0
 
@@ -470,8 +470,78 @@ async def test_own_pending_entries_past_max_deliveries_are_dead_lettered_at_star
         await eventually(lambda: again.dead_lettered == 1)
     assert runs == [7, 7, 7]
     [dead] = await dead_letters(client, prefix)
-    assert b"stopped 2 times while it ran alone" in dead[b"reason"]
+    assert b"timed out, 2 times while it ran alone" in dead[b"reason"]
     assert await pending(client, stream_of(prefix)) == 0
+
+
+def hang_on_order_1(signal: Signal[..., Any]) -> list[int]:
+    """Connect a receiver that records each order id and hangs on order 1; return the ids."""
+    ran: list[int] = []
+
+    async def hang_on_the_first(order_id: int, **kwargs: Any) -> None:
+        ran.append(order_id)
+        if order_id == 1:
+            await anyio.sleep_forever()
+
+    signal.connect(hang_on_the_first, weak=False, dispatch_uid="test")
+    return ran
+
+
+async def test_a_hung_send_times_out_frees_its_worker_and_counts_as_a_delivery(
+    redis_url: str,
+    client: aioredis.Redis,
+    prefix: str,
+    order_shipped: Signal[..., Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A send past send_timeout is cancelled: the events behind it run; it is dead-lettered."""
+    ran = hang_on_order_1(order_shipped)
+    # One worker: without a deadline the hung send would hold every event.
+    bridge = make_bridge(
+        redis_url,
+        prefix,
+        max_concurrent=1,
+        send_timeout=0.1,
+        claim_idle=0.2,
+        max_deliveries=1,
+    )
+    bridge.export(order_shipped)
+    with caplog.at_level(logging.ERROR, "asyncsignals.redis"):
+        async with bridge:
+            for order_id in (1, 2, 3):
+                await bridge.publish(order_shipped, "shop", order_id=order_id)
+            await eventually(lambda: bridge.delivered == 2)
+            # Taken again alone once idle, it hangs again: dead-lettered next.
+            await eventually(lambda: bridge.dead_lettered == 1)
+    assert ran[:3] == [1, 2, 3]
+    assert ran.count(1) == 2
+    assert bridge.timed_out == 2
+    assert "did not complete within send_timeout=0.1 s" in caplog.text
+    [dead] = await dead_letters(client, prefix)
+    assert json.loads(dead[b"field:event"])["payload"] == {"order_id": 1}
+    assert await pending(client, stream_of(prefix)) == 0
+
+
+async def test_a_hung_broadcast_send_is_dropped_after_send_timeout(
+    redis_url: str, prefix: str, order_shipped: Signal[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A broadcast send past send_timeout is cancelled and dropped; the next event runs."""
+    ran = hang_on_order_1(order_shipped)
+    bridge = make_bridge(redis_url, prefix, max_concurrent=1, send_timeout=0.1)
+    bridge.export(order_shipped, mode="broadcast")
+    with caplog.at_level(logging.ERROR, "asyncsignals.redis"):
+        async with bridge:
+            await bridge.publish(order_shipped, "shop", order_id=1)
+            await bridge.publish(order_shipped, "shop", order_id=2)
+            await eventually(lambda: bridge.delivered == 1)
+    assert ran == [1, 2]
+    assert bridge.timed_out == 1
+    assert "it is dropped (broadcast)" in caplog.text
+
+
+def test_send_timeout_none_sets_no_limit() -> None:
+    """send_timeout=None lets every send run as long as it takes."""
+    assert RedisBridge(UNUSED_URL, app=APP, send_timeout=None).send_timeout is None
 
 
 async def test_max_deliveries_none_retries_for_ever(
@@ -595,7 +665,7 @@ async def test_only_the_event_that_kills_its_consumer_is_dead_lettered(
         await eventually_async(lambda: pending(client, stream_of(prefix)), 0)
     [dead] = await dead_letters(client, prefix)
     assert json.loads(dead[b"field:event"])["payload"] == {"order_id": poison}
-    assert b"stopped 1 times while it ran alone (max_deliveries=1)" in dead[b"reason"]
+    assert b"timed out, 1 times while it ran alone (max_deliveries=1)" in dead[b"reason"]
     ran_here = [payload["order_id"] for _, payload in calls]
     assert poison not in ran_here
     assert set(ran_there) | set(ran_here) == set(range(events))
@@ -945,6 +1015,7 @@ async def test_export_refuses_unnamed_duplicate_and_late_signals(
         ({"block": float("inf")}, "block"),
         ({"grace_period": -1}, "grace_period"),
         ({"start_from": "0"}, "start_from must be 'new' or 'beginning'"),
+        ({"send_timeout": 0}, "send_timeout"),
     ],
 )
 def test_bad_options_raise(options: dict[str, Any], message: str) -> None:
