@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import OutOfMemoryError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ._lifespan import Lifespan
@@ -507,9 +507,29 @@ class Consumer:
         copy = dead_letter_copy(
             entry, self._options.consumer, reason, self._options.max_message_bytes
         )
-        await self._client.xadd(
-            self._options.dead_letter, copy, maxlen=self._options.maxlen, approximate=True
-        )
+        refusal: OutOfMemoryError | None = None
+        try:
+            await self._client.xadd(
+                self._options.dead_letter, copy, maxlen=self._options.maxlen, approximate=True
+            )
+        except OutOfMemoryError as exc:
+            refusal = exc
+        if refusal is not None:
+            # Redis refuses what needs memory, not reads nor acknowledgements:
+            # the bridge goes on, and the entry waits until Redis has room.
+            self._held.discard((entry.export.stream, entry.id))
+            logger.error(
+                "%s: entry %s of %s could not be moved to %s (%s); %s",
+                self.display_name,
+                entry.id,
+                entry.export.stream,
+                self._options.dead_letter,
+                refusal,
+                "it is dropped (broadcast)"
+                if entry.export.mode == "broadcast"
+                else "it stays pending, tried again once idle for claim_idle",
+            )
+            return
         self.dead_lettered += 1
         await self._acknowledge(entry)
 

@@ -1423,6 +1423,39 @@ async def test_a_deleted_stream_and_group_are_created_again(
     assert calls == [("shop", {"order_id": 1})]
 
 
+async def test_a_dead_letter_refused_by_a_redis_out_of_memory_waits_for_room(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Redis out of memory refuses the dead-letter copy: the bridge goes on, retries later."""
+    port = free_port()
+    server = await start_redis(port)
+    client = aioredis.Redis(port=port)
+    stream = f"asyncsignals:{APP}:signal:order_shipped"
+    order_shipped: Signal[..., Any] = Signal(providing_args=["order_id"], name="order_shipped")
+    try:
+        await client.xgroup_create(stream, APP, id="0", mkstream=True)
+        await client.xadd(stream, {"not": "an event"})
+        await client.xreadgroup(APP, "gone", {stream: ">"})
+        bridge = RedisBridge(client, app=APP, block=0.05, claim_idle=0.2)
+        bridge.export(order_shipped)
+        with caplog.at_level(logging.ERROR, "asyncsignals.redis"):
+            async with bridge:
+                await client.config_set("maxmemory-policy", "noeviction")
+                await client.config_set("maxmemory", "1")
+                await eventually(lambda: "could not be moved" in caplog.text)
+                assert bridge.healthy
+                assert bridge.dead_lettered == 0
+                await client.config_set("maxmemory", "0")
+                await eventually(lambda: bridge.dead_lettered == 1)
+        assert "it stays pending, tried again once idle" in caplog.text
+        assert await pending(client, stream) == 0
+    finally:
+        await client.aclose()
+        server.kill()
+        await server.wait()
+        await server.aclose()
+
+
 async def blocked_in_a_read(client: aioredis.Redis, name: str) -> bool:
     """Whether the client named ``name`` is blocked in a read (XREAD, XREADGROUP) on Redis."""
     for connection in await client.client_list():
