@@ -203,6 +203,7 @@ class Consumer:
                     if self._consumed("work"):
                         readers.start_soon(self._keep_going, self._read_work)
                         readers.start_soon(self._keep_going, self._claim_periodically)
+                        readers.start_soon(self._keep_going, self._keep_held_entries_fresh)
                     if self._consumed("broadcast"):
                         readers.start_soon(self._keep_going, self._read_broadcast)
         except BaseException as exc:
@@ -357,6 +358,14 @@ class Consumer:
         streams = self._consumed("work")
         while True:
             await anyio.sleep(self._options.claim_idle / 2)
+            await self._claim(streams)
+
+    async def _keep_held_entries_fresh(self) -> None:
+        # Its own loop: claiming runs entries one at a time and may take
+        # long, and these must be refreshed within every claim_idle.
+        streams = self._consumed("work")
+        while True:
+            await anyio.sleep(self._options.claim_idle / 2)
             # The entries this process still works on (queued or running)
             # are claimed to itself again, which resets their idle time:
             # only a consumer that stopped leaves entries to be claimed.
@@ -366,7 +375,6 @@ class Consumer:
                     await self._client.xclaim(
                         stream, self._options.group, self._options.consumer, 0, ids, justid=True
                     )
-            await self._claim(streams)
 
     async def _start_broadcast(self) -> None:
         # From the newest entry now (XREAD's "$", resolved once, on entry, so

@@ -587,6 +587,30 @@ async def test_a_long_send_is_not_claimed_by_another_consumer(
     assert calls == [1]
 
 
+async def test_entries_claimed_one_at_a_time_are_not_claimed_again_while_they_run(
+    redis_url: str, client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
+) -> None:
+    """Slow claimed entries, run one by one, stay fresh: another consumer takes none of them."""
+    runs: list[int] = []
+
+    async def slow(order_id: int, **kwargs: Any) -> None:
+        runs.append(order_id)
+        await anyio.sleep(0.5)
+
+    order_shipped.connect(slow, weak=False, dispatch_uid="test")
+    await left_pending_by_a_stopped_consumer(redis_url, client, prefix, order_shipped, [1, 2, 3])
+    first = make_bridge(redis_url, prefix, consumer="first", claim_idle=0.2)
+    first.export(order_shipped)
+    second = make_bridge(redis_url, prefix, consumer="second", claim_idle=0.2)
+    second.export(order_shipped)
+    async with first:
+        await eventually(lambda: len(runs) == 3)
+        async with second:
+            await eventually(lambda: first.delivered == 3)
+    assert sorted(runs) == [1, 2, 3]
+    assert await pending(client, stream_of(prefix)) == 0
+
+
 async def test_a_killed_consumer_loses_no_event(
     redis_url: str, client: aioredis.Redis, prefix: str
 ) -> None:
