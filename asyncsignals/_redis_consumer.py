@@ -14,13 +14,14 @@ redis-py is installed (and named the extra if not).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import OutOfMemoryError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ._lifespan import Lifespan
@@ -30,6 +31,7 @@ from ._redis_wire import (
     Export,
     Mode,
     RejectedMessageError,
+    Start,
     dead_letter_copy,
     decode,
     delivery_counts,
@@ -73,6 +75,8 @@ class ConsumerOptions(Protocol):
     claim_idle: float
     max_deliveries: int | None
     max_message_bytes: int
+    start_from: Start
+    send_timeout: float | None
     dead_letter: str
     maxlen: int | None
 
@@ -98,6 +102,9 @@ class Consumer:
         self.delivered = 0
         self.dead_lettered = 0
         self.receiver_errors = 0
+        self.timed_out = 0
+        # What stopped the bridge while it ran (its owner raises it at exit).
+        self.failure: BaseException | None = None
         self._options = options
         self._client = client
         self._lifespan = lifespan
@@ -105,6 +112,8 @@ class Consumer:
         # Entries read and not finished, by stream and id: never queued twice,
         # and kept from looking idle to other consumers.
         self._held: set[tuple[str, str]] = set()
+        # Entries delivered before, run alone: set once each has run.
+        self._finished: dict[tuple[str, str], anyio.Event] = {}
         self._broadcast_after: dict[KeyT, StreamIdT] = {}
         self._readers: anyio.CancelScope | None = None
         self._send_stream: MemoryObjectSendStream[Entry] | None = None
@@ -120,8 +129,13 @@ class Consumer:
 
     async def prepare(self) -> None:
         """Create the consumer groups, and find where broadcast reading starts."""
-        await self._create_groups()
+        await self._create_groups(self._options.start_from)
         await self._start_broadcast()
+
+    def renew(self, lifespan: Lifespan) -> None:
+        """Before the bridge runs again, within ``lifespan``: its counters go on."""
+        self._lifespan = lifespan
+        self.failure = None
 
     def workers(self) -> list[Callable[[], Awaitable[None]]]:
         """Open the local queue; return the tasks that read into it and deliver from it."""
@@ -142,6 +156,7 @@ class Consumer:
         self._receive_stream.close()
         left = len(self._held)
         self._held.clear()
+        self._finished.clear()
         if left:
             logger.warning(
                 "%s: %d entries read but not completed at shutdown stay pending "
@@ -159,15 +174,25 @@ class Consumer:
             if export.consume and export.mode == mode
         }
 
-    async def _create_groups(self) -> None:
+    async def _create_groups(self, start_from: Start) -> list[str]:
+        """Create the group on each work stream that lacks it; return those streams.
+
+        ``start_from``: where each group created starts reading: "new",
+        after the stream's newest entry; "beginning", at its first.
+        """
+        created: list[str] = []
+        first = "$" if start_from == "new" else "0"
         for stream in self._consumed("work"):
             try:
-                # From the stream's start: events published before the first
-                # consumer of the group existed are delivered too.
-                await self._client.xgroup_create(stream, self._options.group, id="0", mkstream=True)
+                await self._client.xgroup_create(
+                    stream, self._options.group, id=first, mkstream=True
+                )
             except ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
+            else:
+                created.append(stream)
+        return created
 
     async def _read(self) -> None:
         assert self._readers is not None
@@ -178,8 +203,12 @@ class Consumer:
                     if self._consumed("work"):
                         readers.start_soon(self._keep_going, self._read_work)
                         readers.start_soon(self._keep_going, self._claim_periodically)
+                        readers.start_soon(self._keep_going, self._keep_held_entries_fresh)
                     if self._consumed("broadcast"):
                         readers.start_soon(self._keep_going, self._read_broadcast)
+        except BaseException as exc:
+            self._note_failure(exc)
+            raise
         finally:
             # The workers then take what is queued (skipping it) and stop.
             self._send_stream.close()
@@ -198,20 +227,27 @@ class Consumer:
                     delay,
                 )
             except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
+                # NOGROUP: the group is gone when a command needs it.
+                # UNBLOCKED: the stream (and so its group) was deleted while a
+                # read blocked on it, the bridge's idle state.
+                if not str(exc).startswith(("NOGROUP", "UNBLOCKED")):
                     raise
-                logger.warning(
-                    "%s: consumer group %r is gone (Redis restarted empty, or the stream "
-                    "was deleted); creating it again",
-                    self.display_name,
-                    self._options.group,
-                )
             await anyio.sleep(delay)
             delay = min(delay * 2, _LAST_RETRY)
             try:
-                await self._create_groups()
+                # A stream deleted and created again holds only what was
+                # published since: all of it is new, none may be skipped.
+                created = await self._create_groups("beginning")
             except (RedisConnectionError, RedisTimeoutError):
                 continue
+            for stream in created:
+                logger.warning(
+                    "%s: stream %s was deleted (DEL, FLUSHDB, or Redis restarted empty); "
+                    "its consumer group %r created again",
+                    self.display_name,
+                    stream,
+                    self._options.group,
+                )
             delay = _FIRST_RETRY
 
     async def _queue(
@@ -220,8 +256,10 @@ class Consumer:
         """Queue the entries not already held; return the last id seen.
 
         ``redelivered``: the entries were read from a pending list (this
-        consumer's own, or claimed from another), so they may have been
-        delivered before; those past ``max_deliveries`` are dead-lettered.
+        consumer's own, or claimed from another), one at a time: each runs
+        alone, and the next is taken once it has run, so that a consumer
+        that dies while it runs is known to have died of that entry. Those
+        that ran alone ``max_deliveries`` times already are dead-lettered.
         """
         assert self._send_stream is not None
         deliveries = await self._deliveries(export, entries) if redelivered else {}
@@ -233,15 +271,27 @@ class Consumer:
                 continue
             self._held.add(key)
             entry = Entry(export, entry_id, fields)
-            times = deliveries.get(entry_id, 0)
-            if self._options.max_deliveries is not None and times > self._options.max_deliveries:
+            # The first delivery was a batch read, which may have died of
+            # another entry before this one started: what counts is each
+            # time it was taken again, alone; this take is not one yet.
+            ran_alone = deliveries.get(entry_id, 0) - 2
+            maximum = self._options.max_deliveries
+            if maximum is not None and ran_alone >= maximum:
                 await self._reject(
                     entry,
-                    f"delivered {times} times without completing (max_deliveries="
-                    f"{self._options.max_deliveries}): its send may kill or hang its consumer",
+                    f"its consumer stopped, or its send timed out, {ran_alone} times while "
+                    f"it ran alone (max_deliveries={maximum}): its send kills or hangs "
+                    "its consumer",
                 )
                 continue
+            if not redelivered:
+                await self._send_stream.send(entry)
+                continue
+            finished = self._finished[key] = anyio.Event()
             await self._send_stream.send(entry)
+            # Bounded: an entry whose send hangs must not stop the reading.
+            with anyio.move_on_after(self._options.claim_idle):
+                await finished.wait()
         return last
 
     async def _deliveries(self, export: Export, entries: list[tuple[Any, Any]]) -> dict[str, int]:
@@ -267,10 +317,7 @@ class Consumer:
             after = "0"
             while True:
                 response = await self._client.xreadgroup(
-                    self._options.group,
-                    self._options.consumer,
-                    {stream: after},
-                    count=self._options.batch_size,
+                    self._options.group, self._options.consumer, {stream: after}, count=1
                 )
                 entries = [entry for _, found in stream_entries(response) for entry in found]
                 last = await self._queue(export, entries, redelivered=True)
@@ -296,27 +343,26 @@ class Consumer:
         for stream, export in streams.items():
             start = "0-0"
             while True:
+                # One at a time, each run alone (see _queue).
                 next_start, claimed, *_ = await self._client.xautoclaim(
-                    stream,
-                    self._options.group,
-                    self._options.consumer,
-                    min_idle,
-                    start,
-                    count=self._options.batch_size,
+                    stream, self._options.group, self._options.consumer, min_idle, start, count=1
                 )
                 if claimed:
-                    logger.info(
-                        "%s: claimed %d idle entries of %s",
-                        self.display_name,
-                        len(claimed),
-                        stream,
-                    )
+                    logger.info("%s: claimed idle entries of %s", self.display_name, stream)
                 await self._queue(export, claimed, redelivered=True)
                 start = text(next_start)
                 if start == "0-0":
                     break
 
     async def _claim_periodically(self) -> None:
+        streams = self._consumed("work")
+        while True:
+            await anyio.sleep(self._options.claim_idle / 2)
+            await self._claim(streams)
+
+    async def _keep_held_entries_fresh(self) -> None:
+        # Its own loop: claiming runs entries one at a time and may take
+        # long, and these must be refreshed within every claim_idle.
         streams = self._consumed("work")
         while True:
             await anyio.sleep(self._options.claim_idle / 2)
@@ -329,7 +375,6 @@ class Consumer:
                     await self._client.xclaim(
                         stream, self._options.group, self._options.consumer, 0, ids, justid=True
                     )
-            await self._claim(streams)
 
     async def _start_broadcast(self) -> None:
         # From the newest entry now (XREAD's "$", resolved once, on entry, so
@@ -352,23 +397,43 @@ class Consumer:
 
     # -- delivering ---------------------------------------------------------
 
+    def _note_failure(self, exc: BaseException) -> None:
+        """Keep the first of what stops the bridge in :attr:`failure`."""
+        if self.failure is None and not isinstance(exc, anyio.get_cancelled_exc_class()):
+            self.failure = exc
+
     async def _work(self) -> None:
+        try:
+            await self._deliver_queued()
+        except BaseException as exc:
+            self._note_failure(exc)
+            raise
+
+    async def _deliver_queued(self) -> None:
         assert self._receive_stream is not None
         async for entry in self._receive_stream:
-            if not self._lifespan.running:
-                continue  # stays pending; counted at exit
             try:
-                await self._deliver(entry)
-            except (RedisConnectionError, RedisTimeoutError) as exc:
-                # Not acknowledged: read again after a reconnection, or claimed.
-                self._held.discard((entry.export.stream, entry.id))
-                logger.warning(
-                    "%s: entry %s of %s stays pending: Redis unavailable (%s)",
-                    self.display_name,
-                    entry.id,
-                    entry.export.stream,
-                    exc,
-                )
+                await self._deliver_one(entry)
+            finally:
+                finished = self._finished.pop((entry.export.stream, entry.id), None)
+                if finished is not None:
+                    finished.set()
+
+    async def _deliver_one(self, entry: Entry) -> None:
+        if not self._lifespan.running:
+            return  # stays pending; counted at exit
+        try:
+            await self._deliver(entry)
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            # Not acknowledged: read again after a reconnection, or claimed.
+            self._held.discard((entry.export.stream, entry.id))
+            logger.warning(
+                "%s: entry %s of %s stays pending: Redis unavailable (%s)",
+                self.display_name,
+                entry.id,
+                entry.export.stream,
+                exc,
+            )
 
     async def _deliver(self, entry: Entry) -> None:
         export = entry.export
@@ -377,16 +442,25 @@ class Consumer:
         except RejectedMessageError as exc:
             await self._reject(entry, str(exc))
             return
-        try:
-            results = await export.signal.send_robust(sender, **payload)
-        except Exception as exc:
-            logger.exception(
-                "%s: entry %s of %s: send_robust failed",
-                self.display_name,
-                entry.id,
-                export.stream,
-            )
-            await self._reject(entry, f"send failed: {type(exc).__name__}: {exc}")
+        timeout = self._options.send_timeout
+        results: list[tuple[Any, Any]] | None = None
+        failure: Exception | None = None
+        with anyio.move_on_after(math.inf if timeout is None else timeout):
+            try:
+                results = await export.signal.send_robust(sender, **payload)
+            except Exception as exc:
+                logger.exception(
+                    "%s: entry %s of %s: send_robust failed",
+                    self.display_name,
+                    entry.id,
+                    export.stream,
+                )
+                failure = exc
+        if failure is not None:
+            await self._reject(entry, f"send failed: {type(failure).__name__}: {failure}")
+            return
+        if results is None:
+            self._time_out(entry)
             return
         self.delivered += 1
         self._count_failures(entry, results)
@@ -394,6 +468,25 @@ class Consumer:
         # the send): keep no reference to them here, or they form a cycle.
         del results
         await self._acknowledge(entry)
+
+    def _time_out(self, entry: Entry) -> None:
+        """The send of ``entry`` outlasted ``send_timeout`` and was cancelled."""
+        self.timed_out += 1
+        # No longer held: it looks idle, and is claimed (by any consumer,
+        # this one too) after claim_idle, then runs alone, which counts.
+        self._held.discard((entry.export.stream, entry.id))
+        logger.error(
+            "%s: entry %s of %s: the send did not complete within send_timeout=%s s and "
+            "was cancelled; %s",
+            self.display_name,
+            entry.id,
+            entry.export.stream,
+            self._options.send_timeout,
+            "it is dropped (broadcast)"
+            if entry.export.mode == "broadcast"
+            else "it stays pending, to be taken again alone once idle for claim_idle "
+            "(a delivery that counts towards max_deliveries)",
+        )
 
     def _count_failures(self, entry: Entry, results: list[tuple[Any, Any]]) -> None:
         for receiver, result in results:
@@ -422,9 +515,29 @@ class Consumer:
         copy = dead_letter_copy(
             entry, self._options.consumer, reason, self._options.max_message_bytes
         )
-        await self._client.xadd(
-            self._options.dead_letter, copy, maxlen=self._options.maxlen, approximate=True
-        )
+        refusal: OutOfMemoryError | None = None
+        try:
+            await self._client.xadd(
+                self._options.dead_letter, copy, maxlen=self._options.maxlen, approximate=True
+            )
+        except OutOfMemoryError as exc:
+            refusal = exc
+        if refusal is not None:
+            # Redis refuses what needs memory, not reads nor acknowledgements:
+            # the bridge goes on, and the entry waits until Redis has room.
+            self._held.discard((entry.export.stream, entry.id))
+            logger.error(
+                "%s: entry %s of %s could not be moved to %s (%s); %s",
+                self.display_name,
+                entry.id,
+                entry.export.stream,
+                self._options.dead_letter,
+                refusal,
+                "it is dropped (broadcast)"
+                if entry.export.mode == "broadcast"
+                else "it stays pending, tried again once idle for claim_idle",
+            )
+            return
         self.dead_lettered += 1
         await self._acknowledge(entry)
 

@@ -29,6 +29,7 @@ __all__ = [
     "Export",
     "Mode",
     "RejectedMessageError",
+    "Start",
     "dead_letter_copy",
     "decode",
     "delivery_counts",
@@ -40,6 +41,8 @@ __all__ = [
 ]
 
 Mode = Literal["work", "broadcast"]
+# Where a new consumer group starts reading: events from now on, or all.
+Start = Literal["new", "beginning"]
 
 _WIRE_VERSION: Final = 1
 # The one field of an entry: the event, as JSON.
@@ -151,8 +154,25 @@ def _reject_constant(constant: str) -> Any:
 
 
 def stream_entries(response: Any) -> list[tuple[str, list[tuple[Any, Any]]]]:
-    """``[(stream, [(id, fields), ...]), ...]`` from an XREAD or XREADGROUP reply."""
-    return [(text(stream), list(entries)) for stream, entries in response or ()]
+    """``[(stream, [(id, fields), ...]), ...]`` from an XREAD or XREADGROUP reply.
+
+    The reply's shape depends on the protocol and on redis-py's version: a
+    list of ``[stream, entries]`` pairs (RESP2, and RESP3 as redis-py 8
+    returns it by default), or a mapping of stream to entries (RESP3), whose
+    entries redis-py 5 to 7 wrap in one more list.
+    """
+    # hasattr, not isinstance: the reply is untyped, and stays so.
+    pairs: Any = response.items() if hasattr(response, "items") else response or ()
+    return [(text(stream), _unwrapped(list(entries))) for stream, entries in pairs]
+
+
+def _unwrapped(entries: list[Any]) -> list[tuple[Any, Any]]:
+    # An entry is (id, fields) with an id of bytes; a wrapped reply has a
+    # list of entries where an entry should be.
+    first: Any = entries[0] if entries else None
+    if type(first) is list and (not first or not isinstance(first[0], (bytes, str))):
+        return [entry for chunk in entries for entry in chunk]
+    return entries
 
 
 def delivery_counts(pending: Any) -> dict[str, int]:

@@ -7,7 +7,7 @@ entered once in the application's lifespan::
 
     from asyncsignals.redis import RedisBridge
 
-    bridge = RedisBridge("redis://localhost:6379", group="orders")
+    bridge = RedisBridge("redis://localhost:6379", app="shop")
     bridge.export(order_shipped)                      # work queue: one process runs it
     bridge.export(cache_invalidated, mode="broadcast")  # every process runs it
 
@@ -37,7 +37,8 @@ Modes:
   published meanwhile. Use it for what a fresh process rebuilds anyway
   (cache invalidation, websocket pushes).
 
-The wire: one stream per signal, ``<stream_prefix>:signal:<signal name>``,
+The wire: one stream per signal, ``<stream_prefix>:signal:<signal name>``
+(the prefix is ``asyncsignals:<app>`` unless given),
 whose entries have one field, ``event``, holding UTF-8 JSON
 ``{"v": 1, "signal": name, "sender": name or null, "payload": {...}}``.
 Senders travel as names (strings), never as objects; data from Redis is only
@@ -81,6 +82,7 @@ from ._redis_wire import (
     Export,
     Mode,
     RejectedMessageError,
+    Start,
     encode,
     export_of,
     text,
@@ -100,7 +102,7 @@ class RedisBridge:
     Export signals, enter the bridge in the application's lifespan, and
     publish::
 
-        bridge = RedisBridge(url, group="orders", consumer=os.environ.get("WORKER_ID"))
+        bridge = RedisBridge(url, app="shop", consumer=os.environ.get("WORKER_ID"))
         bridge.export(order_shipped)
 
         @asynccontextmanager
@@ -126,17 +128,30 @@ class RedisBridge:
 
     Args:
         redis: A ``redis.asyncio.Redis`` client (the bridge never closes it),
-            or a URL for a client the bridge owns. The client must use RESP2
-            and ``decode_responses=False``: the bridge reads raw bytes so that
-            a hostile entry cannot break decoding.
-        group: The consumer group of work mode: processes of one service
-            share it; another service reading the same signals uses another.
+            or a URL for a client the bridge owns. The client must keep
+            ``decode_responses=False`` (the default): the bridge reads raw
+            bytes so that a hostile entry cannot break decoding. Either
+            protocol (RESP2, or RESP3, redis-py 8's default) will do.
+        app: The application's name, the same in each of its processes
+            (web workers, background workers) and another for each other
+            application on the same Redis: it names the streams
+            (``asyncsignals:<app>:...``) and the consumer group, so that
+            two applications with a signal of the same name never take each
+            other's events. Required unless both ``group`` and
+            ``stream_prefix`` are given.
+        group: The consumer group of work mode; default ``app``. Processes
+            of one service share it; another service reading the same
+            signals (the same ``app``) uses another.
         consumer: This process's name in the group. Default
-            ``<hostname>-<pid>``. A name that survives restarts (a worker
-            slot number) lets a restarted process re-run its own pending
-            entries at once; otherwise they are claimed after ``claim_idle``.
-            Two live processes must not share a name.
-        stream_prefix: Prefix of every key the bridge uses.
+            ``<hostname>-<pid>`` of the process that enters the bridge (so
+            workers forked after the bridge was made, by a server that
+            preloads the application, each have their own). A name that
+            survives restarts (a worker slot number) lets a restarted
+            process re-run its own pending entries at once; otherwise they
+            are claimed after ``claim_idle``. Two live processes must not
+            share a name.
+        stream_prefix: Prefix of every key the bridge uses; default
+            ``asyncsignals:<app>``.
         maxlen: Approximate cap on each stream's length (``XADD MAXLEN ~``);
             None never trims. Entries trimmed before a consumer read them are
             lost: size it for the longest outage you tolerate.
@@ -145,22 +160,47 @@ class RedisBridge:
             also checks for such entries about twice per period.
         dead_letter: Key of the dead-letter stream; default
             ``<stream_prefix>:dead``.
-        max_deliveries: Deliveries after which an entry still pending is
-            dead-lettered instead of run again: an event whose send kills
-            or hangs every consumer that takes it (a poison message) stops
-            there. Counted by Redis across consumers and restarts; None
-            retries for ever.
+        max_deliveries: How many times an entry may stop its consumer
+            while it ran alone before it is dead-lettered instead of run
+            again: an event whose send kills or hangs every consumer that
+            takes it (a poison message) stops there, and only that event.
+            An entry left pending by a consumer that stopped (this one
+            before a restart, or another one) is taken again alone, one at
+            a time, each once the one before has run (or ``claim_idle``
+            seconds have passed), so the entries read in the same batch as
+            the poison message are not counted against: they run. Counted
+            by Redis across consumers and restarts; None retries for ever.
         batch_size: Entries read per command, and the size of the local queue.
         max_concurrent: Local sends running at once.
         grace_period: Seconds that leaving the ``async with`` block lets
             running sends finish before cancelling them.
         max_message_bytes: Largest entry accepted, in bytes of JSON; larger
             ones are refused by :meth:`publish` and dead-lettered when read.
-        block: Seconds each read waits on Redis for new entries; keep it
-            below the client's ``socket_timeout``.
+        block: Seconds each read waits on Redis for new entries. Must be
+            shorter than the client's ``socket_timeout`` (a ``ValueError``
+            otherwise): a read that outlasts it would fail as if Redis were
+            down. Leave a margin for the network (redis-py 8's default
+            client times out after 5 s; the default block is 2 s).
+        start_from: Where the consumer group starts reading a work stream
+            when it does not exist yet (the service's first start):
+            ``"new"`` (the default), the events published from then on;
+            ``"beginning"``, every event the stream still holds too (a new
+            service that must process the history). Events published
+            before the group exists (by processes that only publish) are
+            skipped under ``"new"``. A group that exists resumes where it
+            left off, whatever this says; one created again because its
+            stream was deleted starts at the new stream's beginning.
+        send_timeout: Seconds an event's send may run before it is
+            cancelled (None: no limit). A work entry whose send timed out
+            stays pending, is taken again alone once idle for
+            ``claim_idle``, and counts towards ``max_deliveries``; a
+            broadcast one is dropped. Either way the worker is free for the
+            entries behind it. Counted in :attr:`timed_out`.
         name: Shown in ``repr`` and in logs.
 
     Attributes:
+        app: The application's name, or None when ``group`` and
+            ``stream_prefix`` were given instead.
         group: The consumer group every process of the service shares.
         consumer: This process's name in the group.
         stream_prefix: The prefix of every stream the bridge uses.
@@ -178,9 +218,10 @@ class RedisBridge:
         self,
         redis: aioredis.Redis | str,
         *,
-        group: str = "asyncsignals",
+        app: str | None = None,
+        group: str | None = None,
         consumer: str | None = None,
-        stream_prefix: str = "asyncsignals",
+        stream_prefix: str | None = None,
         maxlen: int | None = 100_000,
         claim_idle: float = 60.0,
         dead_letter: str | None = None,
@@ -190,8 +231,23 @@ class RedisBridge:
         grace_period: float = 10.0,
         max_message_bytes: int = 1 << 20,
         block: float = 2.0,
+        start_from: Start = "new",
+        send_timeout: float | None = 300.0,
         name: str | None = None,
     ) -> None:
+        if app is not None:
+            if not app:
+                raise ValueError("app must be a non-empty name, e.g. app='shop'")
+            group = app if group is None else group
+            stream_prefix = f"asyncsignals:{app}" if stream_prefix is None else stream_prefix
+        if group is None or stream_prefix is None:
+            raise TypeError(
+                "RedisBridge needs app=, your application's name, e.g. "
+                "RedisBridge(url, app='shop'): the same name in each of its processes (web "
+                "and background workers), another for each other application on this Redis. "
+                "It names the streams (asyncsignals:<app>:...) and the consumer group, so "
+                "that applications with a signal of the same name keep their events apart"
+            )
         for argument, value in (
             ("batch_size", batch_size),
             ("max_concurrent", max_concurrent),
@@ -206,28 +262,43 @@ class RedisBridge:
                 "max_deliveries must be at least 1 or None (retry for ever), "
                 f"got {max_deliveries!r}"
             )
-        for argument, seconds in (("claim_idle", claim_idle), ("block", block)):
+        timeouts = [("claim_idle", claim_idle), ("block", block)]
+        if send_timeout is not None:
+            timeouts.append(("send_timeout", send_timeout))
+        for argument, seconds in timeouts:
             if not (0 < seconds < math.inf):
                 raise ValueError(f"{argument} must be a number of seconds > 0, got {seconds!r}")
+        if start_from not in ("new", "beginning"):
+            raise ValueError(f"start_from must be 'new' or 'beginning', got {start_from!r}")
         if not grace_period >= 0:
             raise ValueError(f"grace_period must be a number of seconds >= 0, got {grace_period!r}")
-        if isinstance(redis, str):
-            self._client = aioredis.from_url(redis)
-            self._owns_client = True
-        else:
-            options: Mapping[str, Any] = redis.connection_pool.connection_kwargs
-            if options.get("decode_responses") or str(options.get("protocol", 2)) != "2":
-                raise ValueError(
-                    "RedisBridge needs a client with decode_responses=False and protocol=2 "
-                    "(the defaults), or a URL"
-                )
-            self._client = redis
-            self._owns_client = False
+        client = aioredis.from_url(redis) if isinstance(redis, str) else redis
+        options: Mapping[str, Any] = client.connection_pool.connection_kwargs
+        # Either protocol will do (the replies of both are read), but
+        # decoded responses would let a hostile entry break decoding.
+        if options.get("decode_responses"):
+            raise ValueError(
+                "RedisBridge needs a client with decode_responses=False (the default), "
+                "or a URL: it reads raw bytes so that a hostile entry cannot break decoding"
+            )
+        socket_timeout: float | None = options.get("socket_timeout")
+        if socket_timeout is not None and block >= socket_timeout:
+            raise ValueError(
+                f"block={block!r} s is not shorter than the client's socket_timeout="
+                f"{socket_timeout!r} s: every read that waits for new events would time out "
+                "as if Redis were down. Pass a shorter block, or make the client with a "
+                "longer socket_timeout (or none), leaving a margin for the network"
+            )
+        self._client = client
+        self._owns_client = isinstance(redis, str)
+        self.app = app
         self.group: str = group
-        self.consumer: str = (
-            consumer if consumer is not None else f"{socket.gethostname()}-{os.getpid()}"
-        )
-        self.stream_prefix = stream_prefix
+        # The default names the process that enters the bridge, not the one
+        # that made it: workers forked from a parent that built it at import
+        # time (a preloading server) each get a name of their own.
+        self._names_its_process = consumer is None
+        self.consumer: str = consumer if consumer is not None else _process_name()
+        self.stream_prefix: str = stream_prefix
         self.maxlen = maxlen
         self.claim_idle = claim_idle
         self.dead_letter: str = dead_letter if dead_letter is not None else f"{stream_prefix}:dead"
@@ -237,17 +308,23 @@ class RedisBridge:
         self.grace_period = grace_period
         self.max_message_bytes = max_message_bytes
         self.block = block
+        self.start_from: Start = start_from
+        self.send_timeout = send_timeout
         self.name = name
         self._exports: dict[Signal[..., Any], Export] = {}
         self._by_stream: dict[str, Export] = {}
-        self._lifespan = Lifespan(
+        self._lifespan = self._new_run()
+        self._consumer = Consumer(self, self._client, self._lifespan, self._exports)
+
+    def _new_run(self) -> Lifespan:
+        """The life of one run of the bridge, from entering it to leaving it."""
+        return Lifespan(
             self,
             kind="bridge",
             closed_error=BridgeClosedError,
             refusal="publishes nothing more",
             before="publishing",
         )
-        self._consumer = Consumer(self, self._client, self._lifespan, self._exports)
 
     def __repr__(self) -> str:
         name = f" {self.name}" if self.name is not None else ""
@@ -269,9 +346,43 @@ class RedisBridge:
         return self._consumer.dead_lettered
 
     @property
+    def timed_out(self) -> int:
+        """Sends this process cancelled for outlasting ``send_timeout``."""
+        return self._consumer.timed_out
+
+    @property
     def receiver_errors(self) -> int:
         """Exceptions raised by local receivers of delivered events, each logged."""
         return self._consumer.receiver_errors
+
+    # -- health -------------------------------------------------------------
+
+    @property
+    def healthy(self) -> bool:
+        """Entered, not left, and not stopped: it publishes and consumes.
+
+        Redis being unreachable does not make it unhealthy (it reconnects on
+        its own, logging a warning); what stops the bridge for good does: an
+        error that is no outage (a key of the wrong type, a Redis refusing the
+        bridge's commands), or a receiver's ``BaseException``. Meant for a
+        health check; :meth:`raise_if_failed` raises what stopped it.
+        """
+        return self._lifespan.running
+
+    def raise_if_failed(self) -> None:
+        """Raise BridgeClosedError, caused by what stopped the bridge, if something did.
+
+        Does nothing while the bridge is healthy, before it is entered and
+        once it was left normally. A bridge that failed raises its failure
+        at exit too, and :meth:`publish` raises this same error.
+
+        Raises:
+            BridgeClosedError: the bridge stopped for good while it ran; its
+                ``__cause__`` is what stopped it.
+        """
+        failure = self._consumer.failure
+        if failure is not None:
+            raise self._lifespan.closed_error() from failure
 
     # -- exporting ----------------------------------------------------------
 
@@ -309,7 +420,7 @@ class RedisBridge:
         Raises:
             ValueError: the signal has no name, another exported signal has
                 the same name, or ``mode`` is unknown.
-            RuntimeError: the bridge was already entered.
+            RuntimeError: the bridge was entered already (even if left since).
         """
         if self._lifespan.entered:
             raise RuntimeError(f"{self!r}: export signals before entering the bridge")
@@ -333,7 +444,8 @@ class RedisBridge:
         raises a Redis error, the event may or may not have been stored.
 
         Raises:
-            BridgeClosedError: the bridge is not running.
+            BridgeClosedError: the bridge is not running; if it stopped for
+                good, its ``__cause__`` is what stopped it.
             KeyError: ``signal`` was not exported.
             TypeError: the payload does not match the signal, is not JSON
                 (after the codec), or the sender is not a name; nothing was
@@ -341,7 +453,7 @@ class RedisBridge:
             ValueError: the event is larger than ``max_message_bytes``.
         """
         if not self._lifespan.running:
-            raise self._lifespan.closed_error()
+            raise self._lifespan.closed_error() from self._consumer.failure
         export = self._exports.get(signal)
         if export is None:
             raise KeyError(f"{signal!r} is not exported on {self!r}; call bridge.export(signal)")
@@ -359,8 +471,13 @@ class RedisBridge:
     async def __aenter__(self) -> RedisBridge:
         """Create the consumer groups and start reading.
 
+        A bridge that was left may be entered again (a module-level bridge
+        in the lifespan of an application that a test suite starts several
+        times): it starts afresh, its counters go on.
+
         Raises:
-            RuntimeError: not running on asyncio, or entered before.
+            RuntimeError: not running on asyncio, or running already (or
+                stopped, or shutting down: not left yet).
             redis.exceptions.RedisError: Redis could not be reached.
         """
         try:
@@ -370,7 +487,16 @@ class RedisBridge:
                 "asyncsignals.redis runs on asyncio only: redis-py's async client "
                 "(redis.asyncio) does not run on trio. Run the bridge on asyncio (or uvloop)."
             ) from None
-        self._lifespan.refuse_reentry()
+        if self._names_its_process:
+            self.consumer = _process_name()
+        if self._lifespan.state == "closed":
+            self._lifespan = self._new_run()
+            self._consumer.renew(self._lifespan)
+        elif self._lifespan.entered:
+            raise RuntimeError(
+                f"{self!r} is entered already; a bridge runs once at a time: leave it (end "
+                "its 'async with' block) before entering it again, or make another bridge"
+            )
         try:
             await self._consumer.prepare()
         except BaseException:
@@ -415,6 +541,11 @@ class RedisBridge:
                 with anyio.CancelScope(shield=True):
                     await self._client.aclose()
         self._lifespan.raise_failures(f"{self._consumer.display_name} failed")
+
+
+def _process_name() -> str:
+    """The default consumer name: this host and process."""
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 # Public names show their public path in reprs and tracebacks.

@@ -55,7 +55,9 @@ async def consume(url: str, stream_prefix: str, consumer: str) -> None:
 
     signal.connect(note)
     client = aioredis.from_url(url)
-    bridge = RedisBridge(client, stream_prefix=stream_prefix, consumer=consumer, claim_idle=30)
+    bridge = RedisBridge(
+        client, app="bench", stream_prefix=stream_prefix, consumer=consumer, claim_idle=30
+    )
     bridge.export(signal)
     with anyio.open_signal_receiver(os_signal.SIGTERM) as signals:
         async with bridge:
@@ -83,7 +85,7 @@ async def run_case(url: str, consumers: int, events: int) -> dict[str, Any]:
         # Polls: the consumers announce themselves in Redis.
         while await client.llen(f"{stream_prefix}:ready") < consumers:  # noqa: ASYNC110
             await anyio.sleep(0.01)
-        publisher = RedisBridge(client, stream_prefix=stream_prefix, maxlen=None)
+        publisher = RedisBridge(client, app="bench", stream_prefix=stream_prefix, maxlen=None)
         publisher.export(signal, consume=False)
         stream = f"{stream_prefix}:signal:benchmark_event"
         started = time.perf_counter()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 import json
 import logging
 import signal as os_signal
@@ -18,27 +19,34 @@ import subprocess
 import sys
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import pytest
+import redis
 import redis.asyncio as aioredis
-from helpers import eventually, leave_right_after_a_cancel
+from helpers import TEST_TIMEOUT, eventually, leave_right_after_a_cancel
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis_helpers.server import free_port, server_command
 
 from asyncsignals import Signal
+from asyncsignals._redis_wire import stream_entries
 from asyncsignals.redis import BridgeClosedError, RedisBridge
 
 pytestmark = pytest.mark.anyio
 
 CONSUMER_SCRIPT = Path(__file__).parent / "redis_helpers" / "consumer.py"
+POISON_CONSUMER_SCRIPT = Path(__file__).parent / "redis_helpers" / "poison_consumer.py"
+FORKING_CONSUMER_SCRIPT = Path(__file__).parent / "redis_helpers" / "forking_consumer.py"
 # For the tests of what a bridge refuses before it connects: no server needed.
 UNUSED_URL = "redis://127.0.0.1:6379/0"
+# The application every test's bridges belong to (its streams are the test's own).
+APP = "shop"
 
 
 @pytest.fixture
@@ -76,7 +84,7 @@ def order_shipped() -> Iterator[Signal[..., Any]]:
 
 def make_bridge(url: str, prefix: str, **options: Any) -> RedisBridge:
     options.setdefault("block", 0.05)
-    return RedisBridge(url, stream_prefix=prefix, **options)
+    return RedisBridge(url, app=APP, stream_prefix=prefix, **options)
 
 
 def recorder(signal: Signal[..., Any]) -> list[tuple[object, dict[str, Any]]]:
@@ -91,10 +99,16 @@ def recorder(signal: Signal[..., Any]) -> list[tuple[object, dict[str, Any]]]:
     return calls
 
 
-async def pending(client: aioredis.Redis, stream: str, group: str = "asyncsignals") -> int:
+async def pending(client: aioredis.Redis, stream: str, group: str = APP) -> int:
     summary = await client.xpending(stream, group)
     count: int = summary["pending"]
     return count
+
+
+async def eventually_async(read: Callable[[], Awaitable[object]], expected: object) -> None:
+    """Wait until ``await read()`` gives ``expected``; the test's timeout bounds the wait."""
+    while await read() != expected:  # noqa: ASYNC110 - the state is in Redis
+        await anyio.sleep(0.01)
 
 
 async def dead_letters(client: aioredis.Redis, prefix: str) -> list[dict[bytes, bytes]]:
@@ -116,8 +130,8 @@ async def left_pending_by_a_stopped_consumer(
     async with publisher:
         ids = [await publisher.publish(signal, "shop", order_id=each) for each in order_ids]
     stream = stream_of(prefix)
-    await client.xgroup_create(stream, "asyncsignals", id="0")
-    await client.xreadgroup("asyncsignals", "gone", {stream: ">"}, count=len(order_ids))
+    await client.xgroup_create(stream, APP, id="0")
+    await client.xreadgroup(APP, "gone", {stream: ">"}, count=len(order_ids))
     return ids
 
 
@@ -170,7 +184,7 @@ async def test_each_work_event_runs_in_one_consumer_of_the_group(
     """Two consumers of one group share the events: each runs exactly once when none fails."""
     calls = recorder(order_shipped)
     first = make_bridge(redis_url, prefix, consumer="first")
-    second = RedisBridge(client, consumer="second", stream_prefix=prefix, block=0.05)
+    second = RedisBridge(client, app=APP, consumer="second", stream_prefix=prefix, block=0.05)
     for bridge in (first, second):
         bridge.export(order_shipped)
     async with first, second:
@@ -200,7 +214,7 @@ async def test_a_dropped_connection_does_not_rerun_an_entry_in_flight(
     order_shipped.connect(wait_for_release, weak=False, dispatch_uid="test")
     name = f"asyncsignals-test-{uuid.uuid4().hex}"
     own_client = aioredis.from_url(redis_url, client_name=name)
-    bridge = RedisBridge(own_client, stream_prefix=prefix, block=0.05)
+    bridge = RedisBridge(own_client, app=APP, stream_prefix=prefix, block=0.05)
     bridge.export(order_shipped)
     try:
         with caplog.at_level(logging.WARNING, "asyncsignals.redis"):
@@ -220,17 +234,37 @@ async def test_a_dropped_connection_does_not_rerun_an_entry_in_flight(
     assert await pending(client, stream_of(prefix)) == 0
 
 
-async def test_events_published_before_any_consumer_are_delivered(
+async def test_a_new_group_starts_with_the_events_published_from_then_on(
     redis_url: str, prefix: str, order_shipped: Signal[..., Any]
 ) -> None:
-    """The group starts at the stream's beginning: a publisher's early events are kept."""
+    """By default a new service does not replay the stream's history; once started, it resumes."""
+    calls = recorder(order_shipped)
+    publisher = make_bridge(redis_url, prefix)
+    publisher.export(order_shipped, consume=False)
+    consumer = make_bridge(redis_url, prefix)
+    consumer.export(order_shipped)
+    async with publisher:
+        await publisher.publish(order_shipped, "shop", order_id=1)  # history
+        async with consumer:
+            await publisher.publish(order_shipped, "shop", order_id=2)
+            await eventually(lambda: consumer.delivered == 1)
+        await publisher.publish(order_shipped, "shop", order_id=3)  # while it is down
+        async with consumer:
+            await eventually(lambda: consumer.delivered == 2)
+    assert [payload["order_id"] for _, payload in calls] == [2, 3]
+
+
+async def test_a_new_group_started_from_the_beginning_delivers_the_history(
+    redis_url: str, prefix: str, order_shipped: Signal[..., Any]
+) -> None:
+    """start_from="beginning": events published before the group existed are delivered too."""
     calls = recorder(order_shipped)
     publisher = make_bridge(redis_url, prefix)
     publisher.export(order_shipped, consume=False)
     async with publisher:
         await publisher.publish(order_shipped, "shop", order_id=7)
     assert calls == []
-    consumer = make_bridge(redis_url, prefix)
+    consumer = make_bridge(redis_url, prefix, start_from="beginning")
     consumer.export(order_shipped)
     async with consumer:
         await eventually(lambda: consumer.delivered == 1)
@@ -388,8 +422,8 @@ async def test_an_entry_past_max_deliveries_is_dead_lettered_when_claimed(
     poison, _ = await left_pending_by_a_stopped_consumer(
         redis_url, client, prefix, order_shipped, [1, 2]
     )
-    # Consumers that each took the poison entry and died: three deliveries so far.
-    await client.xclaim(stream, "asyncsignals", "gone", 0, [poison], retrycount=3)
+    # Read in a batch, then taken alone by three consumers that each died of it.
+    await client.xclaim(stream, APP, "gone", 0, [poison], retrycount=4)
     bridge = make_bridge(redis_url, prefix, consumer="survivor", claim_idle=0.1, max_deliveries=3)
     bridge.export(order_shipped)
     async with bridge:
@@ -397,7 +431,7 @@ async def test_an_entry_past_max_deliveries_is_dead_lettered_when_claimed(
     assert [payload["order_id"] for _, payload in calls] == [2]
     [dead] = await dead_letters(client, prefix)
     assert dead[b"id"] == poison.encode()
-    assert b"delivered 4 times without completing (max_deliveries=3)" in dead[b"reason"]
+    assert b"timed out, 3 times while it ran alone (max_deliveries=3)" in dead[b"reason"]
     assert json.loads(dead[b"field:event"])["payload"] == {"order_id": 1}
     assert await pending(client, stream) == 0
 
@@ -427,15 +461,87 @@ async def test_own_pending_entries_past_max_deliveries_are_dead_lettered_at_star
             await eventually(lambda: len(runs) > runs_before)
 
     await run_until_the_send_hangs(publish=True)
+    # Read in a batch first, then taken alone at each start.
+    await run_until_the_send_hangs(publish=False)
     await run_until_the_send_hangs(publish=False)
     again = make_bridge(redis_url, prefix, consumer="worker-1", max_deliveries=2)
     again.export(order_shipped)
     async with again:
         await eventually(lambda: again.dead_lettered == 1)
-    assert runs == [7, 7]
+    assert runs == [7, 7, 7]
     [dead] = await dead_letters(client, prefix)
-    assert b"delivered 3 times" in dead[b"reason"]
+    assert b"timed out, 2 times while it ran alone" in dead[b"reason"]
     assert await pending(client, stream_of(prefix)) == 0
+
+
+def hang_on_order_1(signal: Signal[..., Any]) -> list[int]:
+    """Connect a receiver that records each order id and hangs on order 1; return the ids."""
+    ran: list[int] = []
+
+    async def hang_on_the_first(order_id: int, **kwargs: Any) -> None:
+        ran.append(order_id)
+        if order_id == 1:
+            await anyio.sleep_forever()
+
+    signal.connect(hang_on_the_first, weak=False, dispatch_uid="test")
+    return ran
+
+
+async def test_a_hung_send_times_out_frees_its_worker_and_counts_as_a_delivery(
+    redis_url: str,
+    client: aioredis.Redis,
+    prefix: str,
+    order_shipped: Signal[..., Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A send past send_timeout is cancelled: the events behind it run; it is dead-lettered."""
+    ran = hang_on_order_1(order_shipped)
+    # One worker: without a deadline the hung send would hold every event.
+    bridge = make_bridge(
+        redis_url,
+        prefix,
+        max_concurrent=1,
+        send_timeout=0.1,
+        claim_idle=0.2,
+        max_deliveries=1,
+    )
+    bridge.export(order_shipped)
+    with caplog.at_level(logging.ERROR, "asyncsignals.redis"):
+        async with bridge:
+            for order_id in (1, 2, 3):
+                await bridge.publish(order_shipped, "shop", order_id=order_id)
+            await eventually(lambda: bridge.delivered == 2)
+            # Taken again alone once idle, it hangs again: dead-lettered next.
+            await eventually(lambda: bridge.dead_lettered == 1)
+    assert ran[:3] == [1, 2, 3]
+    assert ran.count(1) == 2
+    assert bridge.timed_out == 2
+    assert "did not complete within send_timeout=0.1 s" in caplog.text
+    [dead] = await dead_letters(client, prefix)
+    assert json.loads(dead[b"field:event"])["payload"] == {"order_id": 1}
+    assert await pending(client, stream_of(prefix)) == 0
+
+
+async def test_a_hung_broadcast_send_is_dropped_after_send_timeout(
+    redis_url: str, prefix: str, order_shipped: Signal[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A broadcast send past send_timeout is cancelled and dropped; the next event runs."""
+    ran = hang_on_order_1(order_shipped)
+    bridge = make_bridge(redis_url, prefix, max_concurrent=1, send_timeout=0.1)
+    bridge.export(order_shipped, mode="broadcast")
+    with caplog.at_level(logging.ERROR, "asyncsignals.redis"):
+        async with bridge:
+            await bridge.publish(order_shipped, "shop", order_id=1)
+            await bridge.publish(order_shipped, "shop", order_id=2)
+            await eventually(lambda: bridge.delivered == 1)
+    assert ran == [1, 2]
+    assert bridge.timed_out == 1
+    assert "it is dropped (broadcast)" in caplog.text
+
+
+def test_send_timeout_none_sets_no_limit() -> None:
+    """send_timeout=None lets every send run as long as it takes."""
+    assert RedisBridge(UNUSED_URL, app=APP, send_timeout=None).send_timeout is None
 
 
 async def test_max_deliveries_none_retries_for_ever(
@@ -447,7 +553,7 @@ async def test_max_deliveries_none_retries_for_ever(
     [entry_id] = await left_pending_by_a_stopped_consumer(
         redis_url, client, prefix, order_shipped, [1]
     )
-    await client.xclaim(stream, "asyncsignals", "gone", 0, [entry_id], retrycount=1000)
+    await client.xclaim(stream, APP, "gone", 0, [entry_id], retrycount=1000)
     bridge = make_bridge(
         redis_url, prefix, consumer="survivor", claim_idle=0.1, max_deliveries=None
     )
@@ -481,6 +587,30 @@ async def test_a_long_send_is_not_claimed_by_another_consumer(
     assert calls == [1]
 
 
+async def test_entries_claimed_one_at_a_time_are_not_claimed_again_while_they_run(
+    redis_url: str, client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
+) -> None:
+    """Slow claimed entries, run one by one, stay fresh: another consumer takes none of them."""
+    runs: list[int] = []
+
+    async def slow(order_id: int, **kwargs: Any) -> None:
+        runs.append(order_id)
+        await anyio.sleep(0.5)
+
+    order_shipped.connect(slow, weak=False, dispatch_uid="test")
+    await left_pending_by_a_stopped_consumer(redis_url, client, prefix, order_shipped, [1, 2, 3])
+    first = make_bridge(redis_url, prefix, consumer="first", claim_idle=0.2)
+    first.export(order_shipped)
+    second = make_bridge(redis_url, prefix, consumer="second", claim_idle=0.2)
+    second.export(order_shipped)
+    async with first:
+        await eventually(lambda: len(runs) == 3)
+        async with second:
+            await eventually(lambda: first.delivered == 3)
+    assert sorted(runs) == [1, 2, 3]
+    assert await pending(client, stream_of(prefix)) == 0
+
+
 async def test_a_killed_consumer_loses_no_event(
     redis_url: str, client: aioredis.Redis, prefix: str
 ) -> None:
@@ -499,7 +629,7 @@ async def test_a_killed_consumer_loses_no_event(
         for order_id in range(events):
             await publisher.publish(order_shipped, "shop", order_id=order_id)
     process = await anyio.open_process(
-        [sys.executable, str(CONSUMER_SCRIPT), redis_url, prefix, "asyncsignals", "doomed"],
+        [sys.executable, str(CONSUMER_SCRIPT), redis_url, prefix, APP, "doomed"],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=None,
@@ -512,7 +642,7 @@ async def test_a_killed_consumer_loses_no_event(
     ran_there = [int(order_id) for order_id in await client.lrange(f"{prefix}:ran", 0, -1)]
     consumers = {
         consumer["name"]: consumer["pending"]
-        for consumer in await client.xinfo_consumers(stream_of(prefix), "asyncsignals")
+        for consumer in await client.xinfo_consumers(stream_of(prefix), APP)
     }
     assert consumers[b"doomed"] > 0, "the kill must leave entries pending"
     survivor = make_bridge(redis_url, prefix, consumer="survivor", claim_idle=0.2)
@@ -525,6 +655,64 @@ async def test_a_killed_consumer_loses_no_event(
     print(f"killed consumer: {events} events, {duplicates} delivered twice")
     assert duplicates >= 0
     assert len(set(local)) == len(local), "the survivor ran each event once"
+
+
+async def test_only_the_event_that_kills_its_consumer_is_dead_lettered(
+    redis_url: str, client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
+) -> None:
+    """A process killed by one event of a batch: only that event is dead-lettered, the rest run."""
+    calls = recorder(order_shipped)
+    events, poison = 16, 5
+    publisher = make_bridge(redis_url, prefix)
+    publisher.export(order_shipped, consume=False)
+    async with publisher:
+        for order_id in range(events):
+            await publisher.publish(order_shipped, "shop", order_id=order_id)
+    # The first process dies of the poison event read in its batch, the
+    # second of the same event taken alone; with max_deliveries=1 the next
+    # start dead-letters it (it killed a consumer that ran it alone).
+    command = [sys.executable, str(POISON_CONSUMER_SCRIPT), redis_url, prefix, "worker"]
+    for _ in range(2):
+        process = await anyio.open_process(
+            [*command, str(poison), "1"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=None,
+        )
+        async with process:
+            assert await process.wait() == 1
+    ran_there = [int(order_id) for order_id in await client.lrange(f"{prefix}:ran", 0, -1)]
+    assert ran_there.count(poison) == 2
+    bridge = make_bridge(redis_url, prefix, consumer="worker", max_deliveries=1)
+    bridge.export(order_shipped)
+    async with bridge:
+        await eventually_async(lambda: pending(client, stream_of(prefix)), 0)
+    [dead] = await dead_letters(client, prefix)
+    assert json.loads(dead[b"field:event"])["payload"] == {"order_id": poison}
+    assert b"timed out, 1 times while it ran alone (max_deliveries=1)" in dead[b"reason"]
+    ran_here = [payload["order_id"] for _, payload in calls]
+    assert poison not in ran_here
+    assert set(ran_there) | set(ran_here) == set(range(events))
+
+
+async def test_workers_forked_after_the_bridge_was_made_have_consumer_names_of_their_own(
+    redis_url: str, client: aioredis.Redis, prefix: str
+) -> None:
+    """A bridge built before a fork: parent and child each enter it under their own pid's name."""
+    process = await anyio.open_process(
+        [sys.executable, str(FORKING_CONSUMER_SCRIPT), redis_url, prefix],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=None,
+    )
+    async with process:
+        assert await process.wait() == 0
+    records: list[bytes] = await client.lrange(f"{prefix}:consumers", 0, -1)  # type: ignore[assignment]
+    recorded = [record.decode().split() for record in records]
+    assert len(recorded) == 2
+    assert len({name for _, name in recorded}) == 2
+    for pid, name in recorded:
+        assert name.endswith(f"-{pid}")
 
 
 # -- broadcast mode ---------------------------------------------------------
@@ -820,8 +1008,6 @@ async def test_publish_refuses_what_cannot_travel(
             await bridge.publish(order_shipped, "shop", order_id="x" * 300)
     with pytest.raises(BridgeClosedError, match="closed"):
         await bridge.publish(order_shipped, "shop", order_id=1)
-    with pytest.raises(RuntimeError, match="already entered"):
-        await bridge.__aenter__()
 
 
 async def test_export_refuses_unnamed_duplicate_and_late_signals(
@@ -852,12 +1038,128 @@ async def test_export_refuses_unnamed_duplicate_and_late_signals(
         ({"claim_idle": 0}, "claim_idle"),
         ({"block": float("inf")}, "block"),
         ({"grace_period": -1}, "grace_period"),
+        ({"start_from": "0"}, "start_from must be 'new' or 'beginning'"),
+        ({"send_timeout": 0}, "send_timeout"),
     ],
 )
 def test_bad_options_raise(options: dict[str, Any], message: str) -> None:
     """Each option out of range is a ValueError naming it."""
     with pytest.raises(ValueError, match=message):
-        RedisBridge(UNUSED_URL, **options)
+        RedisBridge(UNUSED_URL, app=APP, **options)
+
+
+def user_client(url: str, **options: Any) -> aioredis.Redis:
+    """A client made as users make one, ``Redis(host=..., port=...)``, for the Redis at ``url``."""
+    parts = urlsplit(url)
+    return aioredis.Redis(
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 6379,
+        db=int(parts.path.lstrip("/") or 0),
+        **options,
+    )
+
+
+# Every way to ask for a protocol, on every redis-py from 5: the default (RESP2
+# up to redis-py 7, RESP3 from 8), each protocol by name, and RESP3's own
+# reply shapes where redis-py 8 can return them.
+CLIENT_OPTIONS: list[dict[str, Any]] = [{}, {"protocol": 2}, {"protocol": 3}]
+if "legacy_responses" in inspect.signature(aioredis.Redis).parameters:
+    CLIENT_OPTIONS.append({"protocol": 3, "legacy_responses": False})
+
+
+@pytest.mark.parametrize("options", CLIENT_OPTIONS, ids=repr)
+async def test_clients_of_either_protocol_read_every_kind_of_reply(
+    redis_url: str,
+    client: aioredis.Redis,
+    prefix: str,
+    order_shipped: Signal[..., Any],
+    options: dict[str, Any],
+) -> None:
+    """A default client (RESP3 from redis-py 8) or either protocol: new, own, claimed, broadcast."""
+    calls = recorder(order_shipped)
+    notice: Signal[..., Any] = Signal(providing_args=["text"], name="notice")
+    notices = recorder(notice)
+    stream = stream_of(prefix)
+    own, _ = await left_pending_by_a_stopped_consumer(
+        redis_url, client, prefix, order_shipped, [1, 2]
+    )
+    # One entry pending on the bridge's own consumer (read again at start),
+    # one on a stopped consumer (claimed).
+    await client.xclaim(stream, APP, "user", 0, [own], justid=True)
+    users = user_client(redis_url, **options)
+    try:
+        bridge = RedisBridge(
+            users, app=APP, stream_prefix=prefix, consumer="user", claim_idle=0.1, block=0.05
+        )
+        bridge.export(order_shipped)
+        bridge.export(notice, mode="broadcast")
+        async with bridge:
+            await bridge.publish(order_shipped, "shop", order_id=3)
+            await bridge.publish(notice, None, text="hi")
+            await eventually(lambda: bridge.delivered == 4)
+    finally:
+        await users.aclose()
+    assert sorted(payload["order_id"] for _, payload in calls) == [1, 2, 3]
+    assert notices == [(None, {"text": "hi"})]
+    assert bridge.dead_lettered == 0
+    assert await pending(client, stream) == 0
+
+
+def test_a_bridge_needs_the_name_of_its_application() -> None:
+    """Without app= (nor both group= and stream_prefix=) a TypeError says how to choose it."""
+    with pytest.raises(TypeError, match=r"needs app=, your application's name, e\.g\."):
+        RedisBridge(UNUSED_URL)
+    with pytest.raises(TypeError, match="the same name in each of its processes"):
+        RedisBridge(UNUSED_URL, group="orders")
+    with pytest.raises(ValueError, match="non-empty"):
+        RedisBridge(UNUSED_URL, app="")
+    bridge = RedisBridge(UNUSED_URL, app="shop")
+    assert (bridge.group, bridge.stream_prefix, bridge.dead_letter) == (
+        "shop",
+        "asyncsignals:shop",
+        "asyncsignals:shop:dead",
+    )
+    explicit = RedisBridge(UNUSED_URL, group="orders", stream_prefix="legacy")
+    assert (explicit.app, explicit.group, explicit.stream_prefix) == (None, "orders", "legacy")
+
+
+async def test_two_applications_with_a_signal_of_one_name_keep_their_events_apart(
+    redis_url: str, client: aioredis.Redis
+) -> None:
+    """Two apps on one Redis, each with an order_shipped: each runs all its events, only its."""
+    apps = [f"app-{uuid.uuid4().hex}" for _ in range(2)]
+    signals: list[Signal[..., Any]] = [
+        Signal(providing_args=["order_id"], name="order_shipped") for _ in apps
+    ]
+    received = [recorder(signal) for signal in signals]
+    bridges = [RedisBridge(redis_url, app=app, block=0.05) for app in apps]
+    try:
+        for bridge, signal in zip(bridges, signals, strict=True):
+            bridge.export(signal)
+        async with bridges[0], bridges[1]:
+            for order_id in range(8):
+                which = 0 if order_id < 6 else 1
+                await bridges[which].publish(signals[which], apps[which], order_id=order_id)
+            await eventually(lambda: [bridge.delivered for bridge in bridges] == [6, 2])
+    finally:
+        for app in apps:
+            keys = [key async for key in client.scan_iter(match=f"asyncsignals:{app}:*")]
+            await client.delete(*keys)
+    for app, calls in zip(apps, received, strict=True):
+        assert {sender for sender, _ in calls} == {app}
+    assert sorted(payload["order_id"] for _, payload in received[0]) == [0, 1, 2, 3, 4, 5]
+    assert sorted(payload["order_id"] for _, payload in received[1]) == [6, 7]
+
+
+def test_read_replies_of_every_shape_give_the_same_entries() -> None:
+    """XREAD(GROUP) replies of RESP2, of RESP3, and of RESP3 wrapped as redis-py 5 to 7 do."""
+    entries = [(b"1-0", {b"event": b"{}"}), (b"2-0", {b"event": b"{}"})]
+    expected = [("s", entries)]
+    assert stream_entries([[b"s", entries]]) == expected
+    assert stream_entries({b"s": entries}) == expected
+    assert stream_entries({b"s": [entries]}) == expected
+    assert stream_entries({b"s": [[]]}) == [("s", [])]
+    assert stream_entries(None) == stream_entries({}) == []
 
 
 async def test_clients_that_decode_responses_are_refused(
@@ -867,17 +1169,36 @@ async def test_clients_that_decode_responses_are_refused(
     decoding = aioredis.from_url(redis_url, decode_responses=True)
     try:
         with pytest.raises(ValueError, match="decode_responses=False"):
-            RedisBridge(decoding)
+            RedisBridge(decoding, app=APP)
     finally:
         await decoding.aclose()
-    bridge = RedisBridge(client, name="mine")
+    bridge = RedisBridge(client, app=APP, name="mine")
     assert repr(bridge).startswith("<RedisBridge mine not started")
+    assert not bridge.healthy
+    bridge.raise_if_failed()
+
+
+async def test_a_block_not_shorter_than_the_socket_timeout_is_refused() -> None:
+    """block >= the client's socket_timeout would time out every idle read: a ValueError."""
+    expected = r"block=2\.0 s is not shorter than the client's socket_timeout=1\.0 s"
+    timing_out = aioredis.Redis(socket_timeout=1.0)
+    try:
+        with pytest.raises(ValueError, match=expected):
+            RedisBridge(timing_out, app=APP, block=2.0)
+        with pytest.raises(ValueError, match="shorter block, or make the client with a longer"):
+            RedisBridge(timing_out, app=APP, block=1.0)
+        assert RedisBridge(timing_out, app=APP, block=0.5).block == 0.5
+    finally:
+        await timing_out.aclose()
+    with pytest.raises(ValueError, match=expected):
+        RedisBridge(f"{UNUSED_URL}?socket_timeout=1", app=APP, block=2.0)
+    assert RedisBridge(aioredis.Redis(socket_timeout=None), app=APP, block=60).block == 60
 
 
 @pytest.mark.parametrize("anyio_backend", ["trio"])
 async def test_trio_is_refused_with_a_clear_error() -> None:
     """Entering a bridge under trio raises RuntimeError saying it needs asyncio."""
-    bridge = RedisBridge(UNUSED_URL)
+    bridge = RedisBridge(UNUSED_URL, app=APP)
     with pytest.raises(RuntimeError, match="asyncio only"):
         await bridge.__aenter__()
 
@@ -885,16 +1206,65 @@ async def test_trio_is_refused_with_a_clear_error() -> None:
 async def test_an_unexpected_redis_error_stops_the_bridge(
     redis_url: str, client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
 ) -> None:
-    """A Redis error that is no outage (a key of the wrong type) stops the bridge; exit raises."""
+    """A Redis error that is no outage stops the bridge: unhealthy, publish and exit raise it."""
     bridge = make_bridge(redis_url, prefix)
     bridge.export(order_shipped)
     with pytest.raises(ExceptionGroup) as caught:  # noqa: PT012
         async with bridge:
+            assert bridge.healthy
+            bridge.raise_if_failed()
             await client.set(stream_of(prefix), "not a stream")
-            await eventually(lambda: " stopped: " in repr(bridge))
-            with pytest.raises(BridgeClosedError, match="stopped by ExceptionGroup"):
+            await eventually(lambda: not bridge.healthy)
+            with pytest.raises(BridgeClosedError, match="stopped by ExceptionGroup") as refused:
                 await bridge.publish(order_shipped, "shop", order_id=1)
+            with pytest.raises(BridgeClosedError, match="stopped by ExceptionGroup") as failed:
+                bridge.raise_if_failed()
+            causes = [refused.value.__cause__, failed.value.__cause__]
     assert caught.group_contains(ResponseError, match="WRONGTYPE")
+    assert causes == [caught.value, caught.value]
+
+
+async def test_a_bridge_left_can_be_entered_again_but_not_while_it_runs(
+    redis_url: str, client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
+) -> None:
+    """Left, a bridge may be entered again and delivers; entered, a second entry is refused."""
+    calls = recorder(order_shipped)
+    bridge = make_bridge(redis_url, prefix)
+    bridge.export(order_shipped)
+    for order_id in (1, 2):
+        async with bridge:
+            with pytest.raises(RuntimeError, match="is entered already; a bridge runs once"):
+                await bridge.__aenter__()
+            await bridge.publish(order_shipped, "shop", order_id=order_id)
+            await eventually(lambda n=order_id: bridge.delivered == n)  # type: ignore[misc]
+        assert not bridge.healthy
+    assert [payload["order_id"] for _, payload in calls] == [1, 2]
+    assert await pending(client, stream_of(prefix)) == 0
+
+
+def test_a_module_level_bridge_runs_again_in_a_new_event_loop(
+    redis_url: str, order_shipped: Signal[..., Any]
+) -> None:
+    """Each TestClient(app) runs the lifespan in a new event loop: the bridge runs in each."""
+    calls = recorder(order_shipped)
+    # Sync, as a test using TestClient is: the prefix fixture is async.
+    prefix = f"asyncsignals-test:{uuid.uuid4().hex}"
+    bridge = make_bridge(redis_url, prefix)
+    bridge.export(order_shipped)
+
+    async def application_lifetime(order_id: int) -> None:
+        with anyio.fail_after(TEST_TIMEOUT):
+            async with bridge:
+                await bridge.publish(order_shipped, "shop", order_id=order_id)
+                await eventually(lambda: len(calls) == order_id)
+
+    try:
+        for order_id in (1, 2):
+            asyncio.run(application_lifetime(order_id))
+    finally:
+        with redis.Redis.from_url(redis_url) as cleanup:
+            cleanup.delete(*cleanup.keys(f"{prefix}:*"))
+    assert [payload["order_id"] for _, payload in calls] == [1, 2]
 
 
 async def test_entered_in_one_task_and_exited_in_another(
@@ -982,7 +1352,10 @@ async def test_group_creation_errors_other_than_busygroup_raise(
 ) -> None:
     """Entering over a key that is not a stream raises Redis's error."""
     await client.set(stream_of(prefix), "not a stream")
-    for bridge in (make_bridge(redis_url, prefix), RedisBridge(client, stream_prefix=prefix)):
+    for bridge in (
+        make_bridge(redis_url, prefix),
+        RedisBridge(client, app=APP, stream_prefix=prefix),
+    ):
         bridge.export(order_shipped)
         with pytest.raises(ResponseError, match="WRONGTYPE"):
             await bridge.__aenter__()
@@ -1024,7 +1397,7 @@ async def test_redis_restarted_mid_run(caplog: pytest.LogCaptureFixture) -> None
             await release.wait()
 
     order_shipped.connect(wait_for_release, weak=False)
-    bridge = RedisBridge(f"redis://127.0.0.1:{port}", block=0.05, grace_period=1)
+    bridge = RedisBridge(f"redis://127.0.0.1:{port}", app=APP, block=0.05, grace_period=1)
     bridge.export(order_shipped)
     try:
         with caplog.at_level(logging.WARNING, "asyncsignals.redis"):
@@ -1068,11 +1441,85 @@ async def test_a_deleted_stream_and_group_are_created_again(
     with caplog.at_level(logging.WARNING, "asyncsignals.redis"):
         async with bridge:
             await client.delete(stream_of(prefix))
-            await eventually(lambda: "is gone" in caplog.text)
-            await eventually(lambda: bridge.delivered == 0 and "creating it again" in caplog.text)
+            await eventually(lambda: "created again" in caplog.text)
             await bridge.publish(order_shipped, "shop", order_id=1)
             await eventually(lambda: bridge.delivered == 1)
     assert calls == [("shop", {"order_id": 1})]
+
+
+async def test_a_dead_letter_refused_by_a_redis_out_of_memory_waits_for_room(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Redis out of memory refuses the dead-letter copy: the bridge goes on, retries later."""
+    port = free_port()
+    server = await start_redis(port)
+    client = aioredis.Redis(port=port)
+    stream = f"asyncsignals:{APP}:signal:order_shipped"
+    order_shipped: Signal[..., Any] = Signal(providing_args=["order_id"], name="order_shipped")
+    try:
+        await client.xgroup_create(stream, APP, id="0", mkstream=True)
+        await client.xadd(stream, {"not": "an event"})
+        await client.xreadgroup(APP, "gone", {stream: ">"})
+        bridge = RedisBridge(client, app=APP, block=0.05, claim_idle=0.2)
+        bridge.export(order_shipped)
+        with caplog.at_level(logging.ERROR, "asyncsignals.redis"):
+            async with bridge:
+                await client.config_set("maxmemory-policy", "noeviction")
+                await client.config_set("maxmemory", "1")
+                await eventually(lambda: "could not be moved" in caplog.text)
+                assert bridge.healthy
+                assert bridge.dead_lettered == 0
+                await client.config_set("maxmemory", "0")
+                await eventually(lambda: bridge.dead_lettered == 1)
+        assert "it stays pending, tried again once idle" in caplog.text
+        assert await pending(client, stream) == 0
+    finally:
+        await client.aclose()
+        server.kill()
+        await server.wait()
+        await server.aclose()
+
+
+async def blocked_in_a_read(client: aioredis.Redis, name: str) -> bool:
+    """Whether the client named ``name`` is blocked in a read (XREAD, XREADGROUP) on Redis."""
+    for connection in await client.client_list():
+        if connection["name"] == name and "b" in connection["flags"]:
+            return True
+    return False
+
+
+async def test_a_stream_deleted_while_the_bridge_waits_in_its_read_is_recreated(
+    redis_url: str,
+    client: aioredis.Redis,
+    prefix: str,
+    order_shipped: Signal[..., Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """DEL while the bridge blocks in XREADGROUP (its idle state): group recreated, events run."""
+    calls = recorder(order_shipped)
+    name = f"bridge-{uuid.uuid4().hex}"
+    bridges_client = aioredis.from_url(redis_url, client_name=name)
+    try:
+        bridge = RedisBridge(bridges_client, app=APP, stream_prefix=prefix, block=3)
+        bridge.export(order_shipped)
+        with caplog.at_level(logging.WARNING, "asyncsignals.redis"):
+            async with bridge:
+                for order_id in (1, 2):
+                    while not await blocked_in_a_read(client, name):  # noqa: ASYNC110
+                        await anyio.sleep(0.01)
+                    await client.delete(stream_of(prefix))
+                    await eventually(
+                        lambda n=order_id: caplog.text.count("was deleted") == n  # type: ignore[misc]
+                    )
+                    await bridge.publish(order_shipped, "shop", order_id=order_id)
+                    await eventually(lambda n=order_id: bridge.delivered == n)  # type: ignore[misc]
+                assert bridge.healthy
+    finally:
+        await bridges_client.aclose()
+    assert [payload["order_id"] for _, payload in calls] == [1, 2]
+    [warning, _] = [record for record in caplog.records if "was deleted" in record.message]
+    assert warning.levelno == logging.WARNING
+    assert f"consumer group {APP!r} created again" in warning.message
 
 
 class Fatal(BaseException):

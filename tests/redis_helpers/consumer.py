@@ -32,6 +32,9 @@ async def main(url: str, stream_prefix: str, group: str, consumer: str) -> None:
     order_shipped.connect(record)
     bridge = RedisBridge(
         client,
+        app="shop",
+        # The test publishes its events before this process first starts.
+        start_from="beginning",
         group=group,
         consumer=consumer,
         stream_prefix=stream_prefix,
