@@ -47,21 +47,32 @@ TaskRunner = Callable[
 class CancelWatch:
     """One send's view of the caller's cancellation while receivers run in its task.
 
-    :func:`asyncsignals._context.await_in_context` records a cancellation
-    thrown into the awaited receiver; once the receiver has ended,
-    :meth:`raise_if_caller_cancelled` raises it again when the caller still
-    is cancelled (the receiver's own cancel scopes absorb their own).
+    :func:`asyncsignals._context.await_in_context` tells it when a receiver
+    first suspends, and of every cancellation thrown into the receiver; once
+    the receiver has ended, :meth:`raise_if_caller_cancelled` raises that
+    cancellation again when the caller still is cancelled (the receiver's
+    own cancel scopes absorb their own).
+
+    The caller's pending cancellation requests are counted when a receiver
+    first suspends, not before: a ``cancel()`` that a receiver made of the
+    task it runs in, before that, is the receiver's own, as it would be in a
+    task of its own. (And a send whose receivers never suspend never counts.)
     """
 
     __slots__ = ("backend", "baseline", "delivered", "suspended")
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
-        self.baseline = backend.pending_cancellations()
+        self.baseline = 0
         self.delivered: BaseException | None = None
         # Whether the receiver yielded to the event loop: trio delivers its
         # cancellation inside the receiver's own frames, unseen from outside.
         self.suspended = False
+
+    def suspending(self) -> None:
+        """A receiver is about to yield to the event loop for the first time."""
+        self.suspended = True
+        self.baseline = self.backend.pending_cancellations()
 
     def saw(self, error: BaseException) -> None:
         """``error`` was thrown into the receiver: remember it if it is a cancellation."""
@@ -84,7 +95,7 @@ class CancelWatch:
     async def raise_instead_of(self, group: BaseException) -> None:
         """A receiver raised ``group``, made only of cancellations (its own trio
         nursery's): raise the caller's cancellation, as itself, in its place."""
-        if is_cancellation(group):
+        if is_cancellation(group) and self.suspended:
             # One of the group's own: anyio's scopes recognise theirs by it.
             first = first_cancellation(group)
             try:

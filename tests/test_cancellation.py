@@ -235,15 +235,16 @@ async def test_send_whose_async_receiver_never_suspends_does_not_yield(
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
-@pytest.mark.parametrize("receiver_count", [1, 2])
+@pytest.mark.parametrize(("receiver_count", "concurrent"), [(1, True), (2, True), (2, False)])
 @pytest.mark.parametrize("method", ["send", "send_robust"])
 async def test_a_receivers_cancel_of_its_own_task_is_its_own(
-    receiver_count: int, method: str
+    receiver_count: int, concurrent: bool, method: str
 ) -> None:
     """A receiver's cancel() of the task it runs in, absorbed, is not the caller's cancellation.
 
-    One receiver runs in the sender's task, several in tasks of their own:
-    on both paths the cancel() the receiver made of its own task is its own.
+    One receiver, or a sequential signal's, runs in the sender's task,
+    several concurrent ones in tasks of their own: on every path the
+    cancel() the receiver made of its own task is its own.
     """
 
     async def cancels_itself(sender: object, **kwargs: Any) -> str:
@@ -256,7 +257,7 @@ async def test_a_receivers_cancel_of_its_own_task_is_its_own(
             return "absorbed"
         return "not cancelled"  # pragma: no cover (the cancel lands at the sleep)
 
-    signal = Signal()
+    signal = Signal(concurrent=concurrent)
     for _ in range(receiver_count):
         signal.connect(functools.partial(cancels_itself), weak=False)
     with anyio.fail_after(5):

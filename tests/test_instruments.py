@@ -20,6 +20,7 @@ from asyncsignals import (
     add_instrument,
     remove_instrument,
 )
+from asyncsignals.testing import capture
 
 pytestmark = pytest.mark.anyio
 
@@ -393,3 +394,40 @@ async def test_sends_made_by_receivers_of_a_background_send_are_not_background()
         "inner": False,
         "outer": True,
     }
+
+
+async def test_an_instrument_of_whole_sends_beside_a_capture_sees_the_real_receivers() -> None:
+    """With a capture wrapping nothing either, an instrument of whole sends still sees each send."""
+    signal = Signal(name="captured")
+    signal.connect(sync_one)
+    signal.connect(async_one)
+    instrument = SendsOnly()
+    add_instrument(instrument, signal)
+    try:
+        with capture(signal) as sends:
+            results = await signal.send(None)
+    finally:
+        remove_instrument(instrument, signal)
+    assert results == [(sync_one, "sync"), (async_one, "async")]
+    assert [event.results for event in instrument.events] == [results]
+    assert [send.results for send in sends.sends] == [results]
+
+
+async def test_a_timed_receiver_under_a_limit_is_reported_with_its_timeout(
+    recorder: Recorder,
+) -> None:
+    """Under a concurrency limit, a receiver an instrument wraps still gets the signal's timeout."""
+
+    async def too_slow(sender: object, **kwargs: Any) -> str:
+        await anyio.sleep(5)
+        return "late"  # pragma: no cover (timed out)
+
+    signal = Signal(name="limited", timeout=0.01, max_concurrency=1)
+    signal.connect(too_slow)
+    signal.connect(async_one)
+    add_instrument(recorder, signal)
+    with anyio.fail_after(5):
+        results = await signal.send_robust(None)
+    assert isinstance(results[0][1], TimeoutError)
+    assert results[1] == (async_one, "async")
+    assert ("receiver finished", "too_slow", None, "TimeoutError") in recorder.log
