@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     import redis.asyncio as aioredis
     from redis.typing import KeyT, StreamIdT
 
-__all__ = ["Consumer", "ConsumerOptions"]
+__all__ = ["DEAD_CONSUMER_IDLE", "Consumer", "ConsumerOptions", "remove_idle_consumers"]
 
 # The bridge's own logger: what the consumer logs, the bridge logs.
 logger: Final = logging.getLogger("asyncsignals.redis")
@@ -56,6 +56,27 @@ _LAST_RETRY: Final = 5.0
 # How long an acknowledgement may take once the send it acknowledges is done.
 _ACK_TIMEOUT: Final = 5.0
 _ACK_ATTEMPTS: Final = 3
+# A consumer idle this many times claim_idle, with nothing pending, is gone:
+# a live bridge reads (and so shows activity) every ``block`` seconds.
+DEAD_CONSUMER_IDLE: Final = 10
+# Removes, in one step (so that none can read entries between the check and
+# the removal, whose pending entries would then be lost), the consumers of
+# group ARGV[1] on stream KEYS[1] idle for ARGV[2] ms or longer with nothing
+# pending, except ARGV[3]; returns their names.
+_REMOVE_IDLE_CONSUMERS: Final = """
+local consumers = redis.pcall('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])
+if consumers.err then return {} end
+local removed = {}
+for _, consumer in ipairs(consumers) do
+    local fields = {}
+    for i = 1, #consumer, 2 do fields[consumer[i]] = consumer[i + 1] end
+    if fields.pending == 0 and fields.idle >= tonumber(ARGV[2]) and fields.name ~= ARGV[3] then
+        redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], fields.name)
+        table.insert(removed, fields.name)
+    end
+end
+return removed
+"""
 
 
 class ConsumerOptions(Protocol):
@@ -359,6 +380,29 @@ class Consumer:
         while True:
             await anyio.sleep(self._options.claim_idle / 2)
             await self._claim(streams)
+            await self._remove_dead_consumers(streams)
+
+    async def _remove_dead_consumers(self, streams: Mapping[str, Export]) -> None:
+        """Remove from the group the consumers long gone that left nothing pending.
+
+        Each crashed or replaced process with a name of its own (the default
+        names a process) would otherwise stay listed in the group for ever.
+        """
+        min_idle = round(self._options.claim_idle * DEAD_CONSUMER_IDLE * 1000)
+        for stream in streams:
+            removed = await remove_idle_consumers(
+                self._client, stream, self._options.group, min_idle, self._options.consumer
+            )
+            if removed:
+                logger.info(
+                    "%s: removed from group %r of %s the consumers idle for over %.0f s with "
+                    "nothing pending: %s",
+                    self.display_name,
+                    self._options.group,
+                    stream,
+                    min_idle / 1000,
+                    ", ".join(removed),
+                )
 
     async def _keep_held_entries_fresh(self) -> None:
         # Its own loop: claiming runs entries one at a time and may take
@@ -559,3 +603,18 @@ class Consumer:
                         attempts += 1
                         await anyio.sleep(_FIRST_RETRY)
         self._held.discard(key)
+
+
+async def remove_idle_consumers(
+    client: aioredis.Redis, stream: str, group: str, min_idle: int, keep: str
+) -> list[str]:
+    """Remove the consumers of ``group`` idle ``min_idle`` ms or more with nothing pending.
+
+    Never ``keep`` (the caller's own name); returns the names removed. The
+    check and the removal are one script, so a consumer that comes back
+    and reads in between keeps its pending entries.
+    """
+    removed: list[bytes | str] = await client.eval(
+        _REMOVE_IDLE_CONSUMERS, 1, stream, group, min_idle, keep
+    )
+    return sorted(map(text, removed))

@@ -149,7 +149,9 @@ class RedisBridge:
             survives restarts (a worker slot number) lets a restarted
             process re-run its own pending entries at once; otherwise they
             are claimed after ``claim_idle``. Two live processes must not
-            share a name.
+            share a name. Consumers idle for ten times ``claim_idle`` with
+            nothing pending are removed from the group (logged at INFO),
+            so the names of processes gone for good do not pile up.
         stream_prefix: Prefix of every key the bridge uses; default
             ``asyncsignals:<app>``.
         maxlen: Approximate cap on each stream's length (``XADD MAXLEN ~``);

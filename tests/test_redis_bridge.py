@@ -35,6 +35,7 @@ from redis.exceptions import ResponseError
 from redis_helpers.server import free_port, server_command
 
 from asyncsignals import Signal
+from asyncsignals._redis_consumer import remove_idle_consumers
 from asyncsignals._redis_wire import stream_entries
 from asyncsignals.redis import BridgeClosedError, RedisBridge
 
@@ -1545,3 +1546,53 @@ async def test_a_receivers_fatal_error_during_the_drain_is_raised_at_exit(
             await bridge.publish(order_shipped, "shop", order_id=1)
             await started.wait()
     assert repr(bridge).startswith("<RedisBridge closed")
+
+
+# -- the group's upkeep -----------------------------------------------------
+
+
+async def consumer_names(client: aioredis.Redis, stream: str) -> set[str]:
+    """The names of the consumers the test's group lists on ``stream``."""
+    consumers = await client.xinfo_consumers(stream, APP)
+    return {str(each["name"], "utf-8") for each in consumers}
+
+
+async def test_consumers_long_idle_with_nothing_pending_are_removed_from_the_group(
+    redis_url: str,
+    client: aioredis.Redis,
+    prefix: str,
+    order_shipped: Signal[..., Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Consumers idle ten times claim_idle with nothing pending leave the group, logged."""
+    stream = stream_of(prefix)
+    # A stopped worker's entries: claimed and run, then its name is forgotten.
+    await left_pending_by_a_stopped_consumer(redis_url, client, prefix, order_shipped, [1])
+    await client.xgroup_createconsumer(stream, APP, "crashed")
+    calls = recorder(order_shipped)
+    bridge = make_bridge(redis_url, prefix, consumer="bridge", claim_idle=0.1)
+    bridge.export(order_shipped)
+    with caplog.at_level(logging.INFO, "asyncsignals.redis"):
+        async with bridge:
+            await eventually_async(lambda: consumer_names(client, stream), {"bridge"})
+    assert calls == [("shop", {"order_id": 1})]
+    assert "crashed, gone" in caplog.text
+    assert await pending(client, stream) == 0
+
+
+async def test_removing_idle_consumers_spares_one_with_pending_entries(
+    client: aioredis.Redis, prefix: str
+) -> None:
+    """Only the idle with nothing pending go: never one with entries pending, nor the caller."""
+    stream = stream_of(prefix)
+    await client.xgroup_create(stream, APP, id="$", mkstream=True)
+    await client.xgroup_createconsumer(stream, APP, "idle")
+    await client.xadd(stream, {"event": b"{}"})
+    await client.xreadgroup(APP, "holder", {stream: ">"}, count=1)
+    await client.xgroup_createconsumer(stream, APP, "me")
+    assert await remove_idle_consumers(client, stream, APP, 60_000, keep="me") == []
+    await anyio.sleep(0.01)
+    removed = await remove_idle_consumers(client, stream, APP, 1, keep="me")
+    assert removed == ["idle"]
+    assert await consumer_names(client, stream) == {"holder", "me"}
+    assert await remove_idle_consumers(client, f"{prefix}:missing", APP, 1, keep="me") == []
