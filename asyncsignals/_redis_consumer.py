@@ -13,9 +13,10 @@ redis-py is installed (and named the extra if not).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import anyio
@@ -38,6 +39,7 @@ from ._redis_wire import (
     id_order,
     stream_entries,
     text,
+    trimmed_unread,
 )
 from ._signal import Signal
 
@@ -45,7 +47,14 @@ if TYPE_CHECKING:
     import redis.asyncio as aioredis
     from redis.typing import KeyT, StreamIdT
 
-__all__ = ["DEAD_CONSUMER_IDLE", "Consumer", "ConsumerOptions", "remove_idle_consumers"]
+__all__ = [
+    "DEAD_CONSUMER_IDLE",
+    "Consumer",
+    "ConsumerOptions",
+    "Trimming",
+    "remove_idle_consumers",
+    "trimming_of",
+]
 
 # The bridge's own logger: what the consumer logs, the bridge logs.
 logger: Final = logging.getLogger("asyncsignals.redis")
@@ -136,6 +145,9 @@ class Consumer:
         # Entries delivered before, run alone: set once each has run.
         self._finished: dict[tuple[str, str], anyio.Event] = {}
         self._broadcast_after: dict[KeyT, StreamIdT] = {}
+        # The first entry of each stream when its trimming was last reported:
+        # each loss is reported once.
+        self._trimmed_at: dict[str, str] = {}
         self._readers: anyio.CancelScope | None = None
         self._send_stream: MemoryObjectSendStream[Entry] | None = None
         self._receive_stream: MemoryObjectReceiveStream[Entry] | None = None
@@ -151,6 +163,8 @@ class Consumer:
     async def prepare(self) -> None:
         """Create the consumer groups, and find where broadcast reading starts."""
         await self._create_groups(self._options.start_from)
+        # Before the first read, which would move the group past the loss.
+        await self._report_trimmed(self._consumed("work"))
         await self._start_broadcast()
 
     def renew(self, lifespan: Lifespan) -> None:
@@ -381,6 +395,25 @@ class Consumer:
             await anyio.sleep(self._options.claim_idle / 2)
             await self._claim(streams)
             await self._remove_dead_consumers(streams)
+            await self._report_trimmed(streams)
+
+    async def _report_trimmed(self, streams: Mapping[str, Export]) -> None:
+        """Warn of the events trimmed (``maxlen``) from a stream before the group read them."""
+        for stream in streams:
+            trimming = await trimming_of(self._client, stream, self._options.group)
+            if trimming is None or self._trimmed_at.get(stream) == trimming.first_entry:
+                continue
+            self._trimmed_at[stream] = trimming.first_entry
+            lost = trimming.lost
+            logger.warning(
+                "%s: consumer group %r fell behind the trimmed head of %s: %s trimmed "
+                "(the publishers' maxlen) before the group read them, and are lost. Make "
+                "maxlen hold what is published while every consumer may be down",
+                self.display_name,
+                self._options.group,
+                stream,
+                f"{lost} events were" if lost is not None else "events may have been",
+            )
 
     async def _remove_dead_consumers(self, streams: Mapping[str, Export]) -> None:
         """Remove from the group the consumers long gone that left nothing pending.
@@ -618,3 +651,35 @@ async def remove_idle_consumers(
         _REMOVE_IDLE_CONSUMERS, 1, stream, group, min_idle, keep
     )
     return sorted(map(text, removed))
+
+
+@dataclasses.dataclass(frozen=True)
+class Trimming:
+    """Entries trimmed from a stream before its consumer group read them."""
+
+    first_entry: str
+    """The id of the stream's first entry: what the group will read next."""
+    lost: int | None
+    """How many were trimmed unread, or None when Redis does not tell."""
+
+
+async def trimming_of(client: aioredis.Redis, stream: str, group: str) -> Trimming | None:
+    """What ``group`` lost of ``stream`` to trimming; None when nothing (or no such group).
+
+    Raises:
+        redis.exceptions.ResponseError: ``stream`` is not a stream.
+    """
+    try:
+        groups: Sequence[Mapping[Any, Any]] = await client.xinfo_groups(stream)
+        info: Mapping[Any, Any] = await client.xinfo_stream(stream)
+    except ResponseError as exc:
+        if "no such key" not in str(exc):
+            raise
+        return None  # deleted: its group is created again, from the beginning
+    record = next((each for each in groups if text(each["name"]) == group), None)
+    if record is None:
+        return None  # destroyed: created again when a read needs it
+    lost = trimmed_unread(record, info)
+    if lost == 0:
+        return None
+    return Trimming(text(info["first-entry"][0]), lost)

@@ -38,6 +38,7 @@ __all__ = [
     "id_order",
     "stream_entries",
     "text",
+    "trimmed_unread",
 ]
 
 Mode = Literal["work", "broadcast"]
@@ -182,6 +183,36 @@ def delivery_counts(pending: Any) -> dict[str, int]:
         text(cast("bytes | str", item["message_id"])): int(item["times_delivered"])
         for item in pending
     }
+
+
+def trimmed_unread(group: Mapping[Any, Any], stream: Mapping[Any, Any]) -> int | None:
+    """How many entries were trimmed from a stream before its consumer group read them.
+
+    From the group's XINFO GROUPS record and the stream's XINFO STREAM
+    reply: 0 when the group has read up to the stream's first entry (or
+    nothing says otherwise), None when it has fallen behind it but Redis
+    does not tell how many it skipped (Redis before 7, or a group whose
+    read count Redis lost track of).
+    """
+    group = {text(key): value for key, value in group.items()}
+    stream = {text(key): value for key, value in stream.items()}
+    first_entry: Any = stream.get("first-entry")
+    last_delivered = text(group["last-delivered-id"])
+    if not first_entry or id_order(last_delivered) >= id_order(text(first_entry[0])):
+        return 0
+    added: int | None = stream.get("entries-added")
+    read: int | None = group.get("entries-read")
+    never_read = last_delivered == "0-0"
+    if added is None:
+        # Redis before 7: a group that read nothing may have been created
+        # on a stream trimmed before, which lost it nothing.
+        return 0 if never_read else None
+    if read is None:
+        if not never_read:
+            return None
+        read = 0
+    # Every entry the stream holds comes after what the group has read.
+    return max(added - read - int(stream["length"]), 0)
 
 
 def encode(

@@ -24,13 +24,15 @@ Modes:
 - ``"work"`` (the default): a work queue on a Redis Streams consumer group.
   Each event runs ``signal.send_robust(sender, **payload)`` in one process of
   the group, and is acknowledged (``XACK``) only after that send completed.
-  **At least once**: an event is never lost while Redis keeps it, and may run
-  twice (a process killed after its receivers ran but before the ack, an
-  entry claimed from a consumer that was only slow), so receivers of a work
-  signal must be idempotent. A restarted process resumes where its group
-  left off; entries pending on a dead consumer are claimed (``XAUTOCLAIM``)
-  once idle for ``claim_idle`` seconds, and the bridge keeps the entries it
-  is still working on from looking idle.
+  **At least once**: an event is never lost while Redis keeps it (events
+  trimmed by ``maxlen`` before the group read them are lost, and the bridge
+  logs a warning saying how many), and may run twice (a process killed
+  after its receivers ran but before the ack, an entry claimed from a
+  consumer that was only slow), so receivers of a work signal must be
+  idempotent. A restarted process resumes where its group left off;
+  entries pending on a dead consumer are claimed (``XAUTOCLAIM``) once idle
+  for ``claim_idle`` seconds, and the bridge keeps the entries it is still
+  working on from looking idle.
 - ``"broadcast"``: every bridge (every process) that exports the signal runs
   every event published once it was entered (``XREAD``, no group).
   **At most once**: a process that is down or restarting misses the events
@@ -155,8 +157,12 @@ class RedisBridge:
         stream_prefix: Prefix of every key the bridge uses; default
             ``asyncsignals:<app>``.
         maxlen: Approximate cap on each stream's length (``XADD MAXLEN ~``);
-            None never trims. Entries trimmed before a consumer read them are
-            lost: size it for the longest outage you tolerate.
+            None never trims. Entries trimmed before the group read them
+            (while every consumer is down, or too slow) are lost, and logged
+            as a warning with their count when the bridge finds its group
+            behind the stream's first entry (on entering, then every
+            ``claim_idle / 2`` seconds): size it for the longest outage you
+            tolerate.
         claim_idle: Seconds after which another consumer may claim an entry
             pending on a consumer that stopped (``XAUTOCLAIM``); the bridge
             also checks for such entries about twice per period.

@@ -35,8 +35,8 @@ from redis.exceptions import ResponseError
 from redis_helpers.server import free_port, server_command
 
 from asyncsignals import Signal
-from asyncsignals._redis_consumer import remove_idle_consumers
-from asyncsignals._redis_wire import stream_entries
+from asyncsignals._redis_consumer import remove_idle_consumers, trimming_of
+from asyncsignals._redis_wire import stream_entries, trimmed_unread
 from asyncsignals.redis import BridgeClosedError, RedisBridge
 
 pytestmark = pytest.mark.anyio
@@ -1576,7 +1576,11 @@ async def test_consumers_long_idle_with_nothing_pending_are_removed_from_the_gro
         async with bridge:
             await eventually_async(lambda: consumer_names(client, stream), {"bridge"})
     assert calls == [("shop", {"order_id": 1})]
-    assert "crashed, gone" in caplog.text
+    removals = [record.getMessage() for record in caplog.records if "removed" in record.msg]
+    assert sorted(name for message in removals for name in message.split(": ")[-1].split(", ")) == [
+        "crashed",
+        "gone",
+    ]
     assert await pending(client, stream) == 0
 
 
@@ -1596,3 +1600,107 @@ async def test_removing_idle_consumers_spares_one_with_pending_entries(
     assert removed == ["idle"]
     assert await consumer_names(client, stream) == {"holder", "me"}
     assert await remove_idle_consumers(client, f"{prefix}:missing", APP, 1, keep="me") == []
+
+
+async def publish_many(
+    url: str, prefix: str, signal: Signal[..., Any], count: int, maxlen: int
+) -> None:
+    """Publish ``count`` events from a bridge that consumes nothing, trimming at ``maxlen``."""
+    publisher = make_bridge(url, prefix, consumer="publisher", maxlen=maxlen)
+    publisher.export(signal, consume=False)
+    async with publisher:
+        for order_id in range(count):
+            await publisher.publish(signal, "shop", order_id=order_id)
+
+
+async def test_events_trimmed_while_every_consumer_was_down_are_reported_with_their_count(
+    redis_url: str,
+    client: aioredis.Redis,
+    prefix: str,
+    order_shipped: Signal[..., Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A restarted group behind the trimmed head warns how many events maxlen dropped unread."""
+    bridge = make_bridge(redis_url, prefix)
+    bridge.export(order_shipped)
+    async with bridge:
+        pass  # the group exists: the service ran once, then every worker stopped
+    await publish_many(redis_url, prefix, order_shipped, 300, maxlen=100)
+    kept = await client.xlen(stream_of(prefix))
+    assert kept < 300, "the stream was trimmed"
+    with caplog.at_level(logging.WARNING, "asyncsignals.redis"):
+        async with bridge:
+            await eventually(lambda: bridge.delivered == kept)
+            assert f"{300 - kept} events were trimmed" in caplog.text
+    assert caplog.text.count("fell behind the trimmed head") == 1
+
+
+async def test_a_running_group_that_falls_behind_the_trimmed_head_is_reported(
+    redis_url: str,
+    client: aioredis.Redis,
+    prefix: str,
+    order_shipped: Signal[..., Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A consumer too slow for its publishers warns once its unread events are trimmed."""
+    release = anyio.Event()
+
+    async def slow(**kwargs: Any) -> None:
+        await release.wait()
+
+    order_shipped.connect(slow, weak=False, dispatch_uid="test")
+    bridge = make_bridge(redis_url, prefix, claim_idle=0.1, batch_size=1, max_concurrent=1)
+    bridge.export(order_shipped)
+    with caplog.at_level(logging.WARNING, "asyncsignals.redis"):
+        async with bridge:
+            await publish_many(redis_url, prefix, order_shipped, 300, maxlen=100)
+            await eventually(lambda: "fell behind the trimmed head" in caplog.text)
+            release.set()
+    assert "events were trimmed" in caplog.text
+
+
+async def test_the_trimming_check_skips_a_missing_stream_or_group_and_fails_on_a_wrong_key(
+    client: aioredis.Redis, prefix: str
+) -> None:
+    """No stream or no group: nothing to report (both are created again); a wrong key raises."""
+    stream = stream_of(prefix)
+    assert await trimming_of(client, stream, APP) is None
+    await client.xadd(stream, {"event": b"{}"})
+    assert await trimming_of(client, stream, APP) is None
+    await client.set(f"{prefix}:string", "not a stream")
+    with pytest.raises(ResponseError, match="WRONGTYPE"):
+        await trimming_of(client, f"{prefix}:string", APP)
+
+
+@pytest.mark.parametrize(
+    ("group", "stream", "lost"),
+    [
+        # Caught up, or nothing in the stream to be behind.
+        ({"last-delivered-id": b"5-0"}, {"first-entry": (b"5-0", {}), "length": 1}, 0),
+        ({"last-delivered-id": b"5-0"}, {"first-entry": None, "length": 0}, 0),
+        # Redis 7: read counts tell how many were skipped.
+        (
+            {"last-delivered-id": b"5-0", "entries-read": 10},
+            {"first-entry": (b"9-0", {}), "length": 100, "entries-added": 300},
+            190,
+        ),
+        (
+            {"last-delivered-id": b"0-0", "entries-read": None},
+            {"first-entry": (b"9-0", {}), "length": 100, "entries-added": 300},
+            200,
+        ),
+        (
+            {"last-delivered-id": b"5-0", "entries-read": None},
+            {"first-entry": (b"9-0", {}), "length": 100, "entries-added": 300},
+            None,
+        ),
+        # Redis 6: no counts; a group that never read may be on an older trim.
+        ({"last-delivered-id": b"5-0"}, {"first-entry": (b"9-0", {}), "length": 100}, None),
+        ({"last-delivered-id": b"0-0"}, {"first-entry": (b"9-0", {}), "length": 100}, 0),
+    ],
+)
+def test_trimmed_unread_counts_what_the_group_never_read(
+    group: dict[str, Any], stream: dict[str, Any], lost: int | None
+) -> None:
+    """Entries trimmed before the group read them: a count, 0, or None when Redis cannot tell."""
+    assert trimmed_unread(group, stream) == lost
