@@ -33,10 +33,12 @@ from ._redis_wire import (
     Mode,
     RejectedMessageError,
     Start,
+    current_envelope,
     dead_letter_copy,
     decode,
     delivery_counts,
     id_order,
+    in_trace,
     stream_entries,
     text,
     trimmed_unread,
@@ -305,7 +307,7 @@ class Consumer:
             if key in self._held:
                 continue
             self._held.add(key)
-            entry = Entry(export, entry_id, fields)
+            entry = Entry(export, entry_id, fields, deliveries.get(entry_id, 1))
             # The first delivery was a batch read, which may have died of
             # another entry before this one started: what counts is each
             # time it was taken again, alone; this take is not one yet.
@@ -331,7 +333,7 @@ class Consumer:
 
     async def _deliveries(self, export: Export, entries: list[tuple[Any, Any]]) -> dict[str, int]:
         """How many times Redis has delivered each of ``entries`` (pending on this consumer)."""
-        if self._options.max_deliveries is None or not entries:
+        if not entries:
             return {}
         ids = [text(raw_id) for raw_id, _ in entries]
         pending = await self._client.xpending_range(
@@ -515,16 +517,19 @@ class Consumer:
     async def _deliver(self, entry: Entry) -> None:
         export = entry.export
         try:
-            sender, payload = decode(entry, self._options.max_message_bytes)
+            message = decode(entry, self._options.max_message_bytes)
         except RejectedMessageError as exc:
             await self._reject(entry, str(exc))
             return
         timeout = self._options.send_timeout
         results: list[tuple[Any, Any]] | None = None
         failure: Exception | None = None
-        with anyio.move_on_after(math.inf if timeout is None else timeout):
+        # The send copies this context for its receivers: they see the
+        # envelope, and the publisher's span as the parent of their own.
+        delivering = current_envelope.set(message.envelope)
+        with in_trace(message.trace), anyio.move_on_after(math.inf if timeout is None else timeout):
             try:
-                results = await export.signal.send_robust(sender, **payload)
+                results = await export.signal.send_robust(message.sender, **message.payload)
             except Exception as exc:
                 logger.exception(
                     "%s: entry %s of %s: send_robust failed",
@@ -533,6 +538,8 @@ class Consumer:
                     export.stream,
                 )
                 failure = exc
+            finally:
+                current_envelope.reset(delivering)
         if failure is not None:
             await self._reject(entry, f"send failed: {type(failure).__name__}: {failure}")
             return

@@ -1,41 +1,56 @@
 """The Redis bridge's wire format: what a stream entry holds, and how it is checked.
 
 One stream per signal, ``<stream_prefix>:signal:<signal name>``, whose
-entries have one field, ``event``, holding UTF-8 JSON ``{"v": 1, "signal":
-name, "sender": name or null, "payload": {...}}``. This module turns a send
-into that field and an entry back into a send, refusing (with
-:class:`RejectedMessageError`, saying why) whatever it cannot trust. It
-never imports redis: it handles bytes, strings and the shapes of Redis
-replies, never a connection.
+entries have one field, ``event``, holding UTF-8 JSON ``{"v": 2, "signal":
+name, "sender": name or null, "payload": {...}, "id": event id,
+"published_at": seconds since the epoch, "origin": {"app": name or null,
+"consumer": name}}``, with ``"trace": {"traceparent": ..., "tracestate":
+...}`` when the publisher ran in a trace. Entries of version 1 (no event
+id, time, origin nor trace) still decode. This module turns a send into
+that field and an entry back into a send and its :class:`Envelope`,
+refusing (with :class:`RejectedMessageError`, saying why) whatever it
+cannot trust. It never imports redis: it handles bytes, strings and the
+shapes of Redis replies, never a connection; nor does it need
+OpenTelemetry, whose trace context it carries when it is installed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import json
 import sys
-from collections.abc import Mapping
+import time
+import uuid
+from collections.abc import Generator, Mapping
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, cast
 
 from ._signal import Signal, check_payload
 
 if TYPE_CHECKING:
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
     from redis.typing import EncodableT, FieldT
 
 __all__ = [
     "FIELD",
     "Codec",
     "Entry",
+    "Envelope",
     "Export",
+    "Message",
     "Mode",
+    "Origin",
     "RejectedMessageError",
     "Start",
+    "current_envelope",
     "dead_letter_copy",
     "decode",
     "delivery_counts",
     "encode",
     "export_of",
     "id_order",
+    "in_trace",
     "stream_entries",
     "text",
     "trimmed_unread",
@@ -45,9 +60,57 @@ Mode = Literal["work", "broadcast"]
 # Where a new consumer group starts reading: events from now on, or all.
 Start = Literal["new", "beginning"]
 
-_WIRE_VERSION: Final = 1
+_WIRE_VERSION: Final = 2
+# What each version's JSON object holds; a version 2 one may add "trace".
+_KEYS: Final = {
+    1: frozenset({"v", "signal", "sender", "payload"}),
+    2: frozenset({"v", "signal", "sender", "payload", "id", "published_at", "origin"}),
+}
+_TRACE: Final = "trace"
 # The one field of an entry: the event, as JSON.
 FIELD: Final = b"event"
+
+
+@dataclasses.dataclass(frozen=True)
+class Origin:
+    """Who published an event: a bridge, by its application and consumer name.
+
+    Attributes:
+        app: The publishing bridge's ``app``, or None when it had none.
+        consumer: The publishing bridge's ``consumer`` name (its process).
+    """
+
+    app: str | None
+    consumer: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Envelope:
+    """What the bridge knows of the event a receiver runs for.
+
+    Attributes:
+        id: The event's id, made by the publisher, the same on every
+            delivery of it: key deduplication on it (delivery is at least
+            once). An entry published before events had ids (wire version 1)
+            has its stream entry id here, which a redelivery keeps too.
+        published_at: When it was published, in seconds since the epoch, on
+            the publisher's clock (Redis's clock for version 1 entries).
+        origin: The bridge that published it; None for version 1 entries.
+        deliveries: How many times Redis has handed the entry to a
+            consumer of the group, this time included: 1 unless a consumer
+            stopped (or its send timed out) before acknowledging it.
+    """
+
+    id: str
+    published_at: float
+    origin: Origin | None
+    deliveries: int
+
+
+# The envelope of the event being delivered, in the context its send runs in.
+current_envelope: contextvars.ContextVar[Envelope | None] = contextvars.ContextVar(
+    "asyncsignals.redis.current_event", default=None
+)
 
 
 class RejectedMessageError(ValueError):
@@ -137,6 +200,17 @@ class Entry:
     export: Export
     id: str
     fields: Mapping[bytes, bytes] | None
+    deliveries: int = 1
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Message:
+    """A decoded entry: the send to make, what receivers may know of it, its trace."""
+
+    sender: object
+    payload: dict[str, Any]
+    envelope: Envelope
+    trace: Mapping[str, str]
 
 
 def text(value: bytes | str) -> str:
@@ -216,9 +290,16 @@ def trimmed_unread(group: Mapping[Any, Any], stream: Mapping[Any, Any]) -> int |
 
 
 def encode(
-    export: Export, sender: object, payload: dict[str, Any], max_message_bytes: int
+    export: Export,
+    sender: object,
+    payload: dict[str, Any],
+    max_message_bytes: int,
+    origin: Origin,
 ) -> bytes:
-    """The ``event`` field of an entry for a send of ``export``'s signal.
+    """The ``event`` field of an entry for a send of ``export``'s signal, from ``origin``.
+
+    The event gets a new id, the time, and the trace context current here
+    (when OpenTelemetry is installed and a span is current).
 
     Raises:
         TypeError: the payload does not match the signal or is not JSON
@@ -247,12 +328,21 @@ def encode(
             f"signal {export.name} travels with its sender's name: publish a str (or "
             f"None), not {sender!r}, or export the signal with senders={{name: object}}"
         )
-    message = {
+    message: dict[str, Any] = {
         "v": _WIRE_VERSION,
         "signal": export.name,
         "sender": sender_name,
         "payload": dict(export.codec.encode(payload)),
+        "id": uuid.uuid4().hex,
+        "published_at": time.time(),
+        "origin": {"app": origin.app, "consumer": origin.consumer},
     }
+    propagator = _trace_propagator()
+    if propagator is not None:
+        carrier: dict[str, str] = {}
+        propagator.inject(carrier)
+        if carrier:
+            message[_TRACE] = carrier
     try:
         data = json.dumps(
             message, ensure_ascii=False, allow_nan=False, separators=(",", ":")
@@ -270,8 +360,8 @@ def encode(
     return data
 
 
-def decode(entry: Entry, max_message_bytes: int) -> tuple[object, dict[str, Any]]:
-    """The sender and payload of an entry, or RejectedMessageError saying why not."""
+def decode(entry: Entry, max_message_bytes: int) -> Message:
+    """The send an entry asks for, or RejectedMessageError saying why not."""
     export = entry.export
     fields = entry.fields
     if not fields:  # an entry always has a field: this one was deleted
@@ -289,24 +379,25 @@ def decode(entry: Entry, max_message_bytes: int) -> tuple[object, dict[str, Any]
         message = json.loads(data, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
         raise RejectedMessageError(f"malformed: not JSON ({exc})") from None
-    if not isinstance(message, dict) or message.keys() != {
-        "v",
-        "signal",
-        "sender",
-        "payload",
-    }:
+    if not isinstance(message, dict) or "v" not in message:
+        raise RejectedMessageError("malformed: expected a JSON object with a version, v")
+    checked = cast("dict[str, object]", message)
+    version = checked["v"]
+    keys = _KEYS.get(version) if type(version) is int else None
+    if keys is None:
+        raise RejectedMessageError(f"unknown wire version {version!r}")
+    if frozenset(checked.keys() - {_TRACE}) != keys or (version == 1 and _TRACE in checked):
         raise RejectedMessageError(
-            "malformed: expected a JSON object with keys v, signal, sender, payload"
+            f"malformed: expected a JSON object with keys {', '.join(sorted(keys))}"
         )
-    name: object = message["signal"]  # pyright: ignore[reportUnknownVariableType]
-    sender: object = message["sender"]  # pyright: ignore[reportUnknownVariableType]
-    payload: object = message["payload"]  # pyright: ignore[reportUnknownVariableType]
-    if message["v"] != _WIRE_VERSION:
-        raise RejectedMessageError(f"unknown wire version {message['v']!r}")
+    name = checked["signal"]
+    sender = checked["sender"]
+    payload = checked["payload"]
     if name != export.name:
         raise RejectedMessageError(f"unknown signal {name!r} on the stream of signal {export.name}")
     if not (sender is None or isinstance(sender, str)) or not isinstance(payload, dict):
         raise RejectedMessageError("malformed: sender must be a string or null, payload an object")
+    envelope, trace = _envelope(entry, checked)
     if export.senders is not None and sender is not None:
         if sender not in export.senders:
             raise RejectedMessageError(f"unknown sender {sender!r} of signal {export.name}")
@@ -322,7 +413,73 @@ def decode(entry: Entry, max_message_bytes: int) -> tuple[object, dict[str, Any]
         ) from None
     if "sender" in named:
         raise RejectedMessageError("malformed: the payload cannot carry 'sender'")
-    return sender, named
+    return Message(sender, named, envelope, trace)
+
+
+def _envelope(entry: Entry, message: dict[str, object]) -> tuple[Envelope, Mapping[str, str]]:
+    """The envelope and trace context of a checked message of ``entry``."""
+    if message["v"] == 1:
+        milliseconds, _ = id_order(entry.id)
+        return Envelope(entry.id, milliseconds / 1000, None, entry.deliveries), {}
+    event_id = message["id"]
+    published_at = message["published_at"]
+    origin: Any = message["origin"]
+    trace: Any = message.get(_TRACE, {})
+    if not (
+        isinstance(event_id, str)
+        and type(published_at) in (int, float)
+        and isinstance(origin, dict)
+        and origin.keys() == {"app", "consumer"}
+        and (origin["app"] is None or isinstance(origin["app"], str))
+        and isinstance(origin["consumer"], str)
+        and isinstance(trace, dict)
+        and all(isinstance(value, str) for value in trace.values())  # pyright: ignore[reportUnknownVariableType]
+    ):
+        raise RejectedMessageError(
+            "malformed: id must be a string, published_at a number, origin an object "
+            "with app and consumer, trace an object of strings"
+        )
+    return (
+        Envelope(
+            event_id,
+            float(cast("float", published_at)),
+            Origin(origin["app"], origin["consumer"]),
+            entry.deliveries,
+        ),
+        cast("dict[str, str]", trace),
+    )
+
+
+def _trace_propagator() -> TraceContextTextMapPropagator | None:
+    """W3C trace context propagation, when OpenTelemetry is installed (it is optional)."""
+    try:
+        from opentelemetry.trace.propagation.tracecontext import (  # noqa: PLC0415
+            TraceContextTextMapPropagator,
+        )
+    except ImportError:
+        return None
+    return TraceContextTextMapPropagator()
+
+
+@contextlib.contextmanager
+def in_trace(trace: Mapping[str, str]) -> Generator[None]:
+    """Make the publisher's span, from its trace context, the parent of what runs inside.
+
+    The receivers' spans (``asyncsignals.opentelemetry``) and the spans they
+    start then belong to the publisher's trace, across processes. Does
+    nothing without a trace context, or without OpenTelemetry.
+    """
+    propagator = _trace_propagator() if trace else None
+    if propagator is None:
+        yield
+        return
+    from opentelemetry import context as otel_context  # noqa: PLC0415
+
+    token = otel_context.attach(propagator.extract(trace))
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
 
 
 def dead_letter_copy(
@@ -342,6 +499,6 @@ def dead_letter_copy(
 
 
 # Public names show their public path in reprs and tracebacks.
-for _public in (Codec, RejectedMessageError):
+for _public in (Codec, Envelope, Origin, RejectedMessageError):
     _public.__module__ = "asyncsignals.redis"
 del _public
