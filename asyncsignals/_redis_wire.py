@@ -121,9 +121,13 @@ class Codec(Protocol):
     """Turns a signal's payload into JSON values and back.
 
     The bridge always sends JSON; a codec lets a payload carry values JSON
-    has no type for (dataclasses, ``Decimal``, ``datetime``). ``decode`` gets
-    only what ``json.loads`` produced, never anything executable. An
-    exception from ``decode`` sends the entry to the dead-letter stream.
+    has no type for (dataclasses, ``Decimal``, ``datetime``), or that JSON
+    would change (tuples, dict keys that are not strings, enum members):
+    ``encode`` must return plain JSON types (``dict`` with ``str`` keys,
+    ``list``, ``str``, ``int``, ``float``, ``bool``, None), or ``publish``
+    refuses the payload. ``decode`` gets only what ``json.loads`` produced,
+    never anything executable. An exception from ``decode`` sends the entry
+    to the dead-letter stream.
     """
 
     def encode(self, payload: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -303,7 +307,8 @@ def encode(
 
     Raises:
         TypeError: the payload does not match the signal or is not JSON
-            (after the codec), or the sender is not a name.
+            (after the codec), or would not come back from JSON as the same
+            types, or the sender is not a name.
         ValueError: the event is larger than ``max_message_bytes``.
     """
     if "sender" in payload:
@@ -355,12 +360,61 @@ def encode(
             f"the payload of signal {export.name} is not JSON ({exc}); "
             "export the signal with a codec that converts it"
         ) from exc
+    for key, value in message["payload"].items():
+        changed = _changed_by_json(value, repr(key))
+        if changed is not None:
+            where, kind, arrives_as = changed
+            raise TypeError(
+                f"payload argument {key!r} of signal {export.name} would not arrive as sent: "
+                f"{where} is {kind.__module__}.{kind.__qualname__}, which JSON turns into "
+                f"{arrives_as}. Pass {arrives_as} yourself, or export the signal with a codec "
+                "that converts it (and back)"
+            )
     if len(data) > max_message_bytes:
         raise ValueError(
             f"an event of signal {export.name} is {len(data)} bytes of JSON, more than "
             f"max_message_bytes={max_message_bytes}"
         )
     return data
+
+
+# What JSON turns each kind it accepts into, most specific first: a subclass
+# (an IntEnum, a NamedTuple, an OrderedDict) arrives as its JSON base type.
+_ARRIVES_AS: Final = (
+    (int, "an int"),
+    (float, "a float"),
+    (str, "a str"),
+    ((list, tuple), "a list"),
+    (dict, "a dict"),
+)
+
+
+def _changed_by_json(value: object, where: str) -> tuple[str, type, str] | None:
+    """The first place in ``value`` (JSON-serializable) that JSON would not give back as is.
+
+    Returns (where, its type, what it would arrive as), or None when the whole
+    value comes back equal and of the same types.
+    """
+    kind = type(value)
+    if value is None or kind in (bool, int, float, str):
+        return None
+    if kind is list:
+        inside: list[tuple[str, object]] = [
+            (f"{where}[{index}]", item) for index, item in enumerate(cast("list[object]", value))
+        ]
+    elif kind is dict:
+        inside = []
+        for key, item in cast("dict[object, object]", value).items():
+            if type(key) is not str:
+                return f"key {key!r} of {where}", type(key), "a str"
+            inside.append((f"{where}[{key!r}]", item))
+    else:
+        return where, kind, next(name for base, name in _ARRIVES_AS if isinstance(value, base))
+    for place, item in inside:
+        changed = _changed_by_json(item, place)
+        if changed is not None:
+            return changed
+    return None
 
 
 def decode(entry: Entry, max_message_bytes: int) -> Message:

@@ -482,8 +482,10 @@ class RedisBridge:
                 good, its ``__cause__`` is what stopped it.
             KeyError: ``signal`` was not exported.
             TypeError: the payload does not match the signal, is not JSON
-                (after the codec), or the sender is not a name; nothing was
-                published.
+                (after the codec) or holds what JSON would give back as
+                another type (a tuple, a dict key that is not a str, an
+                ``IntEnum``: the message says where), or the sender is not
+                a name; nothing was published.
             ValueError: the event is larger than ``max_message_bytes``.
         """
         if not self._lifespan.running:

@@ -10,6 +10,7 @@ its own stream prefix and deletes its keys.
 from __future__ import annotations
 
 import asyncio
+import enum
 import gc
 import inspect
 import json
@@ -20,7 +21,7 @@ import sys
 import time
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -1960,3 +1961,63 @@ def test_deduplicator_says_seen_for_an_id_within_its_window() -> None:
     assert repr(seen) == "<Deduplicator 2 of window=2>"
     with pytest.raises(ValueError, match="window must be at least 1"):
         Deduplicator(window=0)
+
+
+class Size(enum.IntEnum):
+    SMALL = 1
+
+
+class Colour(enum.StrEnum):
+    RED = "red"
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ({"items": (1, 2)}, r"'items' is builtins\.tuple, which JSON turns into a list"),
+        ({"names": {1: "a"}}, r"key 1 of 'names' is builtins\.int, which JSON turns into a str"),
+        ({"size": Size.SMALL}, r"'size' is test_redis_bridge\.Size, .* into an int"),
+        ({"colour": Colour.RED}, r"'colour' is test_redis_bridge\.Colour, .* into a str"),
+        (
+            {"lines": [{"sizes": [1, Size.SMALL]}]},
+            r"'lines'\[0\]\['sizes'\]\[1\] is test_redis_bridge\.Size",
+        ),
+    ],
+)
+async def test_publish_refuses_values_json_would_change_before_writing_anything(
+    redis_url: str, client: aioredis.Redis, prefix: str, payload: dict[str, Any], message: str
+) -> None:
+    """A value that JSON would give back as another type is a TypeError naming where it is."""
+    open_signal: Signal[..., Any] = Signal(name="open")
+    bridge = make_bridge(redis_url, prefix)
+    bridge.export(open_signal, consume=False)
+    async with bridge:
+        with pytest.raises(TypeError, match=message) as refused:
+            await bridge.publish(open_signal, "shop", **payload)
+        await bridge.publish(open_signal, "shop", fine=[1, "a", {"b": None, "c": 1.5, "d": True}])
+    assert (
+        f"payload argument {next(iter(payload))!r}" in str(refused.value) or "not JSON" in message
+    )
+    assert await client.xlen(stream_of(prefix, "open")) == 1
+
+
+async def test_a_codec_that_converts_what_json_would_change_lets_it_travel(
+    redis_url: str, prefix: str
+) -> None:
+    """The check applies to the codec's output: a codec turning tuples into lists passes."""
+
+    class TupleCodec:
+        def encode(self, payload: Mapping[str, Any]) -> Mapping[str, Any]:
+            return {key: list(value) for key, value in payload.items()}
+
+        def decode(self, data: dict[str, Any]) -> dict[str, Any]:
+            return {key: tuple(value) for key, value in data.items()}
+
+    pairs: Signal[..., Any] = Signal(name="pairs")
+    calls = recorder(pairs)
+    bridge = make_bridge(redis_url, prefix)
+    bridge.export(pairs, codec=TupleCodec())
+    async with bridge:
+        await bridge.publish(pairs, "shop", pair=(1, 2))
+        await eventually(lambda: bridge.delivered == 1)
+    assert calls == [("shop", {"pair": (1, 2)})]
