@@ -1854,8 +1854,9 @@ async def test_entries_with_a_malformed_envelope_are_dead_lettered(
 
 
 @pytest.fixture
-def tracing() -> Iterator[tuple[Any, Any]]:
+async def tracing() -> AsyncIterator[tuple[Any, Any]]:
     """Trace every signal into memory; yield (tracer provider, exporter)."""
+    from opentelemetry import context as otel_context
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -1866,7 +1867,11 @@ def tracing() -> Iterator[tuple[Any, Any]]:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     instrument(provider)
+    # No span current, whatever tests before this one left current in the
+    # context that the async tests of a session share.
+    token = otel_context.attach(otel_context.Context())
     yield provider, exporter
+    otel_context.detach(token)
     uninstrument()
 
 
