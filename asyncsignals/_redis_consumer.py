@@ -50,7 +50,6 @@ if TYPE_CHECKING:
     from redis.typing import KeyT, StreamIdT
 
 __all__ = [
-    "DEAD_CONSUMER_IDLE",
     "Consumer",
     "ConsumerOptions",
     "Trimming",
@@ -67,9 +66,12 @@ _LAST_RETRY: Final = 5.0
 # How long an acknowledgement may take once the send it acknowledges is done.
 _ACK_TIMEOUT: Final = 5.0
 _ACK_ATTEMPTS: Final = 3
-# A consumer idle this many times claim_idle, with nothing pending, is gone:
-# a live bridge reads (and so shows activity) every ``block`` seconds.
-DEAD_CONSUMER_IDLE: Final = 10
+# A consumer idle this many times claim_idle, with nothing pending, is taken
+# for gone. Removing one that is alive loses nothing (it has nothing pending,
+# and reappears with its next entry): before 7.2, Redis counts as activity
+# only the reads that return entries, so a live worker on a quiet stream
+# looks idle too.
+_DEAD_CONSUMER_IDLE: Final = 10
 # Removes, in one step (so that none can read entries between the check and
 # the removal, whose pending entries would then be lost), the consumers of
 # group ARGV[1] on stream KEYS[1] idle for ARGV[2] ms or longer with nothing
@@ -423,7 +425,7 @@ class Consumer:
         Each crashed or replaced process with a name of its own (the default
         names a process) would otherwise stay listed in the group for ever.
         """
-        min_idle = round(self._options.claim_idle * DEAD_CONSUMER_IDLE * 1000)
+        min_idle = round(self._options.claim_idle * _DEAD_CONSUMER_IDLE * 1000)
         for stream in streams:
             removed = await remove_idle_consumers(
                 self._client, stream, self._options.group, min_idle, self._options.consumer
