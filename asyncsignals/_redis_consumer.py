@@ -13,9 +13,10 @@ redis-py is installed (and named the extra if not).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import anyio
@@ -32,12 +33,15 @@ from ._redis_wire import (
     Mode,
     RejectedMessageError,
     Start,
+    current_envelope,
     dead_letter_copy,
     decode,
     delivery_counts,
     id_order,
+    in_trace,
     stream_entries,
     text,
+    trimmed_unread,
 )
 from ._signal import Signal
 
@@ -45,7 +49,13 @@ if TYPE_CHECKING:
     import redis.asyncio as aioredis
     from redis.typing import KeyT, StreamIdT
 
-__all__ = ["Consumer", "ConsumerOptions"]
+__all__ = [
+    "Consumer",
+    "ConsumerOptions",
+    "Trimming",
+    "remove_idle_consumers",
+    "trimming_of",
+]
 
 # The bridge's own logger: what the consumer logs, the bridge logs.
 logger: Final = logging.getLogger("asyncsignals.redis")
@@ -56,6 +66,30 @@ _LAST_RETRY: Final = 5.0
 # How long an acknowledgement may take once the send it acknowledges is done.
 _ACK_TIMEOUT: Final = 5.0
 _ACK_ATTEMPTS: Final = 3
+# A consumer idle this many times claim_idle, with nothing pending, is taken
+# for gone. Removing one that is alive loses nothing (it has nothing pending,
+# and reappears with its next entry): before 7.2, Redis counts as activity
+# only the reads that return entries, so a live worker on a quiet stream
+# looks idle too.
+_DEAD_CONSUMER_IDLE: Final = 10
+# Removes, in one step (so that none can read entries between the check and
+# the removal, whose pending entries would then be lost), the consumers of
+# group ARGV[1] on stream KEYS[1] idle for ARGV[2] ms or longer with nothing
+# pending, except ARGV[3]; returns their names.
+_REMOVE_IDLE_CONSUMERS: Final = """
+local consumers = redis.pcall('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])
+if consumers.err then return {} end
+local removed = {}
+for _, consumer in ipairs(consumers) do
+    local fields = {}
+    for i = 1, #consumer, 2 do fields[consumer[i]] = consumer[i + 1] end
+    if fields.pending == 0 and fields.idle >= tonumber(ARGV[2]) and fields.name ~= ARGV[3] then
+        redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], fields.name)
+        table.insert(removed, fields.name)
+    end
+end
+return removed
+"""
 
 
 class ConsumerOptions(Protocol):
@@ -115,6 +149,9 @@ class Consumer:
         # Entries delivered before, run alone: set once each has run.
         self._finished: dict[tuple[str, str], anyio.Event] = {}
         self._broadcast_after: dict[KeyT, StreamIdT] = {}
+        # The first entry of each stream when its trimming was last reported:
+        # each loss is reported once.
+        self._trimmed_at: dict[str, str] = {}
         self._readers: anyio.CancelScope | None = None
         self._send_stream: MemoryObjectSendStream[Entry] | None = None
         self._receive_stream: MemoryObjectReceiveStream[Entry] | None = None
@@ -130,6 +167,8 @@ class Consumer:
     async def prepare(self) -> None:
         """Create the consumer groups, and find where broadcast reading starts."""
         await self._create_groups(self._options.start_from)
+        # Before the first read, which would move the group past the loss.
+        await self._report_trimmed(self._consumed("work"))
         await self._start_broadcast()
 
     def renew(self, lifespan: Lifespan) -> None:
@@ -270,7 +309,7 @@ class Consumer:
             if key in self._held:
                 continue
             self._held.add(key)
-            entry = Entry(export, entry_id, fields)
+            entry = Entry(export, entry_id, fields, deliveries.get(entry_id, 1))
             # The first delivery was a batch read, which may have died of
             # another entry before this one started: what counts is each
             # time it was taken again, alone; this take is not one yet.
@@ -296,7 +335,7 @@ class Consumer:
 
     async def _deliveries(self, export: Export, entries: list[tuple[Any, Any]]) -> dict[str, int]:
         """How many times Redis has delivered each of ``entries`` (pending on this consumer)."""
-        if self._options.max_deliveries is None or not entries:
+        if not entries:
             return {}
         ids = [text(raw_id) for raw_id, _ in entries]
         pending = await self._client.xpending_range(
@@ -359,6 +398,48 @@ class Consumer:
         while True:
             await anyio.sleep(self._options.claim_idle / 2)
             await self._claim(streams)
+            await self._remove_dead_consumers(streams)
+            await self._report_trimmed(streams)
+
+    async def _report_trimmed(self, streams: Mapping[str, Export]) -> None:
+        """Warn of the events trimmed (``maxlen``) from a stream before the group read them."""
+        for stream in streams:
+            trimming = await trimming_of(self._client, stream, self._options.group)
+            if trimming is None or self._trimmed_at.get(stream) == trimming.first_entry:
+                continue
+            self._trimmed_at[stream] = trimming.first_entry
+            lost = trimming.lost
+            logger.warning(
+                "%s: consumer group %r fell behind the trimmed head of %s: %s trimmed "
+                "(the publishers' maxlen) before the group read them, and are lost. Make "
+                "maxlen hold what is published while every consumer may be down",
+                self.display_name,
+                self._options.group,
+                stream,
+                f"{lost} events were" if lost is not None else "events may have been",
+            )
+
+    async def _remove_dead_consumers(self, streams: Mapping[str, Export]) -> None:
+        """Remove from the group the consumers long gone that left nothing pending.
+
+        Each crashed or replaced process with a name of its own (the default
+        names a process) would otherwise stay listed in the group for ever.
+        """
+        min_idle = round(self._options.claim_idle * _DEAD_CONSUMER_IDLE * 1000)
+        for stream in streams:
+            removed = await remove_idle_consumers(
+                self._client, stream, self._options.group, min_idle, self._options.consumer
+            )
+            if removed:
+                logger.info(
+                    "%s: removed from group %r of %s the consumers idle for over %.0f s with "
+                    "nothing pending: %s",
+                    self.display_name,
+                    self._options.group,
+                    stream,
+                    min_idle / 1000,
+                    ", ".join(removed),
+                )
 
     async def _keep_held_entries_fresh(self) -> None:
         # Its own loop: claiming runs entries one at a time and may take
@@ -438,16 +519,19 @@ class Consumer:
     async def _deliver(self, entry: Entry) -> None:
         export = entry.export
         try:
-            sender, payload = decode(entry, self._options.max_message_bytes)
+            message = decode(entry, self._options.max_message_bytes)
         except RejectedMessageError as exc:
             await self._reject(entry, str(exc))
             return
         timeout = self._options.send_timeout
         results: list[tuple[Any, Any]] | None = None
         failure: Exception | None = None
-        with anyio.move_on_after(math.inf if timeout is None else timeout):
+        # The send copies this context for its receivers: they see the
+        # envelope, and the publisher's span as the parent of their own.
+        delivering = current_envelope.set(message.envelope)
+        with in_trace(message.trace), anyio.move_on_after(math.inf if timeout is None else timeout):
             try:
-                results = await export.signal.send_robust(sender, **payload)
+                results = await export.signal.send_robust(message.sender, **message.payload)
             except Exception as exc:
                 logger.exception(
                     "%s: entry %s of %s: send_robust failed",
@@ -456,6 +540,8 @@ class Consumer:
                     export.stream,
                 )
                 failure = exc
+            finally:
+                current_envelope.reset(delivering)
         if failure is not None:
             await self._reject(entry, f"send failed: {type(failure).__name__}: {failure}")
             return
@@ -559,3 +645,50 @@ class Consumer:
                         attempts += 1
                         await anyio.sleep(_FIRST_RETRY)
         self._held.discard(key)
+
+
+async def remove_idle_consumers(
+    client: aioredis.Redis, stream: str, group: str, min_idle: int, keep: str
+) -> list[str]:
+    """Remove the consumers of ``group`` idle ``min_idle`` ms or more with nothing pending.
+
+    Never ``keep`` (the caller's own name); returns the names removed. The
+    check and the removal are one script, so a consumer that comes back
+    and reads in between keeps its pending entries.
+    """
+    removed: list[bytes | str] = await client.eval(
+        _REMOVE_IDLE_CONSUMERS, 1, stream, group, min_idle, keep
+    )
+    return sorted(map(text, removed))
+
+
+@dataclasses.dataclass(frozen=True)
+class Trimming:
+    """Entries trimmed from a stream before its consumer group read them."""
+
+    first_entry: str
+    """The id of the stream's first entry: what the group will read next."""
+    lost: int | None
+    """How many were trimmed unread, or None when Redis does not tell."""
+
+
+async def trimming_of(client: aioredis.Redis, stream: str, group: str) -> Trimming | None:
+    """What ``group`` lost of ``stream`` to trimming; None when nothing (or no such group).
+
+    Raises:
+        redis.exceptions.ResponseError: ``stream`` is not a stream.
+    """
+    try:
+        groups: Sequence[Mapping[Any, Any]] = await client.xinfo_groups(stream)
+        info: Mapping[Any, Any] = await client.xinfo_stream(stream)
+    except ResponseError as exc:
+        if "no such key" not in str(exc):
+            raise
+        return None  # deleted: its group is created again, from the beginning
+    record = next((each for each in groups if text(each["name"]) == group), None)
+    if record is None:
+        return None  # destroyed: created again when a read needs it
+    lost = trimmed_unread(record, info)
+    if lost == 0:
+        return None
+    return Trimming(text(info["first-entry"][0]), lost)

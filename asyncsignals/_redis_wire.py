@@ -1,52 +1,116 @@
 """The Redis bridge's wire format: what a stream entry holds, and how it is checked.
 
 One stream per signal, ``<stream_prefix>:signal:<signal name>``, whose
-entries have one field, ``event``, holding UTF-8 JSON ``{"v": 1, "signal":
-name, "sender": name or null, "payload": {...}}``. This module turns a send
-into that field and an entry back into a send, refusing (with
-:class:`RejectedMessageError`, saying why) whatever it cannot trust. It
-never imports redis: it handles bytes, strings and the shapes of Redis
-replies, never a connection.
+entries have one field, ``event``, holding UTF-8 JSON ``{"v": 2, "signal":
+name, "sender": name or null, "payload": {...}, "id": event id,
+"published_at": seconds since the epoch, "origin": {"app": name or null,
+"consumer": name}}``, with ``"trace": {"traceparent": ..., "tracestate":
+...}`` when the publisher ran in a trace. Entries of version 1 (no event
+id, time, origin nor trace) still decode. This module turns a send into
+that field and an entry back into a send and its :class:`Envelope`,
+refusing (with :class:`RejectedMessageError`, saying why) whatever it
+cannot trust. It never imports redis: it handles bytes, strings and the
+shapes of Redis replies, never a connection; nor does it need
+OpenTelemetry, whose trace context it carries when it is installed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import json
+import random
 import sys
-from collections.abc import Mapping
+import time
+from collections.abc import Generator, Mapping
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, cast
 
 from ._signal import Signal, check_payload
 
 if TYPE_CHECKING:
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
     from redis.typing import EncodableT, FieldT
 
 __all__ = [
     "FIELD",
     "Codec",
     "Entry",
+    "Envelope",
     "Export",
+    "Message",
     "Mode",
+    "Origin",
     "RejectedMessageError",
     "Start",
+    "current_envelope",
     "dead_letter_copy",
     "decode",
     "delivery_counts",
     "encode",
     "export_of",
     "id_order",
+    "in_trace",
     "stream_entries",
     "text",
+    "trimmed_unread",
 ]
 
 Mode = Literal["work", "broadcast"]
 # Where a new consumer group starts reading: events from now on, or all.
 Start = Literal["new", "beginning"]
 
-_WIRE_VERSION: Final = 1
+_WIRE_VERSION: Final = 2
+# What each version's JSON object holds; a version 2 one may add "trace".
+_KEYS: Final = {
+    1: frozenset({"v", "signal", "sender", "payload"}),
+    2: frozenset({"v", "signal", "sender", "payload", "id", "published_at", "origin"}),
+}
+_TRACE: Final = "trace"
 # The one field of an entry: the event, as JSON.
 FIELD: Final = b"event"
+
+
+@dataclasses.dataclass(frozen=True)
+class Origin:
+    """Who published an event: a bridge, by its application and consumer name.
+
+    Attributes:
+        app: The publishing bridge's ``app``, or None when it had none.
+        consumer: The publishing bridge's ``consumer`` name (its process).
+    """
+
+    app: str | None
+    consumer: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Envelope:
+    """What the bridge knows of the event a receiver runs for.
+
+    Attributes:
+        id: The event's id, made by the publisher, the same on every
+            delivery of it: key deduplication on it (delivery is at least
+            once). An entry published before events had ids (wire version 1)
+            has its stream entry id here, which a redelivery keeps too.
+        published_at: When it was published, in seconds since the epoch, on
+            the publisher's clock (Redis's clock for version 1 entries).
+        origin: The bridge that published it; None for version 1 entries.
+        deliveries: How many times Redis has handed the entry to a
+            consumer of the group, this time included: 1 unless a consumer
+            stopped (or its send timed out) before acknowledging it.
+    """
+
+    id: str
+    published_at: float
+    origin: Origin | None
+    deliveries: int
+
+
+# The envelope of the event being delivered, in the context its send runs in.
+current_envelope: contextvars.ContextVar[Envelope | None] = contextvars.ContextVar(
+    "asyncsignals.redis.current_event", default=None
+)
 
 
 class RejectedMessageError(ValueError):
@@ -57,9 +121,13 @@ class Codec(Protocol):
     """Turns a signal's payload into JSON values and back.
 
     The bridge always sends JSON; a codec lets a payload carry values JSON
-    has no type for (dataclasses, ``Decimal``, ``datetime``). ``decode`` gets
-    only what ``json.loads`` produced, never anything executable. An
-    exception from ``decode`` sends the entry to the dead-letter stream.
+    has no type for (dataclasses, ``Decimal``, ``datetime``), or that JSON
+    would change (tuples, dict keys that are not strings, enum members):
+    ``encode`` must return plain JSON types (``dict`` with ``str`` keys,
+    ``list``, ``str``, ``int``, ``float``, ``bool``, None), or ``publish``
+    refuses the payload. ``decode`` gets only what ``json.loads`` produced,
+    never anything executable. An exception from ``decode`` sends the entry
+    to the dead-letter stream.
     """
 
     def encode(self, payload: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -136,6 +204,17 @@ class Entry:
     export: Export
     id: str
     fields: Mapping[bytes, bytes] | None
+    deliveries: int = 1
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Message:
+    """A decoded entry: the send to make, what receivers may know of it, its trace."""
+
+    sender: object
+    payload: dict[str, Any]
+    envelope: Envelope
+    trace: Mapping[str, str]
 
 
 def text(value: bytes | str) -> str:
@@ -184,14 +263,52 @@ def delivery_counts(pending: Any) -> dict[str, int]:
     }
 
 
+def trimmed_unread(group: Mapping[Any, Any], stream: Mapping[Any, Any]) -> int | None:
+    """How many entries were trimmed from a stream before its consumer group read them.
+
+    From the group's XINFO GROUPS record and the stream's XINFO STREAM
+    reply: 0 when the group has read up to the stream's first entry (or
+    nothing says otherwise), None when it has fallen behind it but Redis
+    does not tell how many it skipped (Redis before 7, or a group whose
+    read count Redis lost track of).
+    """
+    group = {text(key): value for key, value in group.items()}
+    stream = {text(key): value for key, value in stream.items()}
+    first_entry: Any = stream.get("first-entry")
+    last_delivered = text(group["last-delivered-id"])
+    if not first_entry or id_order(last_delivered) >= id_order(text(first_entry[0])):
+        return 0
+    added: int | None = stream.get("entries-added")
+    read: int | None = group.get("entries-read")
+    never_read = last_delivered == "0-0"
+    if added is None:
+        # Redis before 7: a group that read nothing may have been created
+        # on a stream trimmed before, which lost it nothing.
+        return 0 if never_read else None
+    if read is None:
+        if not never_read:
+            return None
+        read = 0
+    # Every entry the stream holds comes after what the group has read.
+    return max(added - read - int(stream["length"]), 0)
+
+
 def encode(
-    export: Export, sender: object, payload: dict[str, Any], max_message_bytes: int
+    export: Export,
+    sender: object,
+    payload: dict[str, Any],
+    max_message_bytes: int,
+    origin: Origin,
 ) -> bytes:
-    """The ``event`` field of an entry for a send of ``export``'s signal.
+    """The ``event`` field of an entry for a send of ``export``'s signal, from ``origin``.
+
+    The event gets a new id, the time, and the trace context current here
+    (when OpenTelemetry is installed and a span is current).
 
     Raises:
         TypeError: the payload does not match the signal or is not JSON
-            (after the codec), or the sender is not a name.
+            (after the codec), or would not come back from JSON as the same
+            types, or the sender is not a name.
         ValueError: the event is larger than ``max_message_bytes``.
     """
     if "sender" in payload:
@@ -216,12 +333,24 @@ def encode(
             f"signal {export.name} travels with its sender's name: publish a str (or "
             f"None), not {sender!r}, or export the signal with senders={{name: object}}"
         )
-    message = {
+    message: dict[str, Any] = {
         "v": _WIRE_VERSION,
         "signal": export.name,
         "sender": sender_name,
         "payload": dict(export.codec.encode(payload)),
+        # Random, not secret: ids only tell events apart, and this is a
+        # fraction of the cost of os.urandom's system call (uuid4) per event.
+        # CPython reseeds random in a forked child, so workers do not repeat.
+        "id": f"{random.getrandbits(128):032x}",
+        "published_at": time.time(),
+        "origin": {"app": origin.app, "consumer": origin.consumer},
     }
+    propagator = _trace_propagator()
+    if propagator is not None:
+        carrier: dict[str, str] = {}
+        propagator.inject(carrier)
+        if carrier:
+            message[_TRACE] = carrier
     try:
         data = json.dumps(
             message, ensure_ascii=False, allow_nan=False, separators=(",", ":")
@@ -231,6 +360,16 @@ def encode(
             f"the payload of signal {export.name} is not JSON ({exc}); "
             "export the signal with a codec that converts it"
         ) from exc
+    for key, value in message["payload"].items():
+        changed = _changed_by_json(value, repr(key))
+        if changed is not None:
+            where, kind, arrives_as = changed
+            raise TypeError(
+                f"payload argument {key!r} of signal {export.name} would not arrive as sent: "
+                f"{where} is {kind.__module__}.{kind.__qualname__}, which JSON turns into "
+                f"{arrives_as}. Pass {arrives_as} yourself, or export the signal with a codec "
+                "that converts it (and back)"
+            )
     if len(data) > max_message_bytes:
         raise ValueError(
             f"an event of signal {export.name} is {len(data)} bytes of JSON, more than "
@@ -239,8 +378,47 @@ def encode(
     return data
 
 
-def decode(entry: Entry, max_message_bytes: int) -> tuple[object, dict[str, Any]]:
-    """The sender and payload of an entry, or RejectedMessageError saying why not."""
+# What JSON turns each kind it accepts into, most specific first: a subclass
+# (an IntEnum, a NamedTuple, an OrderedDict) arrives as its JSON base type.
+_ARRIVES_AS: Final = (
+    (int, "an int"),
+    (float, "a float"),
+    (str, "a str"),
+    ((list, tuple), "a list"),
+    (dict, "a dict"),
+)
+
+
+def _changed_by_json(value: object, where: str) -> tuple[str, type, str] | None:
+    """The first place in ``value`` (JSON-serializable) that JSON would not give back as is.
+
+    Returns (where, its type, what it would arrive as), or None when the whole
+    value comes back equal and of the same types.
+    """
+    kind = type(value)
+    if value is None or kind in (bool, int, float, str):
+        return None
+    if kind is list:
+        inside: list[tuple[str, object]] = [
+            (f"{where}[{index}]", item) for index, item in enumerate(cast("list[object]", value))
+        ]
+    elif kind is dict:
+        inside = []
+        for key, item in cast("dict[object, object]", value).items():
+            if type(key) is not str:
+                return f"key {key!r} of {where}", type(key), "a str"
+            inside.append((f"{where}[{key!r}]", item))
+    else:
+        return where, kind, next(name for base, name in _ARRIVES_AS if isinstance(value, base))
+    for place, item in inside:
+        changed = _changed_by_json(item, place)
+        if changed is not None:
+            return changed
+    return None
+
+
+def decode(entry: Entry, max_message_bytes: int) -> Message:
+    """The send an entry asks for, or RejectedMessageError saying why not."""
     export = entry.export
     fields = entry.fields
     if not fields:  # an entry always has a field: this one was deleted
@@ -258,24 +436,25 @@ def decode(entry: Entry, max_message_bytes: int) -> tuple[object, dict[str, Any]
         message = json.loads(data, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
         raise RejectedMessageError(f"malformed: not JSON ({exc})") from None
-    if not isinstance(message, dict) or message.keys() != {
-        "v",
-        "signal",
-        "sender",
-        "payload",
-    }:
+    if not isinstance(message, dict) or "v" not in message:
+        raise RejectedMessageError("malformed: expected a JSON object with a version, v")
+    checked = cast("dict[str, object]", message)
+    version = checked["v"]
+    keys = _KEYS.get(version) if type(version) is int else None
+    if keys is None:
+        raise RejectedMessageError(f"unknown wire version {version!r}")
+    if frozenset(checked.keys() - {_TRACE}) != keys or (version == 1 and _TRACE in checked):
         raise RejectedMessageError(
-            "malformed: expected a JSON object with keys v, signal, sender, payload"
+            f"malformed: expected a JSON object with keys {', '.join(sorted(keys))}"
         )
-    name: object = message["signal"]  # pyright: ignore[reportUnknownVariableType]
-    sender: object = message["sender"]  # pyright: ignore[reportUnknownVariableType]
-    payload: object = message["payload"]  # pyright: ignore[reportUnknownVariableType]
-    if message["v"] != _WIRE_VERSION:
-        raise RejectedMessageError(f"unknown wire version {message['v']!r}")
+    name = checked["signal"]
+    sender = checked["sender"]
+    payload = checked["payload"]
     if name != export.name:
         raise RejectedMessageError(f"unknown signal {name!r} on the stream of signal {export.name}")
     if not (sender is None or isinstance(sender, str)) or not isinstance(payload, dict):
         raise RejectedMessageError("malformed: sender must be a string or null, payload an object")
+    envelope, trace = _envelope(entry, checked)
     if export.senders is not None and sender is not None:
         if sender not in export.senders:
             raise RejectedMessageError(f"unknown sender {sender!r} of signal {export.name}")
@@ -291,7 +470,73 @@ def decode(entry: Entry, max_message_bytes: int) -> tuple[object, dict[str, Any]
         ) from None
     if "sender" in named:
         raise RejectedMessageError("malformed: the payload cannot carry 'sender'")
-    return sender, named
+    return Message(sender, named, envelope, trace)
+
+
+def _envelope(entry: Entry, message: dict[str, object]) -> tuple[Envelope, Mapping[str, str]]:
+    """The envelope and trace context of a checked message of ``entry``."""
+    if message["v"] == 1:
+        milliseconds, _ = id_order(entry.id)
+        return Envelope(entry.id, milliseconds / 1000, None, entry.deliveries), {}
+    event_id = message["id"]
+    published_at = message["published_at"]
+    origin: Any = message["origin"]
+    trace: Any = message.get(_TRACE, {})
+    if not (
+        isinstance(event_id, str)
+        and type(published_at) in (int, float)
+        and isinstance(origin, dict)
+        and origin.keys() == {"app", "consumer"}
+        and (origin["app"] is None or isinstance(origin["app"], str))
+        and isinstance(origin["consumer"], str)
+        and isinstance(trace, dict)
+        and all(isinstance(value, str) for value in trace.values())  # pyright: ignore[reportUnknownVariableType]
+    ):
+        raise RejectedMessageError(
+            "malformed: id must be a string, published_at a number, origin an object "
+            "with app and consumer, trace an object of strings"
+        )
+    return (
+        Envelope(
+            event_id,
+            float(cast("float", published_at)),
+            Origin(origin["app"], origin["consumer"]),
+            entry.deliveries,
+        ),
+        cast("dict[str, str]", trace),
+    )
+
+
+def _trace_propagator() -> TraceContextTextMapPropagator | None:
+    """W3C trace context propagation, when OpenTelemetry is installed (it is optional)."""
+    try:
+        from opentelemetry.trace.propagation.tracecontext import (  # noqa: PLC0415
+            TraceContextTextMapPropagator,
+        )
+    except ImportError:
+        return None
+    return TraceContextTextMapPropagator()
+
+
+@contextlib.contextmanager
+def in_trace(trace: Mapping[str, str]) -> Generator[None]:
+    """Make the publisher's span, from its trace context, the parent of what runs inside.
+
+    The receivers' spans (``asyncsignals.opentelemetry``) and the spans they
+    start then belong to the publisher's trace, across processes. Does
+    nothing without a trace context, or without OpenTelemetry.
+    """
+    propagator = _trace_propagator() if trace else None
+    if propagator is None:
+        yield
+        return
+    from opentelemetry import context as otel_context  # noqa: PLC0415
+
+    token = otel_context.attach(propagator.extract(trace))
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
 
 
 def dead_letter_copy(
@@ -311,6 +556,6 @@ def dead_letter_copy(
 
 
 # Public names show their public path in reprs and tracebacks.
-for _public in (Codec, RejectedMessageError):
+for _public in (Codec, Envelope, Origin, RejectedMessageError):
     _public.__module__ = "asyncsignals.redis"
 del _public

@@ -24,13 +24,15 @@ Modes:
 - ``"work"`` (the default): a work queue on a Redis Streams consumer group.
   Each event runs ``signal.send_robust(sender, **payload)`` in one process of
   the group, and is acknowledged (``XACK``) only after that send completed.
-  **At least once**: an event is never lost while Redis keeps it, and may run
-  twice (a process killed after its receivers ran but before the ack, an
-  entry claimed from a consumer that was only slow), so receivers of a work
-  signal must be idempotent. A restarted process resumes where its group
-  left off; entries pending on a dead consumer are claimed (``XAUTOCLAIM``)
-  once idle for ``claim_idle`` seconds, and the bridge keeps the entries it
-  is still working on from looking idle.
+  **At least once**: an event is never lost while Redis keeps it (events
+  trimmed by ``maxlen`` before the group read them are lost, and the bridge
+  logs a warning saying how many), and may run twice (a process killed
+  after its receivers ran but before the ack, an entry claimed from a
+  consumer that was only slow), so receivers of a work signal must be
+  idempotent. A restarted process resumes where its group left off;
+  entries pending on a dead consumer are claimed (``XAUTOCLAIM``) once idle
+  for ``claim_idle`` seconds, and the bridge keeps the entries it is still
+  working on from looking idle.
 - ``"broadcast"``: every bridge (every process) that exports the signal runs
   every event published once it was entered (``XREAD``, no group).
   **At most once**: a process that is down or restarting misses the events
@@ -40,7 +42,15 @@ Modes:
 The wire: one stream per signal, ``<stream_prefix>:signal:<signal name>``
 (the prefix is ``asyncsignals:<app>`` unless given),
 whose entries have one field, ``event``, holding UTF-8 JSON
-``{"v": 1, "signal": name, "sender": name or null, "payload": {...}}``.
+``{"v": 2, "signal": name, "sender": name or null, "payload": {...}, "id":
+event id, "published_at": seconds, "origin": {"app": ..., "consumer": ...}}``,
+plus ``"trace"`` (W3C ``traceparent`` and ``tracestate``) when OpenTelemetry
+is installed and a span is current at publish. A receiver run by the bridge
+reads the event's id, time, origin and delivery count with
+:func:`current_event`; a :class:`Deduplicator` drops repeated ids. Entries
+of version 1 (published before envelopes) still decode; a bridge older than
+envelopes dead-letters version 2 entries ("unknown wire version"): upgrade
+the consumers before the publishers.
 Senders travel as names (strings), never as objects; data from Redis is only
 ever parsed as JSON (never unpickled, never evaluated), after a size check.
 An entry that is malformed, oversized, for another signal, or whose payload
@@ -57,9 +67,11 @@ at about ``maxlen`` entries (``XADD MAXLEN ~``).
 from __future__ import annotations
 
 import asyncio
+import collections
 import math
 import os
 import socket
+import threading
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
@@ -79,17 +91,30 @@ from ._redis_consumer import Consumer
 from ._redis_wire import (
     FIELD,
     Codec,
+    Envelope,
     Export,
     Mode,
+    Origin,
     RejectedMessageError,
     Start,
+    current_envelope,
     encode,
     export_of,
     text,
 )
 from ._signal import Signal
 
-__all__ = ["BridgeClosedError", "Codec", "Mode", "RedisBridge", "RejectedMessageError"]
+__all__ = [
+    "BridgeClosedError",
+    "Codec",
+    "Deduplicator",
+    "Envelope",
+    "Mode",
+    "Origin",
+    "RedisBridge",
+    "RejectedMessageError",
+    "current_event",
+]
 
 
 class BridgeClosedError(RuntimeError):
@@ -149,12 +174,18 @@ class RedisBridge:
             survives restarts (a worker slot number) lets a restarted
             process re-run its own pending entries at once; otherwise they
             are claimed after ``claim_idle``. Two live processes must not
-            share a name.
+            share a name. Consumers idle for ten times ``claim_idle`` with
+            nothing pending are removed from the group (logged at INFO),
+            so the names of processes gone for good do not pile up.
         stream_prefix: Prefix of every key the bridge uses; default
             ``asyncsignals:<app>``.
         maxlen: Approximate cap on each stream's length (``XADD MAXLEN ~``);
-            None never trims. Entries trimmed before a consumer read them are
-            lost: size it for the longest outage you tolerate.
+            None never trims. Entries trimmed before the group read them
+            (while every consumer is down, or too slow) are lost, and logged
+            as a warning with their count when the bridge finds its group
+            behind the stream's first entry (on entering, then every
+            ``claim_idle / 2`` seconds): size it for the longest outage you
+            tolerate.
         claim_idle: Seconds after which another consumer may claim an entry
             pending on a consumer that stopped (``XAUTOCLAIM``); the bridge
             also checks for such entries about twice per period.
@@ -440,16 +471,21 @@ class RedisBridge:
     async def publish(self, signal: Signal[..., Any], sender: object, /, **payload: Any) -> str:
         """Add an event of ``signal`` to its stream; return the entry's id.
 
-        Returns once Redis has stored the entry (a cancellation point). If it
-        raises a Redis error, the event may or may not have been stored.
+        The event carries a new event id, the time, this bridge as its
+        origin and, with OpenTelemetry installed, the current span's trace
+        context (see :func:`current_event`). Returns once Redis has stored
+        the entry (a cancellation point). If it raises a Redis error, the
+        event may or may not have been stored.
 
         Raises:
             BridgeClosedError: the bridge is not running; if it stopped for
                 good, its ``__cause__`` is what stopped it.
             KeyError: ``signal`` was not exported.
             TypeError: the payload does not match the signal, is not JSON
-                (after the codec), or the sender is not a name; nothing was
-                published.
+                (after the codec) or holds what JSON would give back as
+                another type (a tuple, a dict key that is not a str, an
+                ``IntEnum``: the message says where), or the sender is not
+                a name; nothing was published.
             ValueError: the event is larger than ``max_message_bytes``.
         """
         if not self._lifespan.running:
@@ -457,7 +493,9 @@ class RedisBridge:
         export = self._exports.get(signal)
         if export is None:
             raise KeyError(f"{signal!r} is not exported on {self!r}; call bridge.export(signal)")
-        data = encode(export, sender, payload, self.max_message_bytes)
+        data = encode(
+            export, sender, payload, self.max_message_bytes, Origin(self.app, self.consumer)
+        )
         entry_id = await self._client.xadd(
             export.stream,
             {FIELD: data},
@@ -543,12 +581,73 @@ class RedisBridge:
         self._lifespan.raise_failures(f"{self._consumer.display_name} failed")
 
 
+def current_event() -> Envelope | None:
+    """The envelope of the event whose receivers are running, or None outside them.
+
+    Inside a receiver the bridge runs (and in what it calls, awaits or
+    starts in that context) this is the event's :class:`Envelope`: its id
+    (the same on each delivery: deduplicate on it), when and by whom it was
+    published, and how many times Redis delivered it. None anywhere else,
+    including in receivers of a local ``send``.
+    """
+    return current_envelope.get()
+
+
+class Deduplicator:
+    """Remembers the last ``window`` event ids, to drop an event delivered again.
+
+    Delivery is at least once: a work event may run twice. Within one
+    process, a receiver skips what it ran already::
+
+        seen = Deduplicator(window=10_000)
+
+        @receiver(order_shipped)
+        async def email_customer(sender, order_id, **kwargs):
+            event = current_event()
+            if event is not None and seen.seen(event.id):
+                return
+            ...
+
+    Memory is bounded by ``window``; an id older than the last ``window`` is
+    forgotten and counts as new. It remembers within one process only: an
+    event claimed by another process after this one stopped runs there
+    again, so side effects that must happen once still need an idempotent
+    write (an upsert, a unique key on the event id). Thread-safe.
+
+    Args:
+        window: How many of the latest ids are remembered.
+
+    Raises:
+        ValueError: ``window`` is below 1.
+    """
+
+    def __init__(self, window: int = 10_000) -> None:
+        if window < 1:
+            raise ValueError(f"window must be at least 1, got {window!r}")
+        self.window = window
+        self._ids: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def seen(self, event_id: str) -> bool:
+        """Whether ``event_id`` is among the last ``window`` ids; remember it if not."""
+        with self._lock:
+            if event_id in self._ids:
+                return True
+            self._ids[event_id] = None
+            if len(self._ids) > self.window:
+                self._ids.popitem(last=False)
+            return False
+
+    def __repr__(self) -> str:
+        return f"<Deduplicator {len(self._ids)} of window={self.window}>"
+
+
 def _process_name() -> str:
     """The default consumer name: this host and process."""
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
 # Public names show their public path in reprs and tracebacks.
-for _public in (BridgeClosedError, RedisBridge):
+for _public in (BridgeClosedError, Deduplicator, RedisBridge, current_event):
     _public.__module__ = "asyncsignals.redis"
 del _public

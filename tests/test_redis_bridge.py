@@ -10,6 +10,7 @@ its own stream prefix and deletes its keys.
 from __future__ import annotations
 
 import asyncio
+import enum
 import gc
 import inspect
 import json
@@ -17,9 +18,10 @@ import logging
 import signal as os_signal
 import subprocess
 import sys
+import time
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -35,14 +37,23 @@ from redis.exceptions import ResponseError
 from redis_helpers.server import free_port, server_command
 
 from asyncsignals import Signal
-from asyncsignals._redis_wire import stream_entries
-from asyncsignals.redis import BridgeClosedError, RedisBridge
+from asyncsignals._redis_consumer import remove_idle_consumers, trimming_of
+from asyncsignals._redis_wire import stream_entries, text, trimmed_unread
+from asyncsignals.redis import (
+    BridgeClosedError,
+    Deduplicator,
+    Envelope,
+    Origin,
+    RedisBridge,
+    current_event,
+)
 
 pytestmark = pytest.mark.anyio
 
 CONSUMER_SCRIPT = Path(__file__).parent / "redis_helpers" / "consumer.py"
 POISON_CONSUMER_SCRIPT = Path(__file__).parent / "redis_helpers" / "poison_consumer.py"
 FORKING_CONSUMER_SCRIPT = Path(__file__).parent / "redis_helpers" / "forking_consumer.py"
+TRACED_PUBLISHER_SCRIPT = Path(__file__).parent / "redis_helpers" / "traced_publisher.py"
 # For the tests of what a bridge refuses before it connects: no server needed.
 UNUSED_URL = "redis://127.0.0.1:6379/0"
 # The application every test's bridges belong to (its streams are the test's own).
@@ -780,7 +791,7 @@ async def test_hostile_entries_go_to_the_dead_letter_stream(
         {b"event": b"[1, 2]"},
         {b"other": event()},
         {b"event": event(), b"extra": b"1"},
-        {b"event": event(v=2)},
+        {b"event": event(v=3)},
         {b"event": event(signal="order_cancelled")},
         {b"event": event(sender=7)},
         {b"event": event(payload=[1])},
@@ -1545,3 +1556,473 @@ async def test_a_receivers_fatal_error_during_the_drain_is_raised_at_exit(
             await bridge.publish(order_shipped, "shop", order_id=1)
             await started.wait()
     assert repr(bridge).startswith("<RedisBridge closed")
+
+
+# -- the group's upkeep -----------------------------------------------------
+
+
+async def consumer_names(client: aioredis.Redis, stream: str) -> set[str]:
+    """The names of the consumers the test's group lists on ``stream``."""
+    consumers = await client.xinfo_consumers(stream, APP)
+    return {str(each["name"], "utf-8") for each in consumers}
+
+
+async def test_consumers_long_idle_with_nothing_pending_are_removed_from_the_group(
+    redis_url: str,
+    client: aioredis.Redis,
+    prefix: str,
+    order_shipped: Signal[..., Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Consumers idle ten times claim_idle with nothing pending leave the group, logged."""
+    stream = stream_of(prefix)
+    # A stopped worker's entries: claimed and run, then its name is forgotten.
+    await left_pending_by_a_stopped_consumer(redis_url, client, prefix, order_shipped, [1])
+    await client.xgroup_createconsumer(stream, APP, "crashed")
+    calls = recorder(order_shipped)
+    bridge = make_bridge(redis_url, prefix, consumer="bridge", claim_idle=0.1)
+    bridge.export(order_shipped)
+    with caplog.at_level(logging.INFO, "asyncsignals.redis"):
+        async with bridge:
+            await eventually_async(lambda: consumer_names(client, stream), {"bridge"})
+    assert calls == [("shop", {"order_id": 1})]
+    removals = [record.getMessage() for record in caplog.records if "removed" in record.msg]
+    assert sorted(name for message in removals for name in message.split(": ")[-1].split(", ")) == [
+        "crashed",
+        "gone",
+    ]
+    assert await pending(client, stream) == 0
+
+
+async def test_removing_idle_consumers_spares_one_with_pending_entries(
+    client: aioredis.Redis, prefix: str
+) -> None:
+    """Only the idle with nothing pending go: never one with entries pending, nor the caller."""
+    stream = stream_of(prefix)
+    await client.xgroup_create(stream, APP, id="$", mkstream=True)
+    await client.xgroup_createconsumer(stream, APP, "idle")
+    await client.xadd(stream, {"event": b"{}"})
+    await client.xreadgroup(APP, "holder", {stream: ">"}, count=1)
+    await client.xgroup_createconsumer(stream, APP, "me")
+    assert await remove_idle_consumers(client, stream, APP, 60_000, keep="me") == []
+    await anyio.sleep(0.01)
+    removed = await remove_idle_consumers(client, stream, APP, 1, keep="me")
+    assert removed == ["idle"]
+    assert await consumer_names(client, stream) == {"holder", "me"}
+    assert await remove_idle_consumers(client, f"{prefix}:missing", APP, 1, keep="me") == []
+
+
+async def publish_many(
+    url: str, prefix: str, signal: Signal[..., Any], count: int, maxlen: int
+) -> None:
+    """Publish ``count`` events from a bridge that consumes nothing, trimming at ``maxlen``."""
+    publisher = make_bridge(url, prefix, consumer="publisher", maxlen=maxlen)
+    publisher.export(signal, consume=False)
+    async with publisher:
+        for order_id in range(count):
+            await publisher.publish(signal, "shop", order_id=order_id)
+
+
+async def test_events_trimmed_while_every_consumer_was_down_are_reported_with_their_count(
+    redis_url: str,
+    client: aioredis.Redis,
+    prefix: str,
+    order_shipped: Signal[..., Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A restarted group behind the trimmed head warns how many events maxlen dropped unread."""
+    bridge = make_bridge(redis_url, prefix)
+    bridge.export(order_shipped)
+    async with bridge:
+        pass  # the group exists: the service ran once, then every worker stopped
+    await publish_many(redis_url, prefix, order_shipped, 300, maxlen=100)
+    kept = await client.xlen(stream_of(prefix))
+    assert kept < 300, "the stream was trimmed"
+    with caplog.at_level(logging.WARNING, "asyncsignals.redis"):
+        async with bridge:
+            await eventually(lambda: bridge.delivered == kept)
+            assert f"{300 - kept} events were trimmed" in caplog.text
+    assert caplog.text.count("fell behind the trimmed head") == 1
+
+
+async def test_a_running_group_that_falls_behind_the_trimmed_head_is_reported(
+    redis_url: str,
+    client: aioredis.Redis,
+    prefix: str,
+    order_shipped: Signal[..., Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A consumer too slow for its publishers warns once its unread events are trimmed."""
+    release = anyio.Event()
+
+    async def slow(**kwargs: Any) -> None:
+        await release.wait()
+
+    order_shipped.connect(slow, weak=False, dispatch_uid="test")
+    bridge = make_bridge(redis_url, prefix, claim_idle=0.1, batch_size=1, max_concurrent=1)
+    bridge.export(order_shipped)
+    with caplog.at_level(logging.WARNING, "asyncsignals.redis"):
+        async with bridge:
+            await publish_many(redis_url, prefix, order_shipped, 300, maxlen=100)
+            await eventually(lambda: "fell behind the trimmed head" in caplog.text)
+            release.set()
+    assert "events were trimmed" in caplog.text
+
+
+async def test_the_trimming_check_skips_a_missing_stream_or_group_and_fails_on_a_wrong_key(
+    client: aioredis.Redis, prefix: str
+) -> None:
+    """No stream or no group: nothing to report (both are created again); a wrong key raises."""
+    stream = stream_of(prefix)
+    assert await trimming_of(client, stream, APP) is None
+    await client.xadd(stream, {"event": b"{}"})
+    assert await trimming_of(client, stream, APP) is None
+    await client.set(f"{prefix}:string", "not a stream")
+    with pytest.raises(ResponseError, match="WRONGTYPE"):
+        await trimming_of(client, f"{prefix}:string", APP)
+
+
+@pytest.mark.parametrize(
+    ("group", "stream", "lost"),
+    [
+        # Caught up, or nothing in the stream to be behind.
+        ({"last-delivered-id": b"5-0"}, {"first-entry": (b"5-0", {}), "length": 1}, 0),
+        ({"last-delivered-id": b"5-0"}, {"first-entry": None, "length": 0}, 0),
+        # Redis 7: read counts tell how many were skipped.
+        (
+            {"last-delivered-id": b"5-0", "entries-read": 10},
+            {"first-entry": (b"9-0", {}), "length": 100, "entries-added": 300},
+            190,
+        ),
+        (
+            {"last-delivered-id": b"0-0", "entries-read": None},
+            {"first-entry": (b"9-0", {}), "length": 100, "entries-added": 300},
+            200,
+        ),
+        (
+            {"last-delivered-id": b"5-0", "entries-read": None},
+            {"first-entry": (b"9-0", {}), "length": 100, "entries-added": 300},
+            None,
+        ),
+        # Redis 6: no counts; a group that never read may be on an older trim.
+        ({"last-delivered-id": b"5-0"}, {"first-entry": (b"9-0", {}), "length": 100}, None),
+        ({"last-delivered-id": b"0-0"}, {"first-entry": (b"9-0", {}), "length": 100}, 0),
+    ],
+)
+def test_trimmed_unread_counts_what_the_group_never_read(
+    group: dict[str, Any], stream: dict[str, Any], lost: int | None
+) -> None:
+    """Entries trimmed before the group read them: a count, 0, or None when Redis cannot tell."""
+    assert trimmed_unread(group, stream) == lost
+
+
+# -- the envelope -----------------------------------------------------------
+
+
+def envelope_recorder(signal: Signal[..., Any]) -> list[Envelope | None]:
+    """Connect a receiver that records ``current_event()``; return the records."""
+    envelopes: list[Envelope | None] = []
+
+    async def record(**kwargs: Any) -> None:
+        envelopes.append(current_event())
+
+    signal.connect(record, weak=False, dispatch_uid="test")
+    return envelopes
+
+
+async def test_receivers_read_the_event_id_time_origin_and_deliveries(
+    redis_url: str, prefix: str, order_shipped: Signal[..., Any]
+) -> None:
+    """current_event() gives each receiver its event's envelope; outside them it is None."""
+    envelopes = envelope_recorder(order_shipped)
+    bridge = make_bridge(redis_url, prefix, consumer="worker-1")
+    bridge.export(order_shipped)
+    async with bridge:
+        before = time.time()
+        await bridge.publish(order_shipped, "shop", order_id=1)
+        await bridge.publish(order_shipped, "shop", order_id=2)
+        after = time.time()
+        await eventually(lambda: bridge.delivered == 2)
+    first, second = envelopes
+    assert first is not None
+    assert second is not None
+    assert len(first.id) == 32
+    assert first.id != second.id
+    assert before <= first.published_at <= after
+    assert first.origin == Origin(app=APP, consumer="worker-1")
+    assert first.deliveries == 1
+    assert current_event() is None
+    await order_shipped.send(None, order_id=3)
+    assert envelopes[-1] is None, "a local send has no envelope"
+
+
+async def test_an_entry_taken_again_counts_its_deliveries_and_keeps_its_event_id(
+    redis_url: str, client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
+) -> None:
+    """An event claimed from a stopped consumer has the id it had, delivered twice."""
+    await left_pending_by_a_stopped_consumer(redis_url, client, prefix, order_shipped, [1])
+    [published] = await published_events(client, prefix)
+    published_id = published["id"]
+    envelopes = envelope_recorder(order_shipped)
+    bridge = make_bridge(redis_url, prefix, claim_idle=0.1, max_deliveries=None)
+    bridge.export(order_shipped)
+    async with bridge:
+        await eventually(lambda: bridge.delivered == 1)
+    [envelope] = envelopes
+    assert envelope is not None
+    assert (envelope.id, envelope.deliveries) == (published_id, 2)
+
+
+async def test_entries_published_before_envelopes_still_run(
+    redis_url: str, client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
+) -> None:
+    """A version 1 entry runs, its envelope made of its entry id and Redis's time."""
+    calls = recorder(order_shipped)
+    envelopes: list[Envelope | None] = []
+    order_shipped.connect(
+        lambda **kwargs: envelopes.append(current_event()), weak=False, dispatch_uid="envelope"
+    )
+    bridge = make_bridge(redis_url, prefix)
+    bridge.export(order_shipped)
+    message = {"v": 1, "signal": "order_shipped", "sender": "shop", "payload": {"order_id": 1}}
+    try:
+        async with bridge:
+            entry_id = text(await client.xadd(stream_of(prefix), {b"event": json.dumps(message)}))
+            await eventually(lambda: bridge.delivered == 1)
+    finally:
+        order_shipped.disconnect(dispatch_uid="envelope")
+    assert calls == [("shop", {"order_id": 1})]
+    milliseconds = int(entry_id.split("-")[0])
+    assert envelopes == [Envelope(entry_id, milliseconds / 1000, None, 1)]
+
+
+async def published_events(client: aioredis.Redis, prefix: str) -> list[dict[str, Any]]:
+    """The JSON object of every entry of the test's order_shipped stream, oldest first."""
+    entries: list[tuple[Any, dict[bytes, bytes]]] = await client.xrange(stream_of(prefix))  # type: ignore[assignment]
+    return [json.loads(fields[b"event"]) for _, fields in entries]
+
+
+def v2_event(**changes: Any) -> bytes:
+    """A version 2 event of order_shipped, with ``changes`` to its keys."""
+    message: dict[str, Any] = {
+        "v": 2,
+        "signal": "order_shipped",
+        "sender": "shop",
+        "payload": {"order_id": 1},
+        "id": "e1",
+        "published_at": 1.5,
+        "origin": {"app": "shop", "consumer": "c"},
+    }
+    message.update(changes)
+    return json.dumps({key: value for key, value in message.items() if value is not None}).encode()
+
+
+async def test_entries_with_a_malformed_envelope_are_dead_lettered(
+    redis_url: str, client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
+) -> None:
+    """An envelope of the wrong shape is refused like any malformed entry; a good one runs."""
+    recorder(order_shipped)
+    malformed = [
+        v2_event(id=7),
+        v2_event(published_at="now"),
+        v2_event(published_at=True),
+        v2_event(origin={"app": "shop"}),
+        v2_event(origin={"app": 1, "consumer": "c"}),
+        v2_event(origin={"app": None, "consumer": None}),
+        v2_event(origin="c"),
+        v2_event(trace={"traceparent": 1}),
+        v2_event(trace=["x"]),
+        v2_event(origin=None),
+        json.dumps(
+            {"v": 1, "signal": "order_shipped", "sender": None, "payload": {}, "trace": {}}
+        ).encode(),
+        b'{"signal": "order_shipped"}',
+        v2_event(v="2"),
+    ]
+    bridge = make_bridge(redis_url, prefix)
+    bridge.export(order_shipped)
+    async with bridge:
+        for data in malformed:
+            await client.xadd(stream_of(prefix), {b"event": data})
+        await client.xadd(
+            stream_of(prefix), {b"event": v2_event(origin={"app": None, "consumer": "c"})}
+        )
+        await eventually(lambda: bridge.delivered == 1 and bridge.dead_lettered == len(malformed))
+    reasons = [fields[b"reason"].decode() for fields in await dead_letters(client, prefix)]
+    assert sum("id must be a string" in reason for reason in reasons) == 9
+    assert sum("wire version" in reason for reason in reasons) == 1
+
+
+@pytest.fixture
+async def tracing() -> AsyncIterator[tuple[Any, Any]]:
+    """Trace every signal into memory; yield (tracer provider, exporter)."""
+    from opentelemetry import context as otel_context
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from asyncsignals.opentelemetry import instrument, uninstrument
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    instrument(provider)
+    # No span current, whatever tests before this one left current in the
+    # context that the async tests of a session share.
+    token = otel_context.attach(otel_context.Context())
+    yield provider, exporter
+    otel_context.detach(token)
+    uninstrument()
+
+
+async def test_receivers_spans_join_the_publishers_trace_across_processes(
+    redis_url: str,
+    prefix: str,
+    order_shipped: Signal[..., Any],
+    tracing: tuple[Any, Any],
+) -> None:
+    """With OpenTelemetry, the send and receiver spans here are children of the publisher's span."""
+    _, exporter = tracing
+    recorder(order_shipped)
+    bridge = make_bridge(redis_url, prefix, consumer="worker")
+    bridge.export(order_shipped)
+    async with bridge:
+        published = await anyio.run_process(
+            [sys.executable, str(TRACED_PUBLISHER_SCRIPT), redis_url, prefix], stderr=None
+        )
+        await eventually(lambda: bridge.delivered == 1)
+    publisher = json.loads(published.stdout)
+    spans = {span.name: span for span in exporter.get_finished_spans()}
+    send = spans["send order_shipped"]
+    receiver = spans["receiver recorder.<locals>.record"]
+    assert f"{send.context.trace_id:032x}" == publisher["trace_id"]
+    assert send.parent is not None
+    assert send.parent.is_remote
+    assert f"{send.parent.span_id:016x}" == publisher["span_id"]
+    assert receiver.parent is not None
+    assert receiver.parent.span_id == send.context.span_id
+
+
+async def test_without_opentelemetry_events_carry_no_trace_and_still_run(
+    redis_url: str,
+    client: aioredis.Redis,
+    prefix: str,
+    order_shipped: Signal[..., Any],
+    tracing: tuple[Any, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No OpenTelemetry: nothing is injected, and a traced entry from elsewhere runs untraced."""
+    provider, exporter = tracing
+    calls = recorder(order_shipped)
+    bridge = make_bridge(redis_url, prefix)
+    bridge.export(order_shipped)
+    traced = v2_event(trace={"traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"})
+    monkeypatch.setitem(sys.modules, "opentelemetry.trace.propagation.tracecontext", None)
+    async with bridge:
+        with provider.get_tracer("tests").start_as_current_span("publishing"):
+            await bridge.publish(order_shipped, "shop", order_id=1)
+        await client.xadd(stream_of(prefix), {b"event": traced})
+        await eventually(lambda: bridge.delivered == 2)
+    published, _ = await published_events(client, prefix)
+    assert "trace" not in published
+    assert len(calls) == 2
+    sends = [span for span in exporter.get_finished_spans() if span.name.startswith("send")]
+    assert all(span.parent is None for span in sends)
+
+
+async def test_an_event_carries_the_trace_context_of_the_span_current_at_publish(
+    redis_url: str,
+    client: aioredis.Redis,
+    prefix: str,
+    order_shipped: Signal[..., Any],
+    tracing: tuple[Any, Any],
+) -> None:
+    """Inside a span the entry carries its W3C traceparent; outside any span, no trace."""
+    provider, _ = tracing
+    bridge = make_bridge(redis_url, prefix)
+    bridge.export(order_shipped, consume=False)
+    async with bridge:
+        await bridge.publish(order_shipped, "shop", order_id=1)
+        with provider.get_tracer("tests").start_as_current_span("publishing") as span:
+            await bridge.publish(order_shipped, "shop", order_id=2)
+    untraced, traced = await published_events(client, prefix)
+    assert "trace" not in untraced
+    ids = span.get_span_context()
+    parent = f"00-{ids.trace_id:032x}-{ids.span_id:016x}-{ids.trace_flags:02x}"
+    assert traced["trace"] == {"traceparent": parent}
+
+
+def test_deduplicator_says_seen_for_an_id_within_its_window() -> None:
+    """seen() is False the first time, True within the window, False once forgotten."""
+    seen = Deduplicator(window=2)
+    assert [seen.seen(event_id) for event_id in ["a", "a", "b", "c", "a", "c"]] == [
+        False,
+        True,
+        False,
+        False,
+        False,
+        True,
+    ]
+    assert repr(seen) == "<Deduplicator 2 of window=2>"
+    with pytest.raises(ValueError, match="window must be at least 1"):
+        Deduplicator(window=0)
+
+
+class Size(enum.IntEnum):
+    SMALL = 1
+
+
+class Colour(enum.StrEnum):
+    RED = "red"
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ({"items": (1, 2)}, r"'items' is builtins\.tuple, which JSON turns into a list"),
+        ({"names": {1: "a"}}, r"key 1 of 'names' is builtins\.int, which JSON turns into a str"),
+        ({"size": Size.SMALL}, r"'size' is test_redis_bridge\.Size, .* into an int"),
+        ({"colour": Colour.RED}, r"'colour' is test_redis_bridge\.Colour, .* into a str"),
+        (
+            {"lines": [{"sizes": [1, Size.SMALL]}]},
+            r"'lines'\[0\]\['sizes'\]\[1\] is test_redis_bridge\.Size",
+        ),
+    ],
+)
+async def test_publish_refuses_values_json_would_change_before_writing_anything(
+    redis_url: str, client: aioredis.Redis, prefix: str, payload: dict[str, Any], message: str
+) -> None:
+    """A value that JSON would give back as another type is a TypeError naming where it is."""
+    open_signal: Signal[..., Any] = Signal(name="open")
+    bridge = make_bridge(redis_url, prefix)
+    bridge.export(open_signal, consume=False)
+    async with bridge:
+        with pytest.raises(TypeError, match=message) as refused:
+            await bridge.publish(open_signal, "shop", **payload)
+        await bridge.publish(open_signal, "shop", fine=[1, "a", {"b": None, "c": 1.5, "d": True}])
+    assert (
+        f"payload argument {next(iter(payload))!r}" in str(refused.value) or "not JSON" in message
+    )
+    assert await client.xlen(stream_of(prefix, "open")) == 1
+
+
+async def test_a_codec_that_converts_what_json_would_change_lets_it_travel(
+    redis_url: str, prefix: str
+) -> None:
+    """The check applies to the codec's output: a codec turning tuples into lists passes."""
+
+    class TupleCodec:
+        def encode(self, payload: Mapping[str, Any]) -> Mapping[str, Any]:
+            return {key: list(value) for key, value in payload.items()}
+
+        def decode(self, data: dict[str, Any]) -> dict[str, Any]:
+            return {key: tuple(value) for key, value in data.items()}
+
+    pairs: Signal[..., Any] = Signal(name="pairs")
+    calls = recorder(pairs)
+    bridge = make_bridge(redis_url, prefix)
+    bridge.export(pairs, codec=TupleCodec())
+    async with bridge:
+        await bridge.publish(pairs, "shop", pair=(1, 2))
+        await eventually(lambda: bridge.delivered == 1)
+    assert calls == [("shop", {"pair": (1, 2)})]
