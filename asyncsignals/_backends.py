@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Final, TypeVar
 
 import anyio
+import anyio.lowlevel
 
 from ._tasks import (
     Outcomes,
@@ -83,9 +84,11 @@ class CancelWatch:
         """Raise the caller's cancellation if one may have reached a receiver and still stands.
 
         Returns without yielding when the receivers never suspended, or
-        when nothing was cancelled.
+        when nothing was cancelled. A receiver that suspended may have been
+        shielded from the caller's cancellation, which then reached it not
+        at all: the check is made after every receiver that suspended.
         """
-        if self.delivered is not None or (self.suspended and self.backend.level_triggered):
+        if self.delivered is not None or self.suspended:
             delivered, self.delivered = self.delivered, None
             try:
                 await self.backend.raise_if_cancelled(self.baseline, delivered)
@@ -170,6 +173,10 @@ class _Asyncio(Backend):
                 raise delivered if delivered is not None else asyncio.CancelledError()
             finally:
                 del delivered  # raised: no cycle through this frame
+        # An anyio scope of the caller's, cancelled while a receiver was
+        # shielded from it, has delivered nothing yet: anyio delivers it at
+        # the next checkpoint, which must be the send's, not a later one.
+        await anyio.lowlevel.checkpoint_if_cancelled()
 
     async def wait_uninterruptibly(self, awaitable: Awaitable[T]) -> T:
         return await run_to_completion(awaitable)

@@ -41,12 +41,14 @@ def await_in_context(
     ``first``: what the coroutine ``awaitable`` yielded at the first step,
     which the caller took itself; the awaiting goes on from there.
     """
-    # A coroutine is its own iterator; other awaitables hand one out, which
-    # may be a plain iterator with no send() or throw().
+    # A coroutine is its own iterator, and so is a generator-based one
+    # (types.coroutine), which has no __await__; other awaitables hand one
+    # out, which may be a plain iterator with no send() or throw().
     # (Annotated, not cast: typing.cast is a call, on every send.)
     steps: Generator[Any, Any, T]
-    if type(awaitable) is types.CoroutineType:
-        steps = awaitable  # type: ignore[assignment]  # pyright: ignore[reportUnknownVariableType, reportAssignmentType]
+    kind: type = type(awaitable)  # (the checkers take no generator for an Awaitable)
+    if kind is types.CoroutineType or kind is types.GeneratorType:
+        steps = awaitable  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]
     else:
         iterator = context.run(awaitable.__await__)
         steps = iterator if hasattr(iterator, "send") else _as_generator(iterator)

@@ -97,6 +97,11 @@ class Instrument:
     by an instrument is logged on ``asyncsignals.instrument`` and does not
     disturb the send.
 
+    Only the methods an instrument overrides are called, and its receivers
+    are timed one by one only when it overrides ``receiver_started`` or
+    ``receiver_finished``; which ones it overrides is read when it is
+    installed (a method set on the instance afterwards is not seen).
+
     Cancellation is reported, never as a failure: a cancelled send has
     ``event.cancelled`` true, and :meth:`is_cancellation` tells a
     receiver's cancellation from its failure.

@@ -234,6 +234,32 @@ async def test_shield_of_a_lone_receiver_holds_against_the_caller_deadline() -> 
     assert finished_shielded == [True]
 
 
+@pytest.mark.parametrize(("receiver_count", "concurrent"), [(1, True), (1, False), (3, False)])
+@pytest.mark.parametrize("method", ["send", "send_robust"])
+async def test_a_shielded_receiver_ends_and_the_send_raises_the_callers_cancellation(
+    receiver_count: int, concurrent: bool, method: str
+) -> None:
+    """A deadline passing while a receiver is shielded is raised by the send itself, after it."""
+    finished_shielded: list[bool] = []
+    returned: list[object] = []
+
+    async def shielded(sender: object, **kwargs: Any) -> str:
+        with anyio.CancelScope(shield=True):
+            await anyio.sleep(0.05)
+            finished_shielded.append(True)
+        return "done"
+
+    signal = Signal(concurrent=concurrent)
+    for _ in range(receiver_count):
+        signal.connect(functools.partial(shielded), weak=False)
+    with anyio.fail_after(5):
+        with anyio.move_on_after(0.01) as scope:
+            returned.append(await getattr(signal, method)(None))
+    assert scope.cancelled_caught
+    assert returned == []
+    assert finished_shielded == [True]
+
+
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("method", ["send", "send_robust"])
 async def test_interrupt_while_cancelled_wins_over_the_cancellation(

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import functools
 import gc
+import types
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Any
 
+import anyio
 import pytest
 
 from asyncsignals import Signal, _receivers
@@ -280,3 +282,32 @@ async def test_awaitable_with_a_plain_iterator_is_awaited(others: int, concurren
         signal.connect(other)
     results = await signal.send(None)
     assert [value for _, value in results] == [None, "other"][: 1 + others]
+
+
+@types.coroutine
+def _generator_based() -> Generator[Any, Any, str]:
+    yield from ()
+    return "generator-based"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("concurrent", "others"), [(True, 0), (False, 0), (True, 1), (False, 1)])
+@pytest.mark.parametrize("receiver_timeout", [None, 5.0])
+async def test_a_generator_based_coroutine_a_sync_receiver_returns_is_awaited(
+    concurrent: bool, others: int, receiver_timeout: float | None
+) -> None:
+    """An awaitable made by a ``types.coroutine`` generator is awaited on every path."""
+
+    def returns_generator_based(sender: object, **kwargs: Any) -> object:
+        return _generator_based()
+
+    async def other(sender: object, **kwargs: Any) -> str:
+        return "other"
+
+    signal = Signal(concurrent=concurrent, timeout=receiver_timeout)
+    signal.connect(returns_generator_based)
+    for _ in range(others):
+        signal.connect(other)
+    with anyio.fail_after(5):
+        results = await signal.send(None)
+    assert [value for _, value in results] == ["generator-based"] + ["other"] * others
