@@ -11,14 +11,31 @@ expression (``unboxed(box.pop())``), never from a local.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable
-from typing import Any
+from typing import Any, Final
 
-__all__ = ["Outcome", "call_in_thread", "captured", "close_unstarted", "unboxed"]
+__all__ = [
+    "PLAIN_RESULTS",
+    "Outcome",
+    "call_in_thread",
+    "captured",
+    "close_unstarted",
+    "is_awaitable",
+    "unboxed",
+]
 
 #: What happened to a piece of work, handed from where it happened to where
 #: it is raised again: ``(value, None)`` or ``(None, exception)``.
 Outcome = tuple[Any, BaseException | None]
+
+#: Result types that are never awaitable: the awaitable check skips them.
+PLAIN_RESULTS: Final = frozenset({bool, int, float, str, bytes, tuple, list, dict, set})
+
+
+def is_awaitable(result: object) -> bool:
+    """Whether a sync receiver returned something to await."""
+    return result is not None and type(result) not in PLAIN_RESULTS and inspect.isawaitable(result)
 
 
 def unboxed(outcome: Outcome) -> Any:

@@ -35,14 +35,12 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from types import CoroutineType, MethodType
 from typing import Any, Final, cast
 
-import anyio
-import anyio.to_thread
-
-from ._backends import Backend, CancelWatch, current_backend, would_block
+from ._backends import Backend, CancelWatch, current_backend
 from ._connections import ASYNC, THREAD, WEAK, WEAK_METHOD, Connection, InlineConnection
 from ._context import NOT_STARTED, await_in_context
+from ._in_thread import in_a_thread
 from ._limits import UNTIMED, Limits, guarded
-from ._outcome import call_in_thread, close_unstarted, unboxed
+from ._outcome import PLAIN_RESULTS, close_unstarted, is_awaitable
 from ._receivers import describe, signal_label
 
 __all__ = [
@@ -72,15 +70,6 @@ Results = list[tuple[Callable[..., Any], Any]]
 #: entry points use :func:`pending_receiver` and :func:`pending_awaitables`.
 Pending = tuple[int, Any, int, Any, float | None]
 
-# Result types that are never awaitable: skips the awaitable check for them.
-_PLAIN_RESULTS: Final = frozenset({bool, int, float, str, bytes, tuple, list, dict, set})
-
-
-def is_awaitable(result: object) -> bool:
-    """Whether a sync receiver returned something to await."""
-    return result is not None and type(result) not in _PLAIN_RESULTS and inspect.isawaitable(result)
-
-
 # -- calling receivers ------------------------------------------------------
 
 
@@ -106,7 +95,7 @@ def run_sync_only(
     results: Results = []
     pending: list[Pending] = []
     result: Any = None
-    plain_results = _PLAIN_RESULTS
+    plain_results = PLAIN_RESULTS
     try:
         for target, hold, takes_signal, timeout in inline:
             if hold == WEAK:  # the most common: one test for it
@@ -169,7 +158,7 @@ def run_inline(
     result: Any = None
     # This loop is the cost of every send: constants are read from locals,
     # and the awaitable check runs only for results that could be one.
-    plain_results = _PLAIN_RESULTS
+    plain_results = PLAIN_RESULTS
     async_kind, thread_kind, weak_method = ASYNC, THREAD, WEAK_METHOD
     default_timeout = limits.timeout
     try:
@@ -282,7 +271,7 @@ async def _in_order(
             watch.suspended = False
             try:
                 if kind == THREAD:
-                    value = await _in_a_thread(signal, receiver, kwargs, backend, limiter)
+                    value = await in_a_thread(signal, receiver, kwargs, backend, limiter)
                 else:
                     value = receiver(**kwargs)
                     if kind == ASYNC or is_awaitable(value):
@@ -445,7 +434,7 @@ async def _await_concurrently(
     backend = current_backend()
     limiter = limits.limiter(backend)
     awaitables = [
-        _in_a_thread(signal, receiver, call, backend, limiter)
+        in_a_thread(signal, receiver, call, backend, limiter)
         if kind == THREAD
         else call
         if timeout is None and limiter is None
@@ -529,71 +518,6 @@ def _combine(errors: list[BaseException], label: str) -> BaseException:
     if len(exceptions) == len(errors):
         return ExceptionGroup(message, exceptions)
     return BaseExceptionGroup(message, errors)
-
-
-def _in_a_thread(
-    signal: object,
-    receiver: Callable[..., Any],
-    kwargs: dict[str, Any],
-    backend: Backend,
-    limiter: anyio.CapacityLimiter | None,
-) -> Awaitable[Any]:
-    """A ``to_thread`` receiver's run in a worker thread, under the signal's limit."""
-    if limiter is None:
-        return _run_in_thread(receiver, kwargs, backend, None)
-    return _run_in_thread_and_slot(signal, receiver, kwargs, backend, limiter)
-
-
-async def _run_in_thread_and_slot(
-    signal: object,
-    receiver: Callable[..., Any],
-    kwargs: dict[str, Any],
-    backend: Backend,
-    limiter: anyio.CapacityLimiter,
-) -> Any:
-    """Secure a worker thread first, then the signal's slot, then run the receiver.
-
-    A receiver waiting for a thread must hold no slot: senders that hold
-    every worker thread (``send_sync`` from worker threads, where sync
-    endpoints run) may be waiting for a slot, and would wait for ever.
-    """
-    threads = anyio.to_thread.current_default_thread_limiter()
-    borrower = object()
-    try:
-        threads.acquire_on_behalf_of_nowait(borrower)
-    except would_block():
-        await threads.acquire_on_behalf_of(borrower)
-    try:
-        # Its own limiter: the thread secured above is this receiver's.
-        in_thread = _run_in_thread(receiver, kwargs, backend, anyio.CapacityLimiter(1))
-        del kwargs
-        return await guarded(signal, in_thread, receiver, None, limiter)
-    finally:
-        threads.release_on_behalf_of(borrower)
-
-
-async def _run_in_thread(
-    receiver: Callable[..., Any],
-    kwargs: dict[str, Any],
-    backend: Backend,
-    thread_limiter: anyio.CapacityLimiter | None,
-) -> Any:
-    """Run a ``to_thread`` receiver in a worker thread; a cancel waits for it to return."""
-    in_thread = _thread_outcome([receiver, kwargs], thread_limiter)
-    del receiver, kwargs
-    # anyio shields the thread from its own cancel scopes, but a bare asyncio
-    # task.cancel() would still return early, and on trio a deadline that
-    # passed meanwhile would go unnoticed: the backend waits it out.
-    result = await backend.wait_uninterruptibly(in_thread)
-    if is_awaitable(result):
-        result = await result
-    return result
-
-
-async def _thread_outcome(call: list[Any], thread_limiter: anyio.CapacityLimiter | None) -> Any:
-    """What the receiver in ``call`` returned in a worker thread, or its exception raised."""
-    await anyio.to_thread.run_sync(call_in_thread, call, limiter=thread_limiter)
-    return unboxed(call.pop())
 
 
 # -- a receiver's error -----------------------------------------------------

@@ -12,7 +12,8 @@ from typing import Any
 
 import anyio
 import pytest
-from helpers import no_unawaited_coroutines
+import sniffio
+from helpers import TEST_TIMEOUT, no_unawaited_coroutines
 
 from asyncsignals import Signal
 
@@ -404,3 +405,43 @@ async def test_send_on_uvloop() -> None:
         (async_receiver, "async"),
         (threaded, "thread"),
     ]
+
+
+def test_sends_from_asyncio_and_from_trio_while_trio_runs_as_a_guest() -> None:
+    """trio in guest mode on an asyncio loop: each side's sends run on its own backend."""
+    import trio
+    import trio.lowlevel
+
+    signal = Signal()
+    seen: list[str] = []
+
+    async def on_event(sender: object, **kwargs: Any) -> str:
+        name = sniffio.current_async_library()
+        await anyio.lowlevel.checkpoint()
+        seen.append(name)
+        return name
+
+    signal.connect(on_event, weak=False)
+
+    async def trio_side() -> list[tuple[Any, Any]]:
+        await trio.sleep(0.01)
+        return await signal.send("trio")
+
+    async def asyncio_side() -> tuple[Any, Any]:
+        loop = asyncio.get_running_loop()
+        guest_done: asyncio.Future[Any] = loop.create_future()
+        trio.lowlevel.start_guest_run(
+            trio_side,
+            run_sync_soon_threadsafe=loop.call_soon_threadsafe,
+            done_callback=guest_done.set_result,
+        )
+        # Between trio's ticks, while its run is in progress.
+        await asyncio.sleep(0.001)
+        from_asyncio = await signal.send("asyncio")
+        outcome = await guest_done
+        return from_asyncio, outcome.unwrap()
+
+    from_asyncio, from_trio = asyncio.run(asyncio.wait_for(asyncio_side(), TEST_TIMEOUT))
+    assert from_asyncio == [(on_event, "asyncio")]
+    assert from_trio == [(on_event, "trio")]
+    assert sorted(seen) == ["asyncio", "trio"]
