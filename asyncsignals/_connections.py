@@ -62,12 +62,16 @@ Connection = tuple[Any, int, int, bool, int, float | None]
 #: ``(target, hold, takes_signal, timeout)``.
 InlineConnection = tuple[Any, int, bool, float | None]
 
-#: What a send from one sender reaches: ``(connections, awaits, inline)`` --
-#: its connections in connection order, whether any of them must be awaited
-#: (ASYNC or THREAD), and, when none must, the same connections as
-#: InlineConnection entries (None when some must).
-Snapshot = tuple[tuple[Connection, ...], bool, tuple[InlineConnection, ...] | None]
-NOTHING: Final[Snapshot] = ((), False, ())
+#: What a send from one sender reaches: ``(connections, awaits, inline,
+#: solo)`` -- its connections in connection order, whether any of them must
+#: be awaited (ASYNC or THREAD), when none must, the same connections as
+#: InlineConnection entries (None when some must), and the one connection
+#: when it is the only one, ASYNC, and has no timeout of its own (None
+#: otherwise): the most common send, run by the shortest path.
+Snapshot = tuple[
+    tuple[Connection, ...], bool, tuple[InlineConnection, ...] | None, Connection | None
+]
+NOTHING: Final[Snapshot] = ((), False, (), None)
 
 #: Every connection as :meth:`ConnectionStore.save` found it.
 SavedConnections = tuple[
@@ -107,7 +111,12 @@ def awaited_snapshot(connections: tuple[Connection, ...]) -> Snapshot:
     For connections that are not a lookup's (an observed send's, whose
     wrapped receivers the sync-only loop could not time).
     """
-    return (connections, any(connection[2] != INLINE for connection in connections), None)
+    return (connections, any(connection[2] != INLINE for connection in connections), None, None)
+
+
+def _is_solo(connection: Connection) -> bool:
+    """Whether ``connection``, the only one of a send, may take its shortest path."""
+    return connection[2] == ASYNC and connection[5] is None
 
 
 class _SenderRef(weakref.ref[Any]):
@@ -292,13 +301,13 @@ class ConnectionStore:
 
     def live_receivers(self, sender: object) -> list[Any]:
         """The receivers a send from ``sender`` reaches, not yet collected, in order."""
-        connections, _, _ = self.lookup(sender)
+        connections, _, _, _ = self.lookup(sender)
         live = [live_receiver(connection) for connection in connections]
         return [receiver for receiver in live if receiver is not None]
 
     def has_live_receiver(self, sender: object) -> bool:
         """Whether a send from ``sender`` reaches a receiver (stops at the first found)."""
-        connections, _, _ = self.lookup(sender)
+        connections, _, _, _ = self.lookup(sender)
         return any(live_receiver(connection) is not None for connection in connections)
 
     def lookup(self, sender: object) -> Snapshot:
@@ -330,7 +339,8 @@ class ConnectionStore:
                 merged.sort(key=lambda connection: connection[4])
             awaits = any(c[2] != INLINE for c in merged)
             inline = None if awaits else tuple((c[0], c[1], c[3], c[5]) for c in merged)
-            snapshot = (tuple(merged), awaits, inline)
+            solo = merged[0] if len(merged) == 1 and _is_solo(merged[0]) else None
+            snapshot = (tuple(merged), awaits, inline, solo)
             if record is None:
                 self.any_cache = (version, snapshot)
             else:

@@ -157,7 +157,7 @@ def observe(
     if not sees_receivers:
         return Observation(watches, snapshot, originals)
     kept: list[Connection] = []
-    connections, _, _ = snapshot
+    connections, _, _, _ = snapshot
     for connection in connections:
         receiver = live_receiver(connection)
         if receiver is None or not all(watch.allows(receiver) for watch in watches):

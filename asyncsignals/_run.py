@@ -7,60 +7,64 @@ sequential loop, in asyncsignals._sync, uses the same rules from there), and
 each rule is written once for all of them:
 
 - calling a receiver: :func:`run_sync_only` (a send whose receivers are all
-  sync), :func:`run_inline` (sync receivers called, async ones started and
-  left pending) and :func:`run_in_order` (a sequential signal), then
-  :func:`await_pending` for what was left pending, in the sender's task for
-  one async receiver and in the backend's tasks for more;
+  sync), :func:`run_solo` (one async receiver with nothing put on it, the
+  most common send), :func:`run_inline` (sync receivers called, async ones
+  started and left pending) and :func:`run_in_order` (a sequential signal),
+  then :func:`start_pending` for what was left pending, in the sender's task
+  for one async receiver and in the backend's tasks for more;
+- a ``to_thread`` receiver's worker thread: asyncsignals._in_thread;
 - a receiver's limits, its timeout and the signal's concurrency slot: put
   on by :func:`asyncsignals._limits.guarded`, on every path;
-- a receiver's error: :func:`annotate` (the note naming it), :func:`report`
-  (the log line send_robust writes) and :func:`_settle_failure` (whether the
-  caller's cancellation wins over it).
+- a receiver's error: the rules of asyncsignals._failures (the note naming
+  it, the log line send_robust writes, whether the caller's cancellation
+  wins over it).
 
 The signal itself is passed down as an argument: it is what receivers that
 take ``signal=`` are given, and it names the send in notes and logs. This
 module never calls back into it.
 
 The frames here catch receivers' exceptions, so each deletes the locals that
-hold one before it returns: see :func:`report`.
+hold one before it returns: see asyncsignals._failures.report.
 """
 
 from __future__ import annotations
 
 import contextvars
 import inspect
-import logging
-import reprlib
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from types import CoroutineType, MethodType
-from typing import Any, Final, cast
+from typing import Any
 
 from ._backends import Backend, CancelWatch, current_backend
 from ._connections import ASYNC, THREAD, WEAK, WEAK_METHOD, Connection, InlineConnection
 from ._context import NOT_STARTED, await_in_context
+from ._failures import annotate, combined, report, settle_failure
 from ._in_thread import in_a_thread
 from ._limits import UNTIMED, Limits, guarded
 from ._outcome import PLAIN_RESULTS, close_unstarted, is_awaitable
-from ._receivers import describe, signal_label
+from ._receivers import signal_label
 
 __all__ = [
     "Pending",
     "Results",
-    "annotate",
     "await_one",
     "await_pending",
     "close_awaitables",
     "is_awaitable",
     "pending_awaitables",
     "pending_receiver",
-    "report",
     "run_in_order",
     "run_inline",
+    "run_solo",
     "run_sync_only",
+    "start_one",
     "start_pending",
 ]
 
-logger: Final = logging.getLogger("asyncsignals")
+# A native coroutine's type, as the type checkers should narrow to it (the
+# hot paths test ``type(x) is COROUTINE`` and need no cast() call after it;
+# not Final, so that the checkers read its declared type inside functions).
+COROUTINE: type[Coroutine[Any, Any, Any]] = CoroutineType
 
 #: What a send returns: ``(receiver, result)`` in connection order.
 Results = list[tuple[Callable[..., Any], Any]]
@@ -132,7 +136,7 @@ def run_sync_only(
         close_awaitables(pending)
         raise
     finally:
-        del results, result  # see report: no cycle through a kept exception
+        del results, result  # see asyncsignals._failures.report: no cycle through a kept exception
 
 
 def run_inline(
@@ -213,7 +217,7 @@ def run_inline(
         close_awaitables(pending)
         raise
     finally:
-        del results, result  # see report: no cycle through a kept exception
+        del results, result  # see asyncsignals._failures.report: no cycle through a kept exception
 
 
 def run_in_order(
@@ -236,7 +240,7 @@ def run_in_order(
     context = contextvars.copy_context()
     steps = _in_order(signal, limits, connections, sender, named, robust, backend, watch)
     try:
-        first = context.run(steps.send, None)
+        first = context.run(COROUTINE.send, steps, None)
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]
     return await_in_context(context, steps, watch, first)
@@ -286,7 +290,7 @@ async def _in_order(
             # except blocks on purpose: a coroutine shared by both would add
             # a coroutine frame to every send to one async receiver.
             except Exception as exc:
-                if not await _settle_failure(signal, watch, exc, receiver, sender, robust):
+                if not await settle_failure(signal, watch, exc, receiver, sender, robust):
                     raise
                 value = exc
             except BaseExceptionGroup as group:
@@ -302,7 +306,55 @@ async def _in_order(
             results.append((receiver, value))
         return results
     finally:
-        del results, value  # see report: no cycle through a kept exception
+        del results, value  # see asyncsignals._failures.report: no cycle through a kept exception
+
+
+def run_solo(
+    signal: object, connection: Connection, sender: object, named: dict[str, Any], robust: bool
+) -> Results | Awaitable[Results]:
+    """The send to one async receiver with nothing put on it: the most common send.
+
+    ``connection`` is a lookup's ``solo`` (see :data:`Snapshot`), of a
+    signal with no limits and no hooks. As :func:`run_inline` and
+    :func:`start_one` together would run it, with fewer steps: the receiver
+    is called, and its first step taken, in the send's context copy. Returns
+    ``[(receiver, value)]`` when it did not suspend, else an awaitable that
+    goes on from there and returns it.
+    """
+    target, hold, _, takes_signal, _, _ = connection
+    if hold:
+        receiver = target() if hold == WEAK else target.method()
+        if receiver is None:
+            return []
+    else:
+        receiver = target
+    context = contextvars.copy_context()
+    try:
+        if takes_signal:
+            steps = context.run(receiver, signal=signal, sender=sender, **named)
+        else:
+            steps = context.run(receiver, sender=sender, **named)
+    except Exception as exc:  # as in run_inline
+        if not robust:
+            annotate(signal, exc, receiver)
+            raise
+        return [(receiver, report(signal, exc, receiver, sender))]
+    first = NOT_STARTED
+    if type(steps) is COROUTINE:
+        try:
+            first = context.run(COROUTINE.send, steps, None)
+        except StopIteration as stop:
+            return [(receiver, stop.value)]
+        except Exception as exc:  # nothing suspended: as in start_one
+            if not robust:
+                annotate(signal, exc, receiver)
+                raise
+            return [(receiver, report(signal, exc, receiver, sender))]
+    # The caller's pending cancellations are counted from here (see start_one).
+    watch = CancelWatch(current_backend())
+    return _await_one(
+        signal, sender, [(receiver, None)], 0, receiver, steps, context, watch, robust, first
+    )
 
 
 # -- awaiting what was left pending -----------------------------------------
@@ -319,30 +371,46 @@ def start_pending(
 ) -> Results | Awaitable[Results]:
     """Await the pending receivers, starting here: ``results`` if that finished them.
 
-    One async receiver is awaited in the sender's task, and its first step is
-    taken right here, in the send's context copy: a receiver that returns
-    without suspending (the most common async send) needs no coroutine of
-    the send's own to await it. Otherwise what is returned, awaited, goes on
-    from where the receiver suspended and returns ``results``, each pending
-    receiver's value in its slot. More receivers run in the backend's tasks.
+    One async receiver is awaited in the sender's task (see
+    :func:`start_one`); more run in the backend's tasks. What is returned,
+    awaited, returns ``results``, each pending receiver's value in its slot.
     """
     if len(pending) != 1 or pending[0][2] != ASYNC:
         return _await_concurrently(signal, limits, sender, results, pending, robust)
     index, receiver, _, awaitable, timeout = pending[0]
     del pending
-    backend = None
-    steps: Awaitable[Any]
     if (timeout is None or timeout is UNTIMED) and limits.max_concurrency is None:
-        steps = awaitable  # guarded() would return it as it is
-    else:
-        backend = current_backend()
-        steps = guarded(signal, awaitable, receiver, timeout, limits.limiter(backend))
+        # guarded() would return it as it is
+        return start_one(signal, sender, results, index, receiver, awaitable, context, robust)
+    backend = current_backend()
+    steps = guarded(signal, awaitable, receiver, timeout, limits.limiter(backend))
     del awaitable
+    return start_one(signal, sender, results, index, receiver, steps, context, robust, backend)
+
+
+def start_one(
+    signal: object,
+    sender: object,
+    results: Results,
+    index: int,
+    receiver: Callable[..., Any],
+    steps: Awaitable[Any],
+    context: contextvars.Context,
+    robust: bool,
+    backend: Backend | None = None,
+) -> Results | Awaitable[Results]:
+    """Await one receiver's ``steps`` in the sender's task, into slot ``index`` of ``results``.
+
+    Its first step is taken right here, in the send's context copy: a
+    receiver that returns without suspending (the most common async send)
+    needs no coroutine of the send's own to await it, and ``results`` is
+    returned. Otherwise what is returned, awaited, goes on from where the
+    receiver suspended and returns ``results``.
+    """
     first: Any = NOT_STARTED
-    if type(steps) is CoroutineType:
-        steps = cast("Coroutine[Any, Any, Any]", steps)
+    if type(steps) is COROUTINE:
         try:
-            first = context.run(steps.send, None)
+            first = context.run(COROUTINE.send, steps, None)
         except StopIteration as stop:
             results[index] = (receiver, stop.value)
             return results
@@ -356,7 +424,7 @@ def start_pending(
             try:
                 return results
             finally:
-                del results  # see report: no cycle through a kept exception
+                del results  # see asyncsignals._failures.report: no cycle through a kept exception
     # The caller's pending cancellations are counted from here: a cancel()
     # that the receiver made of its own task so far is its own, as it would
     # be in a task of its own (as when several receivers run).
@@ -381,7 +449,7 @@ async def await_pending(
     try:
         return outcome if isinstance(outcome, list) else await outcome
     finally:
-        del outcome  # see report: no cycle through a kept exception
+        del outcome  # see asyncsignals._failures.report: no cycle through a kept exception
 
 
 async def _await_one(
@@ -405,7 +473,7 @@ async def _await_one(
         value = await await_in_context(context, steps, watch, first)
     # The twin of the in-order loop's except blocks (see there).
     except Exception as exc:
-        if not await _settle_failure(signal, watch, exc, receiver, sender, robust):
+        if not await settle_failure(signal, watch, exc, receiver, sender, robust):
             raise
         value = exc
     except BaseExceptionGroup as group:
@@ -415,7 +483,7 @@ async def _await_one(
         # ... and over a value returned after absorbing it.
         await watch.raise_if_caller_cancelled()
     results[index] = (receiver, value)
-    del value  # see report: no cycle through a kept exception
+    del value  # see asyncsignals._failures.report: no cycle through a kept exception
     try:
         return results
     finally:
@@ -454,7 +522,7 @@ async def _await_concurrently(
         if errors:
             if not robust:
                 _annotate_each(signal, errors, pending)
-            raise _combine([error for _, error in errors], signal_label(signal))
+            raise combined([error for _, error in errors], signal_label(signal))
         _fill_in(results, pending, values)
         return results
     finally:
@@ -507,89 +575,3 @@ def _annotate_each(
     # keep an exception that the frame is in the traceback of (see report).
     for position, error in errors:
         annotate(signal, error, pending[position][1])
-
-
-def _combine(errors: list[BaseException], label: str) -> BaseException:
-    """One error as itself; several as a group naming the signal."""
-    if len(errors) == 1:
-        return errors[0]
-    message = f"{len(errors)} receivers of signal {label} failed"
-    exceptions = [error for error in errors if isinstance(error, Exception)]
-    if len(exceptions) == len(errors):
-        return ExceptionGroup(message, exceptions)
-    return BaseExceptionGroup(message, errors)
-
-
-# -- a receiver's error -----------------------------------------------------
-
-
-def annotate(signal: object, exc: BaseException, receiver: object) -> None:
-    """Add a note naming the receiver and the signal, if the exception takes one.
-
-    An exception that refuses it (a frozen dataclass, ``__notes__`` that is
-    not a list) is raised as it is: the note is never worth replacing the
-    receiver's own error.
-    """
-    note = f"raised by receiver {describe(receiver)} of signal {signal_label(signal)}"
-    try:
-        if note not in getattr(exc, "__notes__", ()):
-            exc.add_note(note)
-    except Exception:
-        pass
-
-
-def report(
-    signal: object, exc: Exception, receiver: object, sender: object, superseded: bool = False
-) -> Exception:
-    """Log a receiver's exception for send_robust, which returns it as the result.
-
-    ``superseded``: the caller's cancellation propagates instead of this
-    exception (in ``send`` too), so the log is where it is seen.
-
-    The frame that caught it is in its traceback, so that frame must not
-    keep it, or the results that hold it, once the send is done: callers
-    ``del`` those locals. Otherwise the exception and the frame form a
-    reference cycle that keeps the receiver and the sender alive until the
-    garbage collector's next pass, after the caller has let go.
-    """
-    logger.error(
-        "receiver %s of signal %s raised %s (sender: %s)%s",
-        describe(receiver),
-        signal_label(signal),
-        type(exc).__name__,
-        reprlib.repr(sender),
-        "; the caller's cancellation propagates instead" if superseded else "",
-        exc_info=exc,
-    )
-    return exc
-
-
-async def _settle_failure(
-    signal: object,
-    watch: CancelWatch,
-    exc: Exception,
-    receiver: object,
-    sender: object,
-    robust: bool,
-) -> bool:
-    """A receiver awaited in the sender's task raised ``exc``: what becomes of it.
-
-    The caller's cancellation, if it stands, is raised instead (in send,
-    ``exc`` is then logged, never lost). Otherwise send gets False, to raise
-    ``exc`` itself (annotated, traceback intact), and send_robust True, to
-    return it (reported).
-    """
-    try:
-        if robust:
-            report(signal, exc, receiver, sender)
-            await watch.raise_if_caller_cancelled()
-            return True
-        try:
-            await watch.raise_if_caller_cancelled()
-        except BaseException:
-            report(signal, exc, receiver, sender, superseded=True)
-            raise
-        annotate(signal, exc, receiver)
-        return False
-    finally:
-        del exc  # see report: no cycle through a kept exception

@@ -12,10 +12,7 @@ from typing import Any, Generic, TypeAlias, cast, overload
 
 from typing_extensions import ParamSpec, TypeVar
 
-from ._connections import (
-    ConnectionStore,
-    Snapshot,
-)
+from ._connections import ConnectionStore, Snapshot
 from ._hooks import SendHook, everywhere, send_observed
 from ._limits import Limits, check_timeout
 from ._payload import (
@@ -34,7 +31,13 @@ from ._receivers import (
     refuse_generator,
     stored_as,
 )
-from ._run import run_in_order, run_inline, run_sync_only, start_pending
+from ._run import (
+    run_in_order,
+    run_inline,
+    run_solo,
+    run_sync_only,
+    start_pending,
+)
 from ._sync import send_from_sync
 
 __all__ = ["Signal", "receiver"]
@@ -62,13 +65,13 @@ def hooks_of(signal: Signal[..., Any]) -> tuple[SendHook, ...]:
 def add_hook(signal: Signal[..., Any], hook: SendHook) -> None:
     """Observe ``signal``'s sends with ``hook`` (test helpers, instruments); thread-safe."""
     with signal._lock:  # pyright: ignore[reportPrivateUsage] (the package's accessor)
-        signal._hooks = (*signal._hooks, hook)  # pyright: ignore[reportPrivateUsage]
+        signal._set_hooks((*signal._hooks, hook))  # pyright: ignore[reportPrivateUsage]
 
 
 def remove_hook(signal: Signal[..., Any], hook: SendHook) -> None:
     """Stop observing ``signal``'s sends with ``hook``; thread-safe."""
     with signal._lock:  # pyright: ignore[reportPrivateUsage] (the package's accessor)
-        signal._hooks = tuple(each for each in signal._hooks if each is not hook)  # pyright: ignore[reportPrivateUsage]
+        signal._set_hooks(tuple(each for each in signal._hooks if each is not hook))  # pyright: ignore[reportPrivateUsage]
 
 
 def connections_of(signal: Signal[..., Any]) -> ConnectionStore:
@@ -128,6 +131,7 @@ class Signal(Generic[P, R]):
         "__weakref__": None,
         "_concurrent": None,
         "_connections": None,
+        "_direct": None,
         "_hooks": None,
         "_limits": None,
         "_lock": None,
@@ -160,8 +164,16 @@ class Signal(Generic[P, R]):
         self._concurrent = concurrent
         self._lock = threading.Lock()
         self._connections = ConnectionStore()
-        self._hooks: tuple[SendHook, ...] = everywhere()
+        self._set_hooks(everywhere())
         _ALL_SIGNALS.add(self)
+
+    def _set_hooks(self, hooks: tuple[SendHook, ...]) -> None:
+        self._hooks = hooks
+        # Whether a lone async receiver is run by send itself: nothing to put
+        # on it (no limits, no hooks).
+        self._direct = (
+            not hooks and self._limits.timeout is None and self._limits.max_concurrency is None
+        )
 
     def __repr__(self) -> str:
         if self.name:
@@ -424,9 +436,13 @@ class Signal(Generic[P, R]):
             snapshot = store.lookup(sender)
         if self._providing_args is not None or "signal" in kwargs:
             self._check_payload(kwargs)
-        _, _, inline = snapshot
+        _, _, inline, solo = snapshot
+        if solo is not None and self._direct:
+            # One async receiver, nothing put on it: the most common send.
+            # A list when it did not suspend, else an awaitable of one.
+            outcome = run_solo(self, solo, sender, kwargs, False)
+            return outcome if isinstance(outcome, list) else await outcome
         if inline is None or self._hooks:
-            # A list when nothing suspended, else an awaitable of one.
             outcome = _start(
                 self, self._hooks, self._limits, self._concurrent, sender, kwargs, False, snapshot
             )
@@ -464,8 +480,10 @@ class Signal(Generic[P, R]):
             snapshot = store.lookup(sender)
         if self._providing_args is not None or "signal" in kwargs:
             self._check_payload(kwargs)
-        _, _, inline = snapshot
-        if inline is None or self._hooks:
+        _, _, inline, solo = snapshot
+        if solo is not None and self._direct:
+            outcome = run_solo(self, solo, sender, kwargs, True)
+        elif inline is None or self._hooks:
             outcome = _start(
                 self, self._hooks, self._limits, self._concurrent, sender, kwargs, True, snapshot
             )
@@ -482,7 +500,7 @@ class Signal(Generic[P, R]):
         try:
             return outcome if isinstance(outcome, list) else await outcome
         finally:
-            del outcome  # see asyncsignals._run.report: no cycle through a kept exception
+            del outcome  # see asyncsignals._failures.report: no cycle through a kept exception
 
     # -- sending from synchronous code --------------------------------------
 
@@ -535,7 +553,7 @@ def _start(
     if hooks:
         send = functools.partial(_start, signal, (), limits, concurrent, sender, named, robust)
         return send_observed(signal, hooks, snapshot, sender, named, limits, send)
-    connections, awaits, inline = snapshot
+    connections, awaits, inline, _ = snapshot
     if awaits and not concurrent:
         return run_in_order(signal, limits, connections, sender, named, robust)
     if not connections:
@@ -552,7 +570,7 @@ def _start(
             return results
         return start_pending(signal, limits, sender, results, pending, context, robust)
     finally:
-        del results  # see asyncsignals._run.report: no cycle through a kept exception
+        del results  # see asyncsignals._failures.report: no cycle through a kept exception
 
 
 def _declare(

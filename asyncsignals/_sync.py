@@ -23,19 +23,18 @@ import anyio.from_thread
 from ._backends import running_event_loop
 from ._connections import ASYNC, Connection, Snapshot, live_async_receivers, live_receiver
 from ._context import await_in_context
+from ._failures import annotate, report
 from ._limits import Limits
 from ._outcome import close_unstarted, unboxed
 from ._receivers import describe, signal_label
 from ._run import (
     Results,
-    annotate,
     await_one,
     await_pending,
     close_awaitables,
     is_awaitable,
     pending_awaitables,
     pending_receiver,
-    report,
     run_inline,
 )
 
@@ -123,7 +122,7 @@ def send_from_sync(
             connected or a sync one returned an awaitable (raised before
             anything runs, for the former).
     """
-    connections, awaits, _ = snapshot
+    connections, awaits, _, _ = snapshot
     if not connections:
         return []
     on_loop_thread = running_event_loop()
@@ -160,7 +159,7 @@ def send_from_sync(
             )
         return results
     finally:
-        del results  # see asyncsignals._run.report: no cycle through a kept exception
+        del results  # see asyncsignals._failures.report: no cycle through a kept exception
 
 
 def _call_in_order(
@@ -206,4 +205,4 @@ def _call_in_order(
             results.append((receiver, value))
         return results
     finally:
-        del results, value  # see asyncsignals._run.report: no cycle through a kept exception
+        del results, value  # see asyncsignals._failures.report: no cycle through a kept exception

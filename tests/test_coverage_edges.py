@@ -242,3 +242,29 @@ def test_partial_keeps_partial_in_name() -> None:
     with pytest.raises(ReceiverError) as caught:
         signal.send_sync(None)
     assert "functools.partial of " in caught.value.__notes__[0]
+
+
+def test_a_lone_receiver_collected_after_its_lookup_is_skipped() -> None:
+    """A lone weak receiver that died after the send's lookup (another thread let go): skipped.
+
+    Only another thread can drop it between the two, so the send's step
+    after the lookup is called here with a dead reference.
+    """
+    from asyncsignals._connections import ASYNC, WEAK, WEAK_METHOD
+    from asyncsignals._receivers import reference
+    from asyncsignals._run import run_solo
+
+    class Listener:
+        async def on_event(self, sender: object, **kwargs: Any) -> str:
+            return "never"  # pragma: no cover
+
+    async def doomed(sender: object, **kwargs: Any) -> str:
+        return "never"  # pragma: no cover
+
+    function_ref = reference(doomed, lambda _: None)
+    method_ref = reference(Listener().on_event, lambda _: None)
+    del doomed
+    gc.collect()
+    signal = Signal()
+    for target, hold in ((function_ref, WEAK), (method_ref, WEAK_METHOD)):
+        assert run_solo(signal, (target, hold, ASYNC, True, 0, None), None, {}, False) == []

@@ -445,3 +445,69 @@ def test_sends_from_asyncio_and_from_trio_while_trio_runs_as_a_guest() -> None:
     assert from_asyncio == [(on_event, "asyncio")]
     assert from_trio == [(on_event, "trio")]
     assert sorted(seen) == ["asyncio", "trio"]
+
+
+# -- one async receiver, the shortest path --------------------------------
+
+
+def marked_raising(sender: object, **kwargs: Any) -> Coroutine[Any, Any, str]:
+    raise LookupError("raised by the call itself")
+
+
+marked_raising._is_coroutine = asyncio.coroutines._is_coroutine  # type: ignore[attr-defined]
+
+
+def marked_custom(sender: object, **kwargs: Any) -> Awaitable[str]:
+    return CustomAwaitable()
+
+
+marked_custom._is_coroutine = asyncio.coroutines._is_coroutine  # type: ignore[attr-defined]
+
+
+async def raises_at_once(sender: object, **kwargs: Any) -> str:
+    raise LookupError("raised before suspending")
+
+
+@pytest.mark.parametrize("receiver", [marked_raising, raises_at_once], ids=["call", "first-step"])
+async def test_a_lone_async_receiver_failing_before_it_suspends(receiver: Any) -> None:
+    """Alone, an async receiver that fails before suspending: raised with its note, or returned."""
+    signal = Signal(name="lone")
+    signal.connect(receiver)
+    with pytest.raises(LookupError) as caught:
+        await signal.send(None)
+    assert caught.value.__notes__ == [
+        f"raised by receiver {receiver.__module__}.{receiver.__qualname__}() of signal lone"
+    ]
+    [(slot, error)] = await signal.send_robust(None)
+    assert slot is receiver
+    assert isinstance(error, LookupError)
+
+
+async def test_a_lone_async_receiver_that_returns_another_awaitable() -> None:
+    """Alone, an async-marked receiver returning an awaitable that is not a coroutine: awaited."""
+    signal = Signal()
+    signal.connect(marked_custom)
+    assert await signal.send(None) == [(marked_custom, "custom")]
+    assert await signal.send_robust(None) == [(marked_custom, "custom")]
+
+
+@pytest.mark.parametrize("weak", [True, False], ids=["weak", "strong"])
+async def test_a_lone_async_receiver_takes_signal_only_when_it_accepts_it(weak: bool) -> None:
+    """Alone, a receiver is given ``signal=`` exactly when its signature takes it."""
+    signal = Signal()
+    seen: list[dict[str, Any]] = []
+
+    async def with_kwargs(sender: object, **kwargs: Any) -> str:
+        seen.append(kwargs)
+        return "kwargs"
+
+    async def named_only(sender: object, value: int) -> str:
+        seen.append({"value": value})
+        return "named"
+
+    signal.connect(with_kwargs, weak=weak)
+    assert await signal.send(None, value=1) == [(with_kwargs, "kwargs")]
+    signal.disconnect(with_kwargs)
+    signal.connect(named_only, weak=weak)
+    assert await signal.send_robust(None, value=2) == [(named_only, "named")]
+    assert seen == [{"signal": signal, "value": 1}, {"value": 2}]
