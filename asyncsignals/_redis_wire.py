@@ -16,41 +16,35 @@ OpenTelemetry, whose trace context it carries when it is installed.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import dataclasses
 import json
 import random
 import sys
 import time
-from collections.abc import Generator, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, cast
 
+from ._redis_envelope import Envelope, Origin, trace_context
 from ._signal import Signal, check_payload
 
 if TYPE_CHECKING:
-    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
     from redis.typing import EncodableT, FieldT
 
 __all__ = [
     "FIELD",
     "Codec",
     "Entry",
-    "Envelope",
     "Export",
     "Message",
     "Mode",
-    "Origin",
     "RejectedMessageError",
     "Start",
-    "current_envelope",
     "dead_letter_copy",
     "decode",
     "delivery_counts",
     "encode",
     "export_of",
     "id_order",
-    "in_trace",
     "stream_entries",
     "text",
     "trimmed_unread",
@@ -69,48 +63,6 @@ _KEYS: Final = {
 _TRACE: Final = "trace"
 # The one field of an entry: the event, as JSON.
 FIELD: Final = b"event"
-
-
-@dataclasses.dataclass(frozen=True)
-class Origin:
-    """Who published an event: a bridge, by its application and consumer name.
-
-    Attributes:
-        app: The publishing bridge's ``app``, or None when it had none.
-        consumer: The publishing bridge's ``consumer`` name (its process).
-    """
-
-    app: str | None
-    consumer: str
-
-
-@dataclasses.dataclass(frozen=True)
-class Envelope:
-    """What the bridge knows of the event a receiver runs for.
-
-    Attributes:
-        id: The event's id, made by the publisher, the same on every
-            delivery of it: key deduplication on it (delivery is at least
-            once). An entry published before events had ids (wire version 1)
-            has its stream entry id here, which a redelivery keeps too.
-        published_at: When it was published, in seconds since the epoch, on
-            the publisher's clock (Redis's clock for version 1 entries).
-        origin: The bridge that published it; None for version 1 entries.
-        deliveries: How many times Redis has handed the entry to a
-            consumer of the group, this time included: 1 unless a consumer
-            stopped (or its send timed out) before acknowledging it.
-    """
-
-    id: str
-    published_at: float
-    origin: Origin | None
-    deliveries: int
-
-
-# The envelope of the event being delivered, in the context its send runs in.
-current_envelope: contextvars.ContextVar[Envelope | None] = contextvars.ContextVar(
-    "asyncsignals.redis.current_event", default=None
-)
 
 
 class RejectedMessageError(ValueError):
@@ -345,12 +297,9 @@ def encode(
         "published_at": time.time(),
         "origin": {"app": origin.app, "consumer": origin.consumer},
     }
-    propagator = _trace_propagator()
-    if propagator is not None:
-        carrier: dict[str, str] = {}
-        propagator.inject(carrier)
-        if carrier:
-            message[_TRACE] = carrier
+    carrier = trace_context()
+    if carrier:
+        message[_TRACE] = carrier
     try:
         data = json.dumps(
             message, ensure_ascii=False, allow_nan=False, separators=(",", ":")
@@ -507,38 +456,6 @@ def _envelope(entry: Entry, message: dict[str, object]) -> tuple[Envelope, Mappi
     )
 
 
-def _trace_propagator() -> TraceContextTextMapPropagator | None:
-    """W3C trace context propagation, when OpenTelemetry is installed (it is optional)."""
-    try:
-        from opentelemetry.trace.propagation.tracecontext import (  # noqa: PLC0415
-            TraceContextTextMapPropagator,
-        )
-    except ImportError:
-        return None
-    return TraceContextTextMapPropagator()
-
-
-@contextlib.contextmanager
-def in_trace(trace: Mapping[str, str]) -> Generator[None]:
-    """Make the publisher's span, from its trace context, the parent of what runs inside.
-
-    The receivers' spans (``asyncsignals.opentelemetry``) and the spans they
-    start then belong to the publisher's trace, across processes. Does
-    nothing without a trace context, or without OpenTelemetry.
-    """
-    propagator = _trace_propagator() if trace else None
-    if propagator is None:
-        yield
-        return
-    from opentelemetry import context as otel_context  # noqa: PLC0415
-
-    token = otel_context.attach(propagator.extract(trace))
-    try:
-        yield
-    finally:
-        otel_context.detach(token)
-
-
 def dead_letter_copy(
     entry: Entry, consumer: str, reason: str, max_message_bytes: int
 ) -> dict[FieldT, EncodableT]:
@@ -556,6 +473,6 @@ def dead_letter_copy(
 
 
 # Public names show their public path in reprs and tracebacks.
-for _public in (Codec, Envelope, Origin, RejectedMessageError):
+for _public in (Codec, RejectedMessageError):
     _public.__module__ = "asyncsignals.redis"
 del _public

@@ -37,7 +37,7 @@ from redis.exceptions import ResponseError
 from redis_helpers.server import free_port, server_command
 
 from asyncsignals import Signal
-from asyncsignals._redis_consumer import remove_idle_consumers, trimming_of
+from asyncsignals._redis_maintenance import remove_idle_consumers, trimming_of
 from asyncsignals._redis_wire import stream_entries, text, trimmed_unread
 from asyncsignals.redis import (
     BridgeClosedError,
