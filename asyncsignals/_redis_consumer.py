@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -27,6 +27,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from ._lifespan import Lifespan
 from ._redis_delivery import Delivery, DeliveryOptions
 from ._redis_maintenance import GroupUpkeep, UpkeepOptions
+from ._redis_reads import BoundedReads
 from ._redis_wire import (
     Entry,
     Export,
@@ -98,7 +99,8 @@ class Consumer:
         self._held: set[tuple[str, str]] = set()
         # Entries delivered before, run alone: set once each has run.
         self._finished: dict[tuple[str, str], anyio.Event] = {}
-        self._broadcast_after: dict[KeyT, StreamIdT] = {}
+        self._broadcast_after: dict[str, str] = {}
+        self._reads = BoundedReads(client)
         self.delivery = Delivery(options, client, self._release, lambda: self.display_name)
         self._upkeep = GroupUpkeep(options, client, lambda: self.display_name)
         self._readers: anyio.CancelScope | None = None
@@ -304,25 +306,41 @@ class Consumer:
         for stream, export in streams.items():
             after = "0"
             while True:
-                response = await self._client.xreadgroup(
-                    self._options.group, self._options.consumer, {stream: after}, count=1
+                found = await self._reads.read_group(
+                    self._options.group,
+                    self._options.consumer,
+                    {stream: after},
+                    1,
+                    self._options.max_message_bytes,
                 )
-                entries = [entry for _, found in stream_entries(response) for entry in found]
+                entries = [entry for _, read in found for entry in read]
                 last = await self._queue(export, entries, redelivered=True)
                 if last is None:
                     break
                 after = last
         await self._claim(streams)
         block = round(self._options.block * 1000)
+        new = dict.fromkeys(streams, ">")
         while True:
-            response = await self._client.xreadgroup(
+            found = await self._reads.read_group(
                 self._options.group,
                 self._options.consumer,
-                dict.fromkeys(streams, ">"),
-                count=self._options.batch_size,
-                block=block,
+                new,
+                self._options.batch_size,
+                self._options.max_message_bytes,
             )
-            for stream, entries in stream_entries(response):
+            if not found:
+                # Nothing new: wait for the next entry (a script cannot wait).
+                found = stream_entries(
+                    await self._client.xreadgroup(
+                        self._options.group,
+                        self._options.consumer,
+                        cast("dict[KeyT, StreamIdT]", new),
+                        count=1,
+                        block=block,
+                    )
+                )
+            for stream, entries in found:
                 await self._queue(streams[stream], entries)
 
     async def _claim(self, streams: Mapping[str, Export]) -> None:
@@ -332,13 +350,18 @@ class Consumer:
             start = "0-0"
             while True:
                 # One at a time, each run alone (see _queue).
-                next_start, claimed, *_ = await self._client.xautoclaim(
-                    stream, self._options.group, self._options.consumer, min_idle, start, count=1
+                start, claimed = await self._reads.claim(
+                    stream,
+                    self._options.group,
+                    self._options.consumer,
+                    min_idle,
+                    start,
+                    1,
+                    self._options.max_message_bytes,
                 )
                 if claimed:
                     logger.info("%s: claimed idle entries of %s", self.display_name, stream)
                 await self._queue(export, claimed, redelivered=True)
-                start = text(next_start)
                 if start == "0-0":
                     break
 
@@ -379,8 +402,17 @@ class Consumer:
         after = self._broadcast_after
         block = round(self._options.block * 1000)
         while True:
-            response = await self._client.xread(after, count=self._options.batch_size, block=block)
-            for stream, entries in stream_entries(response):
+            found = await self._reads.read(
+                after, self._options.batch_size, self._options.max_message_bytes
+            )
+            if not found:
+                # Nothing new: wait for the next entry (a script cannot wait).
+                found = stream_entries(
+                    await self._client.xread(
+                        cast("dict[KeyT, StreamIdT]", after), count=1, block=block
+                    )
+                )
+            for stream, entries in found:
                 last = await self._queue(streams[stream], entries)
                 assert last is not None
                 after[stream] = last

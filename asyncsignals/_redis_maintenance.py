@@ -51,6 +51,21 @@ for _, consumer in ipairs(consumers) do
 end
 return removed
 """
+# XINFO STREAM of KEYS[1] without the bodies of its first and last entries
+# (the first entry's id only): those may be of any size.
+_STREAM_INFO: Final = """
+local info = redis.call('XINFO', 'STREAM', KEYS[1])
+local kept = {}
+for i = 1, #info, 2 do
+    local key, value = info[i], info[i + 1]
+    if key == 'first-entry' and value then value = {value[1]} end
+    if key ~= 'last-entry' then
+        table.insert(kept, key)
+        table.insert(kept, value)
+    end
+end
+return kept
+"""
 
 
 class UpkeepOptions(Protocol):
@@ -157,11 +172,12 @@ async def trimming_of(client: aioredis.Redis, stream: str, group: str) -> Trimmi
     """
     try:
         groups: Sequence[Mapping[Any, Any]] = await client.xinfo_groups(stream)
-        info: Mapping[Any, Any] = await client.xinfo_stream(stream)
+        reply: list[Any] = await client.eval(_STREAM_INFO, 1, stream)
     except ResponseError as exc:
         if "no such key" not in str(exc):
             raise
         return None  # deleted: its group is created again, from the beginning
+    info = {text(key): value for key, value in zip(reply[::2], reply[1::2], strict=True)}
     record = next((each for each in groups if text(each["name"]) == group), None)
     if record is None:
         return None  # destroyed: created again when a read needs it

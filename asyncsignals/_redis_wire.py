@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FIELD",
+    "OVERSIZED",
     "Codec",
     "Entry",
     "Export",
@@ -63,6 +64,9 @@ _KEYS: Final = {
 _TRACE: Final = "trace"
 # The one field of an entry: the event, as JSON.
 FIELD: Final = b"event"
+# The one field of what a bounded read hands back instead of an entry too
+# large to transfer: its size. No entry written to Redis can have it.
+OVERSIZED: Final = b"\x00oversized"
 
 
 class RejectedMessageError(ValueError):
@@ -372,6 +376,12 @@ def decode(entry: Entry, max_message_bytes: int) -> Message:
     fields = entry.fields
     if not fields:  # an entry always has a field: this one was deleted
         raise RejectedMessageError("trimmed from the stream before it was delivered")
+    size = fields.get(OVERSIZED)
+    if size is not None:
+        raise RejectedMessageError(
+            f"oversized: {text(size)} bytes of fields, more than max_message_bytes="
+            f"{max_message_bytes} (left in Redis unread)"
+        )
     data = fields.get(FIELD)
     if data is None or len(fields) != 1:
         raise RejectedMessageError(
@@ -461,6 +471,8 @@ def dead_letter_copy(
 ) -> dict[FieldT, EncodableT]:
     """The fields of the dead-letter entry for ``entry``, refused by ``consumer`` for ``reason``."""
     fields = entry.fields or {}
+    if OVERSIZED in fields:
+        fields = {}  # never read: the reason says how large it is
     copy: dict[FieldT, EncodableT] = {
         "stream": entry.export.stream,
         "id": entry.id,

@@ -58,10 +58,13 @@ does not match the signal is logged, copied to the dead-letter stream
 (``<stream_prefix>:dead`` by default, with the reason) and acknowledged: it
 never stops the bridge nor delays the entries behind it.
 
-Memory is bounded: the bridge reads at most ``batch_size`` entries at a time
-and reads again only when its ``max_concurrent`` local sends have room
-(backpressure on Redis, not on the heap), and ``publish`` caps each stream
-at about ``maxlen`` entries (``XADD MAXLEN ~``).
+Memory is bounded: the bridge reads at most ``batch_size`` entries at a time,
+each measured inside Redis before it is read (one over ``max_message_bytes``
+stays there and is dead-lettered by id; only the blocking read that waits
+for the next entry takes it whole, then checks it), and reads again only
+when its ``max_concurrent`` local sends have room (backpressure on Redis,
+not on the heap); ``publish`` caps each stream at about ``maxlen`` entries
+(``XADD MAXLEN ~``).
 """
 
 from __future__ import annotations

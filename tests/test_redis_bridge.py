@@ -818,6 +818,78 @@ async def test_hostile_entries_go_to_the_dead_letter_stream(
     assert caplog.text.count("moved to") == len(hostile)
 
 
+async def sent_by_redis(client: aioredis.Redis) -> int:
+    """Bytes Redis has sent to all its clients so far (its INFO stats)."""
+    stats = await client.info("stats")
+    sent: int = stats["total_net_output_bytes"]
+    return sent
+
+
+OVERSIZED_ENTRY = b"x" * 2_000_000
+
+
+async def test_entries_over_max_message_bytes_are_dead_lettered_without_being_read(
+    redis_url: str, client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
+) -> None:
+    """A batch read leaves each entry over max_message_bytes in Redis; it is dead-lettered by id."""
+    calls = recorder(order_shipped)
+    stream = stream_of(prefix)
+    await client.xgroup_create(stream, APP, id="0", mkstream=True)
+    publisher = make_bridge(redis_url, prefix)
+    publisher.export(order_shipped, consume=False)
+    async with publisher:
+        await publisher.publish(order_shipped, "shop", order_id=1)
+        for _ in range(4):
+            await client.xadd(stream, {b"event": OVERSIZED_ENTRY})
+        await publisher.publish(order_shipped, "shop", order_id=2)
+    bridge = make_bridge(redis_url, prefix, max_message_bytes=10_000)
+    bridge.export(order_shipped)
+    sent_before = await sent_by_redis(client)
+    async with bridge:
+        await eventually(lambda: bridge.delivered == 2 and bridge.dead_lettered == 4)
+    # Reading the four entries would have sent 8 MB.
+    assert await sent_by_redis(client) - sent_before < 200_000
+    assert calls == [("shop", {"order_id": 1}), ("shop", {"order_id": 2})]
+    dead = await dead_letters(client, prefix)
+    assert [fields[b"reason"] for fields in dead] == [
+        b"oversized: 2000005 bytes of fields, more than max_message_bytes=10000 "
+        b"(left in Redis unread)"
+    ] * 4
+    assert all(not any(key.startswith(b"field:") for key in fields) for fields in dead)
+    assert await pending(client, stream) == 0
+
+
+async def test_claimed_entries_over_max_message_bytes_are_dead_lettered_without_being_read(
+    redis_url: str, client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
+) -> None:
+    """Entries claimed from a stopped consumer are measured in Redis: the oversized stay there."""
+    stream = stream_of(prefix)
+    await client.xgroup_create(stream, APP, id="0", mkstream=True)
+    for _ in range(2):
+        await client.xadd(stream, {b"event": OVERSIZED_ENTRY})
+    await client.xreadgroup(APP, "gone", {stream: ">"}, count=2)
+    bridge = make_bridge(redis_url, prefix, max_message_bytes=10_000, claim_idle=0.05)
+    bridge.export(order_shipped)
+    sent_before = await sent_by_redis(client)
+    async with bridge:
+        await eventually(lambda: bridge.dead_lettered == 2)
+    assert await sent_by_redis(client) - sent_before < 200_000
+    assert await pending(client, stream) == 0
+
+
+async def test_an_event_field_just_over_max_message_bytes_is_refused_once_read(
+    redis_url: str, client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
+) -> None:
+    """An event a few bytes over the limit (within the field names' allowance) is dead-lettered."""
+    bridge = make_bridge(redis_url, prefix, max_message_bytes=10_000)
+    bridge.export(order_shipped)
+    async with bridge:
+        await client.xadd(stream_of(prefix), {b"event": b"x" * 10_001})
+        await eventually(lambda: bridge.dead_lettered == 1)
+    (dead,) = await dead_letters(client, prefix)
+    assert dead[b"reason"] == b"oversized: 10001 bytes, more than max_message_bytes=10000"
+
+
 async def test_payload_carrying_sender_is_dead_lettered(
     redis_url: str, client: aioredis.Redis, prefix: str
 ) -> None:
