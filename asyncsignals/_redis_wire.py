@@ -74,7 +74,7 @@ class RejectedMessageError(ValueError):
 
 
 class Codec(Protocol):
-    """Turns a signal's payload into JSON values and back.
+    """Turns a signal's payload into JSON values and back (``TypedJSON`` is one).
 
     The bridge always sends JSON; a codec lets a payload carry values JSON
     has no type for (dataclasses, ``Decimal``, ``datetime``), or that JSON
@@ -311,7 +311,7 @@ def encode(
     except (TypeError, ValueError) as exc:
         raise TypeError(
             f"the payload of signal {export.name} is not JSON ({exc}); "
-            "export the signal with a codec that converts it"
+            "export the signal with a codec that converts it, such as TypedJSON"
         ) from exc
     for key, value in message["payload"].items():
         changed = _changed_by_json(value, repr(key))
@@ -321,7 +321,7 @@ def encode(
                 f"payload argument {key!r} of signal {export.name} would not arrive as sent: "
                 f"{where} is {kind.__module__}.{kind.__qualname__}, which JSON turns into "
                 f"{arrives_as}. Pass {arrives_as} yourself, or export the signal with a codec "
-                "that converts it (and back)"
+                "that converts it (and back), such as TypedJSON"
             )
     if len(data) > max_message_bytes:
         raise ValueError(

@@ -88,6 +88,7 @@ except ImportError as _missing_dependency:
     ) from _missing_dependency
 
 from ._lifespan import Lifespan
+from ._redis_codecs import TypedJSON
 from ._redis_consumer import Consumer
 from ._redis_envelope import Deduplicator, Envelope, Origin, current_event
 from ._redis_wire import (
@@ -112,6 +113,7 @@ __all__ = [
     "Origin",
     "RedisBridge",
     "RejectedMessageError",
+    "TypedJSON",
     "current_event",
 ]
 
@@ -226,6 +228,9 @@ class RedisBridge:
             ``claim_idle``, and counts towards ``max_deliveries``; a
             broadcast one is dropped. Either way the worker is free for the
             entries behind it. Counted in :attr:`timed_out`.
+        codec: The :class:`Codec` of every signal exported without one of
+            its own; by default payloads must be JSON values that come back
+            as they were sent. :class:`TypedJSON` carries the common types.
         name: Shown in ``repr`` and in logs.
 
     Attributes:
@@ -263,6 +268,7 @@ class RedisBridge:
         block: float = 2.0,
         start_from: Start = "new",
         send_timeout: float | None = 300.0,
+        codec: Codec | None = None,
         name: str | None = None,
     ) -> None:
         if app is not None:
@@ -278,30 +284,18 @@ class RedisBridge:
                 "It names the streams (asyncsignals:<app>:...) and the consumer group, so "
                 "that applications with a signal of the same name keep their events apart"
             )
-        for argument, value in (
-            ("batch_size", batch_size),
-            ("max_concurrent", max_concurrent),
-            ("max_message_bytes", max_message_bytes),
-        ):
-            if value < 1:
-                raise ValueError(f"{argument} must be at least 1, got {value!r}")
-        if maxlen is not None and maxlen < 1:
-            raise ValueError(f"maxlen must be at least 1 or None (no trimming), got {maxlen!r}")
-        if max_deliveries is not None and max_deliveries < 1:
-            raise ValueError(
-                "max_deliveries must be at least 1 or None (retry for ever), "
-                f"got {max_deliveries!r}"
-            )
-        timeouts = [("claim_idle", claim_idle), ("block", block)]
-        if send_timeout is not None:
-            timeouts.append(("send_timeout", send_timeout))
-        for argument, seconds in timeouts:
-            if not (0 < seconds < math.inf):
-                raise ValueError(f"{argument} must be a number of seconds > 0, got {seconds!r}")
-        if start_from not in ("new", "beginning"):
-            raise ValueError(f"start_from must be 'new' or 'beginning', got {start_from!r}")
-        if not grace_period >= 0:
-            raise ValueError(f"grace_period must be a number of seconds >= 0, got {grace_period!r}")
+        _check_limits(
+            batch_size=batch_size,
+            max_concurrent=max_concurrent,
+            max_message_bytes=max_message_bytes,
+            maxlen=maxlen,
+            max_deliveries=max_deliveries,
+            claim_idle=claim_idle,
+            block=block,
+            send_timeout=send_timeout,
+            start_from=start_from,
+            grace_period=grace_period,
+        )
         client = _checked_client(redis, block)
         self._client = client
         self._owns_client = isinstance(redis, str)
@@ -324,6 +318,7 @@ class RedisBridge:
         self.block = block
         self.start_from: Start = start_from
         self.send_timeout = send_timeout
+        self.codec = codec
         self.name = name
         self._exports: dict[Signal[..., Any], Export] = {}
         self._by_stream: dict[str, Export] = {}
@@ -421,7 +416,8 @@ class RedisBridge:
                 at least once) or ``"broadcast"`` (in every process, at most
                 once).
             codec: Converts the payload to JSON values and back; by default
-                the payload must be JSON values already.
+                the bridge's ``codec``, else the payload must be JSON values
+                already.
             senders: Local objects by name. :meth:`publish` then takes one
                 of these objects (or its name) as the sender, and receivers
                 get the object back, so ``connect(receiver, sender=Shop)``
@@ -439,7 +435,12 @@ class RedisBridge:
         if self._lifespan.entered:
             raise RuntimeError(f"{self!r}: export signals before entering the bridge")
         export = export_of(
-            signal, self.stream_prefix, mode=mode, codec=codec, senders=senders, consume=consume
+            signal,
+            self.stream_prefix,
+            mode=mode,
+            codec=codec if codec is not None else self.codec,
+            senders=senders,
+            consume=consume,
         )
         other = self._by_stream.get(export.stream)
         if other is not None and other.signal is not signal:
@@ -562,6 +563,45 @@ class RedisBridge:
                 with anyio.CancelScope(shield=True):
                     await self._client.aclose()
         self._lifespan.raise_failures(f"{self._consumer.display_name} failed")
+
+
+def _check_limits(
+    *,
+    batch_size: int,
+    max_concurrent: int,
+    max_message_bytes: int,
+    maxlen: int | None,
+    max_deliveries: int | None,
+    claim_idle: float,
+    block: float,
+    send_timeout: float | None,
+    start_from: Start,
+    grace_period: float,
+) -> None:
+    """Refuse, with a ValueError naming it, a bridge option out of its range."""
+    for argument, value in (
+        ("batch_size", batch_size),
+        ("max_concurrent", max_concurrent),
+        ("max_message_bytes", max_message_bytes),
+    ):
+        if value < 1:
+            raise ValueError(f"{argument} must be at least 1, got {value!r}")
+    if maxlen is not None and maxlen < 1:
+        raise ValueError(f"maxlen must be at least 1 or None (no trimming), got {maxlen!r}")
+    if max_deliveries is not None and max_deliveries < 1:
+        raise ValueError(
+            f"max_deliveries must be at least 1 or None (retry for ever), got {max_deliveries!r}"
+        )
+    timeouts = [("claim_idle", claim_idle), ("block", block)]
+    if send_timeout is not None:
+        timeouts.append(("send_timeout", send_timeout))
+    for argument, seconds in timeouts:
+        if not (0 < seconds < math.inf):
+            raise ValueError(f"{argument} must be a number of seconds > 0, got {seconds!r}")
+    if start_from not in ("new", "beginning"):
+        raise ValueError(f"start_from must be 'new' or 'beginning', got {start_from!r}")
+    if not grace_period >= 0:
+        raise ValueError(f"grace_period must be a number of seconds >= 0, got {grace_period!r}")
 
 
 def _checked_client(redis: aioredis.Redis | str, block: float) -> aioredis.Redis:
