@@ -104,6 +104,7 @@ class Consumer:
         self.delivery = Delivery(options, client, self._release, lambda: self.display_name)
         self._upkeep = GroupUpkeep(options, client, lambda: self.display_name)
         self._readers: anyio.CancelScope | None = None
+        self._working = 0
         self._send_stream: MemoryObjectSendStream[Entry] | None = None
         self._receive_stream: MemoryObjectReceiveStream[Entry] | None = None
 
@@ -133,7 +134,13 @@ class Consumer:
             self._options.batch_size
         )
         self._readers = anyio.CancelScope()
-        return [self._read, *[self._work] * self._options.max_concurrent]
+        self._working = self._options.max_concurrent
+        self.delivery.start()
+        return [
+            self._read,
+            self._acknowledge,
+            *[self._work] * self._options.max_concurrent,
+        ]
 
     def stop_reading(self) -> None:
         """Read nothing more; the workers then finish what is running."""
@@ -424,12 +431,25 @@ class Consumer:
         if self.failure is None and not isinstance(exc, anyio.get_cancelled_exc_class()):
             self.failure = exc
 
+    async def _acknowledge(self) -> None:
+        try:
+            await self.delivery.acknowledge_completed()
+        except BaseException as exc:
+            self._note_failure(exc)
+            raise
+
     async def _work(self) -> None:
         try:
             await self._deliver_queued()
         except BaseException as exc:
             self._note_failure(exc)
             raise
+        finally:
+            self._working -= 1
+            if not self._working:
+                # The last worker: what they completed is acknowledged, then
+                # the acknowledging stops.
+                self.delivery.finish()
 
     async def _deliver_queued(self) -> None:
         assert self._receive_stream is not None
@@ -444,18 +464,7 @@ class Consumer:
     async def _deliver_one(self, entry: Entry) -> None:
         if not self._lifespan.running:
             return  # stays pending; counted at exit
-        try:
-            await self.delivery.deliver(entry)
-        except (RedisConnectionError, RedisTimeoutError) as exc:
-            # Not acknowledged: read again after a reconnection, or claimed.
-            self._release(entry)
-            logger.warning(
-                "%s: entry %s of %s stays pending: Redis unavailable (%s)",
-                self.display_name,
-                entry.id,
-                entry.export.stream,
-                exc,
-            )
+        await self.delivery.deliver(entry)
 
     def _release(self, entry: Entry) -> None:
         """``entry`` is no longer held by this process: acknowledged, or left pending."""

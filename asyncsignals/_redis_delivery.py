@@ -73,13 +73,18 @@ class Delivery:
         self._client = client
         self._release = release
         self._describe_bridge = describe_bridge
+        # The ids of the entries whose sends completed, by stream, to
+        # acknowledge; then to release (once acknowledged).
+        self._unacknowledged: dict[str, list[str]] = {}
+        self._entries_to_release: list[Entry] = []
+        self._completed: anyio.Event | None = None
+        self._finishing = False
 
     async def deliver(self, entry: Entry) -> None:
-        """Run ``entry``'s send; then acknowledge it, or dead-letter it, or leave it pending.
+        """Run ``entry``'s send; then queue its acknowledgement, or dead-letter it.
 
-        Raises:
-            redis.exceptions.ConnectionError, redis.exceptions.TimeoutError:
-                Redis is unreachable; the entry stays pending, still held.
+        An entry that cannot be acknowledged or dead-lettered (Redis
+        unreachable, or out of memory) stays pending, logged.
         """
         export = entry.export
         try:
@@ -117,7 +122,7 @@ class Delivery:
         # From Python 3.12 the errors' tracebacks reach this frame (it stepped
         # the send): keep no reference to them here, or they form a cycle.
         del results
-        await self._acknowledge(entry)
+        self._acknowledge(entry)
 
     def _time_out(self, entry: Entry) -> None:
         """The send of ``entry`` outlasted ``send_timeout`` and was cancelled."""
@@ -156,8 +161,9 @@ class Delivery:
     async def reject(self, entry: Entry, reason: str) -> None:
         """Copy ``entry`` to the dead-letter stream with ``reason``, then acknowledge it.
 
-        When Redis has no memory for the copy, the entry stays pending
-        (logged), to be tried again once idle for ``claim_idle``.
+        When Redis has no memory for the copy, or cannot be reached, the
+        entry stays pending (logged), to be tried again once idle for
+        ``claim_idle``.
         """
         logger.error(
             "%s: entry %s of %s moved to %s: %s",
@@ -170,16 +176,17 @@ class Delivery:
         copy = dead_letter_copy(
             entry, self._options.consumer, reason, self._options.max_message_bytes
         )
-        refusal: OutOfMemoryError | None = None
+        refusal: Exception | None = None
         try:
             await self._client.xadd(
                 self._options.dead_letter, copy, maxlen=self._options.maxlen, approximate=True
             )
-        except OutOfMemoryError as exc:
+        except (OutOfMemoryError, RedisConnectionError, RedisTimeoutError) as exc:
             refusal = exc
         if refusal is not None:
-            # Redis refuses what needs memory, not reads nor acknowledgements:
-            # the bridge goes on, and the entry waits until Redis has room.
+            # Redis refuses what needs memory, not reads nor acknowledgements,
+            # or is unreachable: the bridge goes on, and the entry waits until
+            # Redis has room, or is back.
             self._release(entry)
             logger.error(
                 "%s: entry %s of %s could not be moved to %s (%s); %s",
@@ -194,22 +201,74 @@ class Delivery:
             )
             return
         self.dead_lettered += 1
-        await self._acknowledge(entry)
+        self._acknowledge(entry)
 
-    async def _acknowledge(self, entry: Entry) -> None:
-        if entry.export.mode == "work":
-            # The send is done: the acknowledgement must not be lost to the
-            # grace period's cancellation.
-            with anyio.CancelScope(shield=True), anyio.move_on_after(_ACK_TIMEOUT):
-                attempts = 1
-                while True:
-                    try:
-                        await self._client.xack(entry.export.stream, self._options.group, entry.id)
-                        break
-                    except (RedisConnectionError, RedisTimeoutError):
-                        # A pooled connection the server closed fails once.
-                        if attempts == _ACK_ATTEMPTS:
-                            raise
-                        attempts += 1
-                        await anyio.sleep(_ACK_RETRY)
-        self._release(entry)
+    def _acknowledge(self, entry: Entry) -> None:
+        """Its send done: queue ``entry``'s XACK for :meth:`acknowledge_completed` (work mode)."""
+        if entry.export.mode == "broadcast":
+            self._release(entry)
+            return
+        assert self._completed is not None
+        self._unacknowledged.setdefault(entry.export.stream, []).append(entry.id)
+        self._entries_to_release.append(entry)
+        self._completed.set()
+
+    def start(self) -> None:
+        """Before the workers run: :meth:`acknowledge_completed` runs until :meth:`finish`."""
+        self._completed = anyio.Event()
+        self._finishing = False
+
+    def finish(self) -> None:
+        """The workers are done: :meth:`acknowledge_completed` sends what is left, and returns."""
+        assert self._completed is not None
+        self._finishing = True
+        self._completed.set()
+
+    async def acknowledge_completed(self) -> None:
+        """Acknowledge the entries whose sends completed: one XACK per stream for all so far.
+
+        A task of its own beside the workers, which never wait for Redis to
+        acknowledge: while one XACK is in flight, the entries completed
+        meanwhile gather for the next, so that a loaded stream costs one
+        XACK per batch, not one per entry. Only entries whose send
+        completed are acknowledged. Returns after :meth:`finish`, once
+        every entry queued before is acknowledged (or left pending by an
+        outage, logged).
+        """
+        while True:
+            assert self._completed is not None
+            await self._completed.wait()
+            self._completed = anyio.Event()
+            while self._unacknowledged:
+                unacknowledged, self._unacknowledged = self._unacknowledged, {}
+                entries, self._entries_to_release = self._entries_to_release, []
+                # Each send is done: its acknowledgement must not be lost to
+                # the grace period's cancellation.
+                with anyio.CancelScope(shield=True), anyio.move_on_after(_ACK_TIMEOUT):
+                    for stream, ids in unacknowledged.items():
+                        await self._send_xack(stream, ids)
+                for entry in entries:
+                    self._release(entry)
+            if self._finishing:
+                return
+
+    async def _send_xack(self, stream: str, ids: list[str]) -> None:
+        attempts = 1
+        while True:
+            try:
+                await self._client.xack(stream, self._options.group, *ids)
+                return
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                # A pooled connection the server closed fails once.
+                if attempts == _ACK_ATTEMPTS:
+                    logger.warning(
+                        "%s: %d entries of %s were not acknowledged: Redis unavailable (%s); "
+                        "each stays pending, read again after a reconnection or claimed",
+                        self._describe_bridge(),
+                        len(ids),
+                        stream,
+                        exc,
+                    )
+                    return
+                attempts += 1
+                await anyio.sleep(_ACK_RETRY)

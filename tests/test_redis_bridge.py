@@ -2354,3 +2354,35 @@ async def test_an_entry_whose_codec_decoding_fails_is_dead_lettered(
     (dead,) = await dead_letters(client, prefix)
     assert b"does not fit" in dead[b"reason"]
     assert b"unknown type 'test_redis_bridge.Color'" in dead[b"reason"]
+
+
+async def test_an_acknowledgement_that_fails_for_good_stops_the_bridge(
+    redis_url: str, client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
+) -> None:
+    """An XACK that Redis refuses (here by ACL: NOPERM) is the bridge's failure, not an outage."""
+    user = f"no-xack-{uuid.uuid4().hex}"
+    await client.acl_setuser(
+        user,
+        enabled=True,
+        passwords=["+secret"],
+        keys=["*"],
+        channels=["*"],
+        commands=["+@all", "-xack"],
+    )
+    parts = urlsplit(redis_url)
+    url = f"redis://{user}:secret@{parts.hostname}:{parts.port}{parts.path}"
+    calls = recorder(order_shipped)
+    bridge = make_bridge(url, prefix)
+    bridge.export(order_shipped)
+    try:
+        with pytest.raises(ResponseError, match="no permissions"):  # noqa: PT012
+            async with bridge:
+                await bridge.publish(order_shipped, "shop", order_id=1)
+                await eventually(lambda: not bridge.healthy)
+                with pytest.raises(BridgeClosedError) as closed:
+                    bridge.raise_if_failed()
+                assert isinstance(closed.value.__cause__, ResponseError)
+    finally:
+        await client.acl_deluser(user)
+    assert calls == [("shop", {"order_id": 1})]
+    assert await pending(client, stream_of(prefix)) == 1
