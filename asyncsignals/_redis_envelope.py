@@ -17,7 +17,7 @@ import contextvars
 import dataclasses
 import threading
 from collections.abc import Generator, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -159,8 +159,7 @@ def trace_context() -> dict[str, str]:
     return carrier
 
 
-@contextlib.contextmanager
-def in_trace(trace: Mapping[str, str]) -> Generator[None]:
+def in_trace(trace: Mapping[str, str]) -> contextlib.AbstractContextManager[None]:
     """Make the publisher's span, from its trace context, the parent of what runs inside.
 
     The receivers' spans (``asyncsignals.opentelemetry``) and the spans they
@@ -169,8 +168,18 @@ def in_trace(trace: Mapping[str, str]) -> Generator[None]:
     """
     propagator = _trace_propagator() if trace else None
     if propagator is None:
-        yield
-        return
+        return _UNTRACED
+    return _in_trace(propagator, trace)
+
+
+# Reusable: what an event without a trace context runs in, at no cost.
+_UNTRACED: Final = contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _in_trace(
+    propagator: TraceContextTextMapPropagator, trace: Mapping[str, str]
+) -> Generator[None]:
     from opentelemetry import context as otel_context  # noqa: PLC0415
 
     token = otel_context.attach(propagator.extract(trace))

@@ -188,6 +188,10 @@ def _reject_constant(constant: str) -> Any:
     raise RejectedMessageError(f"malformed: {constant} is not JSON")
 
 
+# One decoder for every entry: json.loads with an option makes a new one each call.
+_DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def stream_entries(response: Any) -> list[tuple[str, list[tuple[Any, Any]]]]:
     """``[(stream, [(id, fields), ...]), ...]`` from an XREAD or XREADGROUP reply.
 
@@ -392,7 +396,7 @@ def decode(entry: Entry, max_message_bytes: int) -> Message:
             f"oversized: {len(data)} bytes, more than max_message_bytes={max_message_bytes}"
         )
     try:
-        message = json.loads(data, parse_constant=_reject_constant)
+        message = _DECODER.decode(data.decode())
     except (ValueError, RecursionError) as exc:
         raise RejectedMessageError(f"malformed: not JSON ({exc})") from None
     if not isinstance(message, dict) or "v" not in message:
