@@ -16,41 +16,36 @@ OpenTelemetry, whose trace context it carries when it is installed.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import dataclasses
 import json
 import random
 import sys
 import time
-from collections.abc import Generator, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, cast
 
+from ._redis_envelope import Envelope, Origin, trace_context
 from ._signal import Signal, check_payload
 
 if TYPE_CHECKING:
-    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
     from redis.typing import EncodableT, FieldT
 
 __all__ = [
     "FIELD",
+    "OVERSIZED",
     "Codec",
     "Entry",
-    "Envelope",
     "Export",
     "Message",
     "Mode",
-    "Origin",
     "RejectedMessageError",
     "Start",
-    "current_envelope",
     "dead_letter_copy",
     "decode",
     "delivery_counts",
     "encode",
     "export_of",
     "id_order",
-    "in_trace",
     "stream_entries",
     "text",
     "trimmed_unread",
@@ -69,48 +64,9 @@ _KEYS: Final = {
 _TRACE: Final = "trace"
 # The one field of an entry: the event, as JSON.
 FIELD: Final = b"event"
-
-
-@dataclasses.dataclass(frozen=True)
-class Origin:
-    """Who published an event: a bridge, by its application and consumer name.
-
-    Attributes:
-        app: The publishing bridge's ``app``, or None when it had none.
-        consumer: The publishing bridge's ``consumer`` name (its process).
-    """
-
-    app: str | None
-    consumer: str
-
-
-@dataclasses.dataclass(frozen=True)
-class Envelope:
-    """What the bridge knows of the event a receiver runs for.
-
-    Attributes:
-        id: The event's id, made by the publisher, the same on every
-            delivery of it: key deduplication on it (delivery is at least
-            once). An entry published before events had ids (wire version 1)
-            has its stream entry id here, which a redelivery keeps too.
-        published_at: When it was published, in seconds since the epoch, on
-            the publisher's clock (Redis's clock for version 1 entries).
-        origin: The bridge that published it; None for version 1 entries.
-        deliveries: How many times Redis has handed the entry to a
-            consumer of the group, this time included: 1 unless a consumer
-            stopped (or its send timed out) before acknowledging it.
-    """
-
-    id: str
-    published_at: float
-    origin: Origin | None
-    deliveries: int
-
-
-# The envelope of the event being delivered, in the context its send runs in.
-current_envelope: contextvars.ContextVar[Envelope | None] = contextvars.ContextVar(
-    "asyncsignals.redis.current_event", default=None
-)
+# The one field of what a bounded read hands back instead of an entry too
+# large to transfer: its size. No entry written to Redis can have it.
+OVERSIZED: Final = b"\x00oversized"
 
 
 class RejectedMessageError(ValueError):
@@ -118,7 +74,7 @@ class RejectedMessageError(ValueError):
 
 
 class Codec(Protocol):
-    """Turns a signal's payload into JSON values and back.
+    """Turns a signal's payload into JSON values and back (``TypedJSON`` is one).
 
     The bridge always sends JSON; a codec lets a payload carry values JSON
     has no type for (dataclasses, ``Decimal``, ``datetime``), or that JSON
@@ -230,6 +186,10 @@ def id_order(entry_id: str) -> tuple[int, int]:
 
 def _reject_constant(constant: str) -> Any:
     raise RejectedMessageError(f"malformed: {constant} is not JSON")
+
+
+# One decoder for every entry: json.loads with an option makes a new one each call.
+_DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 def stream_entries(response: Any) -> list[tuple[str, list[tuple[Any, Any]]]]:
@@ -345,12 +305,9 @@ def encode(
         "published_at": time.time(),
         "origin": {"app": origin.app, "consumer": origin.consumer},
     }
-    propagator = _trace_propagator()
-    if propagator is not None:
-        carrier: dict[str, str] = {}
-        propagator.inject(carrier)
-        if carrier:
-            message[_TRACE] = carrier
+    carrier = trace_context()
+    if carrier:
+        message[_TRACE] = carrier
     try:
         data = json.dumps(
             message, ensure_ascii=False, allow_nan=False, separators=(",", ":")
@@ -358,7 +315,7 @@ def encode(
     except (TypeError, ValueError) as exc:
         raise TypeError(
             f"the payload of signal {export.name} is not JSON ({exc}); "
-            "export the signal with a codec that converts it"
+            "export the signal with a codec that converts it, such as TypedJSON"
         ) from exc
     for key, value in message["payload"].items():
         changed = _changed_by_json(value, repr(key))
@@ -368,7 +325,7 @@ def encode(
                 f"payload argument {key!r} of signal {export.name} would not arrive as sent: "
                 f"{where} is {kind.__module__}.{kind.__qualname__}, which JSON turns into "
                 f"{arrives_as}. Pass {arrives_as} yourself, or export the signal with a codec "
-                "that converts it (and back)"
+                "that converts it (and back), such as TypedJSON"
             )
     if len(data) > max_message_bytes:
         raise ValueError(
@@ -423,6 +380,12 @@ def decode(entry: Entry, max_message_bytes: int) -> Message:
     fields = entry.fields
     if not fields:  # an entry always has a field: this one was deleted
         raise RejectedMessageError("trimmed from the stream before it was delivered")
+    size = fields.get(OVERSIZED)
+    if size is not None:
+        raise RejectedMessageError(
+            f"oversized: {text(size)} bytes of fields, more than max_message_bytes="
+            f"{max_message_bytes} (left in Redis unread)"
+        )
     data = fields.get(FIELD)
     if data is None or len(fields) != 1:
         raise RejectedMessageError(
@@ -433,7 +396,7 @@ def decode(entry: Entry, max_message_bytes: int) -> Message:
             f"oversized: {len(data)} bytes, more than max_message_bytes={max_message_bytes}"
         )
     try:
-        message = json.loads(data, parse_constant=_reject_constant)
+        message = _DECODER.decode(data.decode())
     except (ValueError, RecursionError) as exc:
         raise RejectedMessageError(f"malformed: not JSON ({exc})") from None
     if not isinstance(message, dict) or "v" not in message:
@@ -507,43 +470,13 @@ def _envelope(entry: Entry, message: dict[str, object]) -> tuple[Envelope, Mappi
     )
 
 
-def _trace_propagator() -> TraceContextTextMapPropagator | None:
-    """W3C trace context propagation, when OpenTelemetry is installed (it is optional)."""
-    try:
-        from opentelemetry.trace.propagation.tracecontext import (  # noqa: PLC0415
-            TraceContextTextMapPropagator,
-        )
-    except ImportError:
-        return None
-    return TraceContextTextMapPropagator()
-
-
-@contextlib.contextmanager
-def in_trace(trace: Mapping[str, str]) -> Generator[None]:
-    """Make the publisher's span, from its trace context, the parent of what runs inside.
-
-    The receivers' spans (``asyncsignals.opentelemetry``) and the spans they
-    start then belong to the publisher's trace, across processes. Does
-    nothing without a trace context, or without OpenTelemetry.
-    """
-    propagator = _trace_propagator() if trace else None
-    if propagator is None:
-        yield
-        return
-    from opentelemetry import context as otel_context  # noqa: PLC0415
-
-    token = otel_context.attach(propagator.extract(trace))
-    try:
-        yield
-    finally:
-        otel_context.detach(token)
-
-
 def dead_letter_copy(
     entry: Entry, consumer: str, reason: str, max_message_bytes: int
 ) -> dict[FieldT, EncodableT]:
     """The fields of the dead-letter entry for ``entry``, refused by ``consumer`` for ``reason``."""
     fields = entry.fields or {}
+    if OVERSIZED in fields:
+        fields = {}  # never read: the reason says how large it is
     copy: dict[FieldT, EncodableT] = {
         "stream": entry.export.stream,
         "id": entry.id,
@@ -556,6 +489,6 @@ def dead_letter_copy(
 
 
 # Public names show their public path in reprs and tracebacks.
-for _public in (Codec, Envelope, Origin, RejectedMessageError):
+for _public in (Codec, RejectedMessageError):
     _public.__module__ = "asyncsignals.redis"
 del _public

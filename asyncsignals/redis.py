@@ -58,20 +58,21 @@ does not match the signal is logged, copied to the dead-letter stream
 (``<stream_prefix>:dead`` by default, with the reason) and acknowledged: it
 never stops the bridge nor delays the entries behind it.
 
-Memory is bounded: the bridge reads at most ``batch_size`` entries at a time
-and reads again only when its ``max_concurrent`` local sends have room
-(backpressure on Redis, not on the heap), and ``publish`` caps each stream
-at about ``maxlen`` entries (``XADD MAXLEN ~``).
+Memory is bounded: the bridge reads at most ``batch_size`` entries at a time,
+each measured inside Redis before it is read (one over ``max_message_bytes``
+stays there and is dead-lettered by id; only the blocking read that waits
+for the next entry takes it whole, then checks it), and reads again only
+when its ``max_concurrent`` local sends have room (backpressure on Redis,
+not on the heap); ``publish`` caps each stream at about ``maxlen`` entries
+(``XADD MAXLEN ~``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import math
 import os
 import socket
-import threading
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
@@ -87,17 +88,16 @@ except ImportError as _missing_dependency:
     ) from _missing_dependency
 
 from ._lifespan import Lifespan
+from ._redis_codecs import TypedJSON
 from ._redis_consumer import Consumer
+from ._redis_envelope import Deduplicator, Envelope, Origin, current_event
 from ._redis_wire import (
     FIELD,
     Codec,
-    Envelope,
     Export,
     Mode,
-    Origin,
     RejectedMessageError,
     Start,
-    current_envelope,
     encode,
     export_of,
     text,
@@ -113,6 +113,7 @@ __all__ = [
     "Origin",
     "RedisBridge",
     "RejectedMessageError",
+    "TypedJSON",
     "current_event",
 ]
 
@@ -227,6 +228,9 @@ class RedisBridge:
             ``claim_idle``, and counts towards ``max_deliveries``; a
             broadcast one is dropped. Either way the worker is free for the
             entries behind it. Counted in :attr:`timed_out`.
+        codec: The :class:`Codec` of every signal exported without one of
+            its own; by default payloads must be JSON values that come back
+            as they were sent. :class:`TypedJSON` carries the common types.
         name: Shown in ``repr`` and in logs.
 
     Attributes:
@@ -264,6 +268,7 @@ class RedisBridge:
         block: float = 2.0,
         start_from: Start = "new",
         send_timeout: float | None = 300.0,
+        codec: Codec | None = None,
         name: str | None = None,
     ) -> None:
         if app is not None:
@@ -279,47 +284,19 @@ class RedisBridge:
                 "It names the streams (asyncsignals:<app>:...) and the consumer group, so "
                 "that applications with a signal of the same name keep their events apart"
             )
-        for argument, value in (
-            ("batch_size", batch_size),
-            ("max_concurrent", max_concurrent),
-            ("max_message_bytes", max_message_bytes),
-        ):
-            if value < 1:
-                raise ValueError(f"{argument} must be at least 1, got {value!r}")
-        if maxlen is not None and maxlen < 1:
-            raise ValueError(f"maxlen must be at least 1 or None (no trimming), got {maxlen!r}")
-        if max_deliveries is not None and max_deliveries < 1:
-            raise ValueError(
-                "max_deliveries must be at least 1 or None (retry for ever), "
-                f"got {max_deliveries!r}"
-            )
-        timeouts = [("claim_idle", claim_idle), ("block", block)]
-        if send_timeout is not None:
-            timeouts.append(("send_timeout", send_timeout))
-        for argument, seconds in timeouts:
-            if not (0 < seconds < math.inf):
-                raise ValueError(f"{argument} must be a number of seconds > 0, got {seconds!r}")
-        if start_from not in ("new", "beginning"):
-            raise ValueError(f"start_from must be 'new' or 'beginning', got {start_from!r}")
-        if not grace_period >= 0:
-            raise ValueError(f"grace_period must be a number of seconds >= 0, got {grace_period!r}")
-        client = aioredis.from_url(redis) if isinstance(redis, str) else redis
-        options: Mapping[str, Any] = client.connection_pool.connection_kwargs
-        # Either protocol will do (the replies of both are read), but
-        # decoded responses would let a hostile entry break decoding.
-        if options.get("decode_responses"):
-            raise ValueError(
-                "RedisBridge needs a client with decode_responses=False (the default), "
-                "or a URL: it reads raw bytes so that a hostile entry cannot break decoding"
-            )
-        socket_timeout: float | None = options.get("socket_timeout")
-        if socket_timeout is not None and block >= socket_timeout:
-            raise ValueError(
-                f"block={block!r} s is not shorter than the client's socket_timeout="
-                f"{socket_timeout!r} s: every read that waits for new events would time out "
-                "as if Redis were down. Pass a shorter block, or make the client with a "
-                "longer socket_timeout (or none), leaving a margin for the network"
-            )
+        _check_limits(
+            batch_size=batch_size,
+            max_concurrent=max_concurrent,
+            max_message_bytes=max_message_bytes,
+            maxlen=maxlen,
+            max_deliveries=max_deliveries,
+            claim_idle=claim_idle,
+            block=block,
+            send_timeout=send_timeout,
+            start_from=start_from,
+            grace_period=grace_period,
+        )
+        client = _checked_client(redis, block)
         self._client = client
         self._owns_client = isinstance(redis, str)
         self.app = app
@@ -341,6 +318,7 @@ class RedisBridge:
         self.block = block
         self.start_from: Start = start_from
         self.send_timeout = send_timeout
+        self.codec = codec
         self.name = name
         self._exports: dict[Signal[..., Any], Export] = {}
         self._by_stream: dict[str, Export] = {}
@@ -361,7 +339,7 @@ class RedisBridge:
         name = f" {self.name}" if self.name is not None else ""
         return (
             f"<RedisBridge{name} {self._lifespan.state}: consumer {self.consumer!r} in group "
-            f"{self.group!r}, {len(self._exports)} signals, {self._consumer.delivered} delivered>"
+            f"{self.group!r}, {len(self._exports)} signals, {self.delivered} delivered>"
         )
 
     # -- counters -----------------------------------------------------------
@@ -369,22 +347,22 @@ class RedisBridge:
     @property
     def delivered(self) -> int:
         """Events this process ran (``send_robust`` completed), in either mode."""
-        return self._consumer.delivered
+        return self._consumer.delivery.delivered
 
     @property
     def dead_lettered(self) -> int:
         """Entries this process refused and copied to the dead-letter stream."""
-        return self._consumer.dead_lettered
+        return self._consumer.delivery.dead_lettered
 
     @property
     def timed_out(self) -> int:
         """Sends this process cancelled for outlasting ``send_timeout``."""
-        return self._consumer.timed_out
+        return self._consumer.delivery.timed_out
 
     @property
     def receiver_errors(self) -> int:
         """Exceptions raised by local receivers of delivered events, each logged."""
-        return self._consumer.receiver_errors
+        return self._consumer.delivery.receiver_errors
 
     # -- health -------------------------------------------------------------
 
@@ -438,7 +416,8 @@ class RedisBridge:
                 at least once) or ``"broadcast"`` (in every process, at most
                 once).
             codec: Converts the payload to JSON values and back; by default
-                the payload must be JSON values already.
+                the bridge's ``codec``, else the payload must be JSON values
+                already.
             senders: Local objects by name. :meth:`publish` then takes one
                 of these objects (or its name) as the sender, and receivers
                 get the object back, so ``connect(receiver, sender=Shop)``
@@ -456,7 +435,12 @@ class RedisBridge:
         if self._lifespan.entered:
             raise RuntimeError(f"{self!r}: export signals before entering the bridge")
         export = export_of(
-            signal, self.stream_prefix, mode=mode, codec=codec, senders=senders, consume=consume
+            signal,
+            self.stream_prefix,
+            mode=mode,
+            codec=codec if codec is not None else self.codec,
+            senders=senders,
+            consume=consume,
         )
         other = self._by_stream.get(export.stream)
         if other is not None and other.signal is not signal:
@@ -581,65 +565,70 @@ class RedisBridge:
         self._lifespan.raise_failures(f"{self._consumer.display_name} failed")
 
 
-def current_event() -> Envelope | None:
-    """The envelope of the event whose receivers are running, or None outside them.
+def _check_limits(
+    *,
+    batch_size: int,
+    max_concurrent: int,
+    max_message_bytes: int,
+    maxlen: int | None,
+    max_deliveries: int | None,
+    claim_idle: float,
+    block: float,
+    send_timeout: float | None,
+    start_from: Start,
+    grace_period: float,
+) -> None:
+    """Refuse, with a ValueError naming it, a bridge option out of its range."""
+    for argument, value in (
+        ("batch_size", batch_size),
+        ("max_concurrent", max_concurrent),
+        ("max_message_bytes", max_message_bytes),
+    ):
+        if value < 1:
+            raise ValueError(f"{argument} must be at least 1, got {value!r}")
+    if maxlen is not None and maxlen < 1:
+        raise ValueError(f"maxlen must be at least 1 or None (no trimming), got {maxlen!r}")
+    if max_deliveries is not None and max_deliveries < 1:
+        raise ValueError(
+            f"max_deliveries must be at least 1 or None (retry for ever), got {max_deliveries!r}"
+        )
+    timeouts = [("claim_idle", claim_idle), ("block", block)]
+    if send_timeout is not None:
+        timeouts.append(("send_timeout", send_timeout))
+    for argument, seconds in timeouts:
+        if not (0 < seconds < math.inf):
+            raise ValueError(f"{argument} must be a number of seconds > 0, got {seconds!r}")
+    if start_from not in ("new", "beginning"):
+        raise ValueError(f"start_from must be 'new' or 'beginning', got {start_from!r}")
+    if not grace_period >= 0:
+        raise ValueError(f"grace_period must be a number of seconds >= 0, got {grace_period!r}")
 
-    Inside a receiver the bridge runs (and in what it calls, awaits or
-    starts in that context) this is the event's :class:`Envelope`: its id
-    (the same on each delivery: deduplicate on it), when and by whom it was
-    published, and how many times Redis delivered it. None anywhere else,
-    including in receivers of a local ``send``.
-    """
-    return current_envelope.get()
 
-
-class Deduplicator:
-    """Remembers the last ``window`` event ids, to drop an event delivered again.
-
-    Delivery is at least once: a work event may run twice. Within one
-    process, a receiver skips what it ran already::
-
-        seen = Deduplicator(window=10_000)
-
-        @receiver(order_shipped)
-        async def email_customer(sender, order_id, **kwargs):
-            event = current_event()
-            if event is not None and seen.seen(event.id):
-                return
-            ...
-
-    Memory is bounded by ``window``; an id older than the last ``window`` is
-    forgotten and counts as new. It remembers within one process only: an
-    event claimed by another process after this one stopped runs there
-    again, so side effects that must happen once still need an idempotent
-    write (an upsert, a unique key on the event id). Thread-safe.
-
-    Args:
-        window: How many of the latest ids are remembered.
+def _checked_client(redis: aioredis.Redis | str, block: float) -> aioredis.Redis:
+    """The bridge's client: ``redis``, or one for that URL, once checked for the bridge's reads.
 
     Raises:
-        ValueError: ``window`` is below 1.
+        ValueError: the client decodes responses, or times out reads that block
+            for ``block`` seconds.
     """
-
-    def __init__(self, window: int = 10_000) -> None:
-        if window < 1:
-            raise ValueError(f"window must be at least 1, got {window!r}")
-        self.window = window
-        self._ids: collections.OrderedDict[str, None] = collections.OrderedDict()
-        self._lock = threading.Lock()
-
-    def seen(self, event_id: str) -> bool:
-        """Whether ``event_id`` is among the last ``window`` ids; remember it if not."""
-        with self._lock:
-            if event_id in self._ids:
-                return True
-            self._ids[event_id] = None
-            if len(self._ids) > self.window:
-                self._ids.popitem(last=False)
-            return False
-
-    def __repr__(self) -> str:
-        return f"<Deduplicator {len(self._ids)} of window={self.window}>"
+    client = aioredis.from_url(redis) if isinstance(redis, str) else redis
+    options: Mapping[str, Any] = client.connection_pool.connection_kwargs
+    # Either protocol will do (the replies of both are read), but
+    # decoded responses would let a hostile entry break decoding.
+    if options.get("decode_responses"):
+        raise ValueError(
+            "RedisBridge needs a client with decode_responses=False (the default), "
+            "or a URL: it reads raw bytes so that a hostile entry cannot break decoding"
+        )
+    socket_timeout: float | None = options.get("socket_timeout")
+    if socket_timeout is not None and block >= socket_timeout:
+        raise ValueError(
+            f"block={block!r} s is not shorter than the client's socket_timeout="
+            f"{socket_timeout!r} s: every read that waits for new events would time out "
+            "as if Redis were down. Pass a shorter block, or make the client with a "
+            "longer socket_timeout (or none), leaving a margin for the network"
+        )
+    return client
 
 
 def _process_name() -> str:
@@ -648,6 +637,6 @@ def _process_name() -> str:
 
 
 # Public names show their public path in reprs and tracebacks.
-for _public in (BridgeClosedError, Deduplicator, RedisBridge, current_event):
+for _public in (BridgeClosedError, RedisBridge):
     _public.__module__ = "asyncsignals.redis"
 del _public

@@ -10,24 +10,29 @@ its own stream prefix and deletes its keys.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import datetime
 import enum
 import gc
 import inspect
 import json
 import logging
+import math
 import signal as os_signal
 import subprocess
 import sys
 import time
 import uuid
 import weakref
+import zoneinfo
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, cast
 from urllib.parse import urlsplit
 
 import anyio
+import pydantic
 import pytest
 import redis
 import redis.asyncio as aioredis
@@ -37,7 +42,7 @@ from redis.exceptions import ResponseError
 from redis_helpers.server import free_port, server_command
 
 from asyncsignals import Signal
-from asyncsignals._redis_consumer import remove_idle_consumers, trimming_of
+from asyncsignals._redis_maintenance import remove_idle_consumers, trimming_of
 from asyncsignals._redis_wire import stream_entries, text, trimmed_unread
 from asyncsignals.redis import (
     BridgeClosedError,
@@ -45,6 +50,7 @@ from asyncsignals.redis import (
     Envelope,
     Origin,
     RedisBridge,
+    TypedJSON,
     current_event,
 )
 
@@ -816,6 +822,78 @@ async def test_hostile_entries_go_to_the_dead_letter_stream(
     for expected in ("not JSON", "oversized", "unknown signal", "does not fit", "wire version"):
         assert any(expected in reason for reason in reasons), expected
     assert caplog.text.count("moved to") == len(hostile)
+
+
+async def sent_by_redis(client: aioredis.Redis) -> int:
+    """Bytes Redis has sent to all its clients so far (its INFO stats)."""
+    stats = await client.info("stats")
+    sent: int = stats["total_net_output_bytes"]
+    return sent
+
+
+OVERSIZED_ENTRY = b"x" * 2_000_000
+
+
+async def test_entries_over_max_message_bytes_are_dead_lettered_without_being_read(
+    redis_url: str, client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
+) -> None:
+    """A batch read leaves each entry over max_message_bytes in Redis; it is dead-lettered by id."""
+    calls = recorder(order_shipped)
+    stream = stream_of(prefix)
+    await client.xgroup_create(stream, APP, id="0", mkstream=True)
+    publisher = make_bridge(redis_url, prefix)
+    publisher.export(order_shipped, consume=False)
+    async with publisher:
+        await publisher.publish(order_shipped, "shop", order_id=1)
+        for _ in range(4):
+            await client.xadd(stream, {b"event": OVERSIZED_ENTRY})
+        await publisher.publish(order_shipped, "shop", order_id=2)
+    bridge = make_bridge(redis_url, prefix, max_message_bytes=10_000)
+    bridge.export(order_shipped)
+    sent_before = await sent_by_redis(client)
+    async with bridge:
+        await eventually(lambda: bridge.delivered == 2 and bridge.dead_lettered == 4)
+    # Reading the four entries would have sent 8 MB.
+    assert await sent_by_redis(client) - sent_before < 200_000
+    assert calls == [("shop", {"order_id": 1}), ("shop", {"order_id": 2})]
+    dead = await dead_letters(client, prefix)
+    assert [fields[b"reason"] for fields in dead] == [
+        b"oversized: 2000005 bytes of fields, more than max_message_bytes=10000 "
+        b"(left in Redis unread)"
+    ] * 4
+    assert all(not any(key.startswith(b"field:") for key in fields) for fields in dead)
+    assert await pending(client, stream) == 0
+
+
+async def test_claimed_entries_over_max_message_bytes_are_dead_lettered_without_being_read(
+    redis_url: str, client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
+) -> None:
+    """Entries claimed from a stopped consumer are measured in Redis: the oversized stay there."""
+    stream = stream_of(prefix)
+    await client.xgroup_create(stream, APP, id="0", mkstream=True)
+    for _ in range(2):
+        await client.xadd(stream, {b"event": OVERSIZED_ENTRY})
+    await client.xreadgroup(APP, "gone", {stream: ">"}, count=2)
+    bridge = make_bridge(redis_url, prefix, max_message_bytes=10_000, claim_idle=0.05)
+    bridge.export(order_shipped)
+    sent_before = await sent_by_redis(client)
+    async with bridge:
+        await eventually(lambda: bridge.dead_lettered == 2)
+    assert await sent_by_redis(client) - sent_before < 200_000
+    assert await pending(client, stream) == 0
+
+
+async def test_an_event_field_just_over_max_message_bytes_is_refused_once_read(
+    redis_url: str, client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
+) -> None:
+    """An event a few bytes over the limit (within the field names' allowance) is dead-lettered."""
+    bridge = make_bridge(redis_url, prefix, max_message_bytes=10_000)
+    bridge.export(order_shipped)
+    async with bridge:
+        await client.xadd(stream_of(prefix), {b"event": b"x" * 10_001})
+        await eventually(lambda: bridge.dead_lettered == 1)
+    (dead,) = await dead_letters(client, prefix)
+    assert dead[b"reason"] == b"oversized: 10001 bytes, more than max_message_bytes=10000"
 
 
 async def test_payload_carrying_sender_is_dead_lettered(
@@ -2026,3 +2104,285 @@ async def test_a_codec_that_converts_what_json_would_change_lets_it_travel(
         await bridge.publish(pairs, "shop", pair=(1, 2))
         await eventually(lambda: bridge.delivered == 1)
     assert calls == [("shop", {"pair": (1, 2)})]
+
+
+# -- the TypedJSON codec ------------------------------------------------------
+
+
+class Color(enum.Enum):
+    """A plain enum, carried by value."""
+
+    RED = "red"
+    BLUE = "blue"
+
+
+class Priority(enum.IntEnum):
+    """An IntEnum, which plain JSON would turn into an int."""
+
+    LOW = 1
+    HIGH = 2
+
+
+class Permission(enum.Flag):
+    """A flag, whose combinations are values too."""
+
+    READ = 1
+    WRITE = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class Parcel:
+    """A dataclass whose fields are themselves carried by the codec."""
+
+    weight: Decimal
+    shipped_at: datetime.datetime
+    tags: tuple[str, ...]
+    color: Color
+
+
+class Customer(pydantic.BaseModel):
+    """A pydantic model, carried as its JSON dump."""
+
+    name: str
+    joined: datetime.date
+    balance: Decimal
+
+
+ZONE = zoneinfo.ZoneInfo("Europe/Paris")
+TYPED_PAYLOAD: Final[dict[str, Any]] = {
+    "naive": datetime.datetime(2026, 12, 1, 10, 30, 15, 123456),
+    "utc": datetime.datetime(2026, 12, 1, 10, 30, tzinfo=datetime.UTC),
+    "offset": datetime.datetime(
+        2026, 1, 2, 3, 4, tzinfo=datetime.timezone(datetime.timedelta(hours=5, minutes=30))
+    ),
+    # The second 02:30 of the night clocks go back: fold=1, in its zone.
+    "zoned": datetime.datetime(2026, 10, 25, 2, 30, tzinfo=ZONE, fold=1),
+    "day": datetime.date(2026, 2, 28),
+    "clock": datetime.time(23, 59, 59, 999999),
+    "clock_offset": datetime.time(8, 0, tzinfo=datetime.timezone(datetime.timedelta(hours=-3))),
+    "span": datetime.timedelta(days=-1, seconds=5, microseconds=7),
+    "amount": Decimal("-0.000100"),
+    "not_a_number": Decimal("NaN"),
+    "id": uuid.UUID("12345678-1234-5678-1234-567812345678"),
+    "raw": b"\x00\xffbytes",
+    "pair": (1, (2, "3")),
+    "unique": {1, 2, 3},
+    "frozen": frozenset({"a"}),
+    "by_number": {1: "a", 2.5: "b", None: "c", (1, 2): "d"},
+    "tagged_looking": {"$type": "decimal", "value": "1"},
+    "nan": math.nan,
+    "inf": -math.inf,
+    "color": Color.BLUE,
+    "priority": Priority.HIGH,
+    "permission": Permission.READ | Permission.WRITE,
+    "parcel": Parcel(Decimal("1.5"), datetime.datetime(2026, 1, 1, tzinfo=ZONE), ("x",), Color.RED),
+    "customer": Customer(name="Ada", joined=datetime.date(2020, 1, 1), balance=Decimal("10.10")),
+    "nested": [{"when": datetime.date(2026, 1, 1)}, [Priority.LOW, None, True, 1.5, "s"]],
+}
+
+
+def assert_same(sent: object, received: object, where: str = "payload") -> None:
+    """``received`` equals ``sent`` and has the same type everywhere inside it."""
+    assert type(received) is type(sent), where
+    if isinstance(sent, float) and math.isnan(sent):
+        assert math.isnan(cast("float", received)), where
+    elif isinstance(sent, Decimal) and sent.is_nan():
+        assert cast("Decimal", received).is_nan(), where
+    elif isinstance(sent, dict):
+        assert isinstance(received, dict)
+        sent_items = cast("dict[object, object]", sent)
+        received_items = cast("dict[object, object]", received)
+        assert list(received_items) == list(sent_items), where
+        for key, value in sent_items.items():
+            assert_same(value, received_items[key], f"{where}[{key!r}]")
+    elif isinstance(sent, (list, tuple)):
+        assert isinstance(received, (list, tuple))
+        assert len(received) == len(sent), where
+        for index, (one, other) in enumerate(zip(sent, received, strict=True)):
+            assert_same(one, other, f"{where}[{index}]")
+    else:
+        assert received == sent, where
+        if isinstance(sent, datetime.datetime | datetime.time):
+            assert isinstance(received, datetime.datetime | datetime.time)
+            assert received.tzinfo is sent.tzinfo or received.tzinfo == sent.tzinfo, where
+            assert received.fold == sent.fold, where
+        if dataclasses.is_dataclass(sent):
+            for field in dataclasses.fields(sent):
+                assert_same(getattr(sent, field.name), getattr(received, field.name), field.name)
+
+
+async def test_typed_json_brings_back_each_common_type_exactly_through_redis(
+    redis_url: str, prefix: str
+) -> None:
+    """Every type TypedJSON carries comes back in the consumer equal, and of the same type."""
+    shipped: Signal[..., Any] = Signal(name="typed")
+    calls = recorder(shipped)
+    bridge = make_bridge(
+        redis_url, prefix, codec=TypedJSON(types=[Color, Priority, Permission, Parcel, Customer])
+    )
+    bridge.export(shipped)
+    async with bridge:
+        await bridge.publish(shipped, "shop", **TYPED_PAYLOAD)
+        await eventually(lambda: bridge.delivered == 1)
+    ((sender, received),) = calls
+    assert sender == "shop"
+    assert_same(TYPED_PAYLOAD, received)
+    assert received["zoned"].tzinfo is ZONE
+    assert received["utc"].tzinfo is datetime.UTC
+
+
+async def test_a_signal_exported_with_a_codec_of_its_own_uses_it_over_the_bridges(
+    redis_url: str, prefix: str
+) -> None:
+    """The bridge's codec serves the signals exported without one; export(codec=) overrides."""
+    refunded: Signal[..., Any] = Signal(providing_args=["amount"], name="refunded")
+    typed: Signal[..., Any] = Signal(name="typed")
+    refunds, typed_calls = recorder(refunded), recorder(typed)
+    bridge = make_bridge(redis_url, prefix, codec=TypedJSON())
+    bridge.export(refunded, codec=DecimalCodec())
+    bridge.export(typed)
+    async with bridge:
+        await bridge.publish(refunded, "shop", amount=Decimal("2.5"))
+        await bridge.publish(typed, "shop", amount=Decimal("2.5"), pair=(1, 2))
+        await eventually(lambda: bridge.delivered == 2)
+    assert refunds == [("shop", {"amount": Decimal("2.5")})]
+    assert typed_calls == [("shop", {"amount": Decimal("2.5"), "pair": (1, 2)})]
+
+
+class Subclassed(str):
+    """A str subclass, which nothing would bring back as itself."""
+
+
+class OwnZone(datetime.tzinfo):
+    """A time zone of the application's own, which nothing else could rebuild."""
+
+    def utcoffset(self, dt: datetime.datetime | None) -> datetime.timedelta:
+        return datetime.timedelta(hours=1)
+
+    def dst(self, dt: datetime.datetime | None) -> datetime.timedelta:
+        return datetime.timedelta(0)
+
+    def tzname(self, dt: datetime.datetime | None) -> str:
+        return "OWN"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (Color.RED, r"'value' is test_redis_bridge\.Color, which TypedJSON cannot"),
+        ([Subclassed("a")], r"'value'\[0\] is test_redis_bridge\.Subclassed"),
+        ({"a": {1: object()}}, r"'value'\['a'\]\[1\] is builtins\.object"),
+        (
+            datetime.time(1, tzinfo=ZONE),
+            r"'value' has the time zone zoneinfo\.ZoneInfo\(key='Europe/Paris'\)",
+        ),
+        (
+            datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone(datetime.timedelta(0), "Z")),
+            "has the time zone",
+        ),
+        (datetime.datetime(2026, 1, 1, tzinfo=OwnZone()), "has the time zone"),
+    ],
+)
+async def test_typed_json_refuses_at_publish_what_it_would_not_bring_back(
+    redis_url: str, client: aioredis.Redis, prefix: str, value: object, message: str
+) -> None:
+    """A value of a type not named, or in a zone it cannot name, is refused with where it is."""
+    open_signal: Signal[..., Any] = Signal(name="open")
+    bridge = make_bridge(redis_url, prefix, codec=TypedJSON())
+    bridge.export(open_signal, consume=False)
+    async with bridge:
+        with pytest.raises(TypeError, match=message):
+            await bridge.publish(open_signal, "shop", value=value)
+    assert await client.exists(stream_of(prefix, "open")) == 0
+
+
+def test_typed_json_refuses_types_it_cannot_carry_by_name() -> None:
+    """Only enums, dataclasses and pydantic models are named, each name once, rebuildable."""
+
+    @dataclasses.dataclass
+    class Counted:
+        total: int = dataclasses.field(init=False, default=0)
+
+    with pytest.raises(TypeError, match="not <class 'int'>"):
+        TypedJSON(types=[int])
+    with pytest.raises(TypeError, match=r"not <Color\.RED: 'red'>"):
+        TypedJSON(types=[Color.RED])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="init=False"):
+        TypedJSON(types=[Counted])
+
+    def twin() -> type[enum.Enum]:
+        Twin = enum.Enum("Twin", {"A": 1})  # noqa: N806 - an enum class
+        return Twin
+
+    with pytest.raises(ValueError, match="two of the types are named"):
+        TypedJSON(types=[twin(), twin()])
+    codec = TypedJSON(types=[Color, Color])
+    assert codec.types == (Color,)
+    assert repr(codec) == "TypedJSON(types=[test_redis_bridge.Color])"
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"$type": "test_redis_bridge.Color", "value": "red"}, "unknown type"),
+        ({"$type": "pickle", "value": "x"}, "unknown type 'pickle'"),
+        ({"$type": "decimal", "value": "1", "extra": 1}, "malformed tagged value"),
+        ({"$type": 3, "value": "1"}, "malformed tagged value"),
+    ],
+)
+def test_typed_json_decoding_refuses_tags_it_does_not_carry(
+    data: dict[str, Any], message: str
+) -> None:
+    """A tag naming a type not among this process's, or malformed, raises ValueError."""
+    with pytest.raises(ValueError, match=message):
+        TypedJSON().decode({"value": data})
+
+
+async def test_an_entry_whose_codec_decoding_fails_is_dead_lettered(
+    redis_url: str, client: aioredis.Redis, prefix: str
+) -> None:
+    """A tagged value for a type the consumer does not know sends the entry to dead letters."""
+    open_signal: Signal[..., Any] = Signal(name="open")
+    publisher = make_bridge(redis_url, prefix, codec=TypedJSON(types=[Color]))
+    publisher.export(open_signal, consume=False)
+    consumer = make_bridge(redis_url, prefix, codec=TypedJSON(), start_from="beginning")
+    consumer.export(open_signal)
+    async with publisher:
+        await publisher.publish(open_signal, "shop", color=Color.RED)
+    async with consumer:
+        await eventually(lambda: consumer.dead_lettered == 1)
+    (dead,) = await dead_letters(client, prefix)
+    assert b"does not fit" in dead[b"reason"]
+    assert b"unknown type 'test_redis_bridge.Color'" in dead[b"reason"]
+
+
+async def test_an_acknowledgement_that_fails_for_good_stops_the_bridge(
+    redis_url: str, client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
+) -> None:
+    """An XACK that Redis refuses (here by ACL: NOPERM) is the bridge's failure, not an outage."""
+    user = f"no-xack-{uuid.uuid4().hex}"
+    await client.acl_setuser(
+        user,
+        enabled=True,
+        passwords=["+secret"],
+        keys=["*"],
+        channels=["*"],
+        commands=["+@all", "-xack"],
+    )
+    parts = urlsplit(redis_url)
+    url = f"redis://{user}:secret@{parts.hostname}:{parts.port}{parts.path}"
+    calls = recorder(order_shipped)
+    bridge = make_bridge(url, prefix)
+    bridge.export(order_shipped)
+    try:
+        with pytest.raises(ResponseError, match="no permissions"):  # noqa: PT012
+            async with bridge:
+                await bridge.publish(order_shipped, "shop", order_id=1)
+                await eventually(lambda: not bridge.healthy)
+                with pytest.raises(BridgeClosedError) as closed:
+                    bridge.raise_if_failed()
+                assert isinstance(closed.value.__cause__, ResponseError)
+    finally:
+        await client.acl_deluser(user)
+    assert calls == [("shop", {"order_id": 1})]
+    assert await pending(client, stream_of(prefix)) == 1
