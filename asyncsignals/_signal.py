@@ -221,7 +221,7 @@ class Signal(Generic[P, R]):
         Type checkers then check every ``send`` (pass ``sender=`` by
         keyword), every receiver given to ``connect`` or ``@receiver``, and
         infer the results; at runtime the same names are enforced as with
-        ``providing_args``. A ``**kwargs`` parameter leaves the payload open.
+        ``providing_args``. A ``**kwargs: Any`` parameter leaves the payload open.
 
         The options are those of :class:`Signal` (``name`` defaults to the
         prototype's name); with options, use it as a decorator factory::
@@ -230,8 +230,14 @@ class Signal(Generic[P, R]):
             def checkout_step(*, sender: Cart, total: int) -> None:
                 raise NotImplementedError
 
+        A ``**payload: Unpack[SomeTypedDict]`` parameter declares the
+        TypedDict's keys as the payload (its ``NotRequired`` keys may be left
+        out), and the runtime enforces them too.
+
         Raises:
-            TypeError: the prototype has no ``sender`` parameter, has a
+            TypeError: the prototype is ``async def``; has no ``sender``
+                parameter; has a payload parameter that is not keyword-only
+                (only ``sender`` may be an ordinary parameter); has a
                 ``signal`` or positional-only parameter, or ``*args``.
             ValueError: an option is invalid, as for :class:`Signal`.
         """
