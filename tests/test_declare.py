@@ -133,7 +133,7 @@ async def test_open_prototype_leaves_the_payload_unchecked() -> None:
     """A prototype with **kwargs declares an open payload: any names may be sent."""
 
     @Signal.declare
-    def audit_event(*, sender: object, **details: Any) -> None:
+    def audit_event(*, sender: object, **details: Any) -> dict[str, Any]:
         raise NotImplementedError
 
     assert audit_event.providing_args is None
