@@ -13,9 +13,9 @@ import inspect
 import types
 import weakref
 from collections.abc import Awaitable, Callable, Collection, Hashable
-from typing import Any, Protocol, TypeAlias, overload
+from typing import Any, Protocol, overload
 
-from typing_extensions import ParamSpec, TypeVar
+from typing_extensions import ParamSpec, TypeAliasType, TypeVar
 
 from ._connections import ASYNC, INLINE, STRONG, THREAD, WEAK, WEAK_METHOD
 
@@ -24,7 +24,7 @@ P = ParamSpec("P", default=...)
 R = TypeVar("R", default=Any)
 
 #: A receiver of a ``Signal[P, R]``: called with the payload, returns R or an awaitable of R.
-Receiver: TypeAlias = Callable[P, Awaitable[R]] | Callable[P, R]
+Receiver = TypeAliasType("Receiver", Callable[P, Awaitable[R]] | Callable[P, R], type_params=(P, R))
 
 
 class ReceiverDecorator(Protocol[P, R]):

@@ -8,9 +8,9 @@ import threading
 import weakref
 from collections.abc import Awaitable, Callable, Hashable, Iterable
 from contextvars import copy_context
-from typing import Any, Generic, TypeAlias, cast, overload
+from typing import Any, Generic, cast, overload
 
-from typing_extensions import ParamSpec, TypeVar
+from typing_extensions import ParamSpec, TypeAliasType, TypeVar
 
 from ._connections import (
     ConnectionStore,
@@ -54,7 +54,7 @@ ReceiverP = ParamSpec("ReceiverP", default=...)
 ReceiverR = TypeVar("ReceiverR", default=Any)
 
 #: What a send returns: ``(receiver, result)`` in connection order.
-Results: TypeAlias = list[tuple[Callable[..., Any], R]]
+Results = TypeAliasType("Results", list[tuple[Callable[..., Any], R]], type_params=(R,))
 
 
 def hooks_of(signal: Signal[..., Any]) -> tuple[SendHook, ...]:

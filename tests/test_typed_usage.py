@@ -9,6 +9,8 @@ from types import ModuleType
 
 import pytest
 
+from asyncsignals import Signal
+
 pytestmark = pytest.mark.anyio
 
 USAGE = Path(__file__).resolve().parent / "type_tests" / "typed_usage.py"
@@ -33,3 +35,19 @@ def typed_usage() -> ModuleType:
 async def test_typed_usage_runs(typed_usage: ModuleType) -> None:
     """Every send, receiver and helper the checkers accept in typed_usage.py works as typed."""
     await typed_usage.main()
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # the Redis bridge is asyncio only
+async def test_publish_takes_the_sender_as_the_signal_send_does(anyio_backend: str) -> None:
+    """RedisBridge.publish takes sender= by keyword (a declared signal's form) or by position."""
+    from asyncsignals.redis import BridgeClosedError, RedisBridge
+
+    bridge = RedisBridge("redis://127.0.0.1:1/0", app="shop")
+    signal = Signal(name="order_shipped")
+    # Read before the bridge's own checks: a send without a sender never gets that far.
+    with pytest.raises(TypeError, match=r"publish\(\) missing the sender"):
+        await bridge.publish(signal)
+    with pytest.raises(BridgeClosedError):
+        await bridge.publish(signal, sender="shop", order=1)
+    with pytest.raises(BridgeClosedError):
+        await bridge.publish(signal, "shop", order=1)

@@ -11,7 +11,9 @@ import functools
 from collections.abc import Callable
 from typing import Any, assert_type
 
-from asyncsignals import Signal, receiver
+from asyncsignals import BackgroundDispatcher, Signal, receiver
+from asyncsignals.redis import RedisBridge
+from asyncsignals.testing import Send, capture, wait_for_send
 
 
 class Order:
@@ -225,3 +227,27 @@ async def check_the_options() -> None:
     await checkout_step.send(sender=Shop(), total="3")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
     await refund_issued.send(sender=Shop(), amount=5)
     await refund_issued.send(sender=Shop(), total=5)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
+
+
+# -- the helpers around signals take the signal's types ---------------------
+
+
+async def helpers(dispatcher: BackgroundDispatcher, bridge: RedisBridge, shop: Shop) -> None:
+    order = Order()
+    dispatcher.send(order_shipped, sender=shop, order=order, tracking_number="1Z")
+    dispatcher.send(order_shipped, sender=shop, order=order)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
+    await dispatcher.send_wait(order_shipped, sender=shop, order=order, tracking_number=1)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+    # The sender goes by keyword, as to the signal's own send.
+    dispatcher.send(order_shipped, shop, order=order, tracking_number="1Z")  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
+    await bridge.publish(order_shipped, sender=shop, order=order, tracking_number="1Z")
+    await bridge.publish(order_shipped, sender=shop, order="#1", tracking_number="1Z")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+
+    with capture(order_shipped) as shipped:
+        assert_type(shipped.sends, list[Send[str]])
+        sent = shipped.assert_sent(tracking_number="1Z")
+        assert_type(sent, Send[str])
+        assert_type(await shipped.wait_for(), Send[str])
+    waited = await wait_for_send(order_cancelled, lambda send: send.results == [])
+    assert_type(waited, Send[None])
+    assert_type(waited.results, list[tuple[Callable[..., Any], Exception | None]] | None)
+    await wait_for_send(order_cancelled, lambda send: send.results[0][1] is None)  # type: ignore[index]  # pyright: ignore[reportOptionalSubscript]

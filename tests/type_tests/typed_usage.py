@@ -7,13 +7,16 @@ checkers accept is proven to work. Its mistakes' twins are in check_declared.py.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, NotRequired, assert_type
 
+import anyio
 from typing_extensions import TypedDict, Unpack
 
-from asyncsignals import Signal, receiver
+from asyncsignals import BackgroundDispatcher, Signal, receiver
+from asyncsignals.testing import capture, wait_for_send
 
 
 @dataclass
@@ -140,3 +143,24 @@ async def main() -> None:
     assert RESTOCKED == [("green", 3)]
     refunds = await refund_issued.send(sender=shop, order=order, amount=5)
     assert [amount + 1 for _, amount in refunds] == [6]
+    await helpers_are_typed_from_the_signal(shop, order)
+
+
+async def helpers_are_typed_from_the_signal(shop: Shop, order: Order) -> None:
+    """The background dispatcher and the test helpers take and give the signal's types."""
+    with capture(order_shipped) as shipped:
+        async with BackgroundDispatcher() as dispatcher:
+            dispatcher.send(order_shipped, sender=shop, order=order, tracking_number="1Z")
+            await dispatcher.send_wait(order_shipped, sender=shop, order=order, tracking_number="2")
+            first = await shipped.wait_for(tracking_number="1Z")
+    results = first.results
+    assert results is not None
+    assert_type(results, list[tuple[Callable[..., Any], str | Exception]])
+    assert sorted(str(note) for _, note in results)[0] == "audited tea"
+    assert len(shipped.sends) == 2
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(functools.partial(stock_changed.send, sender=shop, sku="blue", quantity=1))
+        restocked = await wait_for_send(stock_changed, sku="blue")
+        assert_type(restocked.results, list[tuple[Callable[..., Any], Exception | None]] | None)
+        assert restocked.payload == {"sku": "blue", "quantity": 1}
