@@ -23,11 +23,13 @@ from typing import Any, Final
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from typing_extensions import ParamSpec
 
 from ._backends import current_backend
 from ._context import await_in_context
 from ._instrument import background_send
 from ._lifespan import Lifespan
+from ._payload import pop_sender
 from ._receivers import signal_label
 from ._signal import Signal, check_payload
 
@@ -40,6 +42,9 @@ __all__ = [
 ]
 
 logger: Final = logging.getLogger("asyncsignals.background")
+
+# The payload of the signal a send queues, checked as the signal's own send checks it.
+P = ParamSpec("P")
 
 # The most sends one dispatcher may run at once: each is a worker task,
 # started on entry.
@@ -507,21 +512,33 @@ class BackgroundDispatcher:
 
     # -- sending ------------------------------------------------------------
 
-    def _accept(self, signal: Signal[..., Any], sender: object, payload: dict[str, Any]) -> _Queued:
+    def _accept(
+        self,
+        method: str,
+        signal: Signal[..., Any],
+        args: tuple[object, ...],
+        payload: dict[str, Any],
+    ) -> _Queued:
         if not isinstance(signal, Signal):  # pyright: ignore[reportUnnecessaryIsInstance] (checks what callers pass)
             raise TypeError(f"expected a Signal to send, got {signal!r}")
         if not self._lifespan.running:
             raise self._lifespan.closed_error()
-        if "sender" in payload:
+        if args and "sender" in payload:
             raise TypeError(
-                f"'sender' is reserved: it is the second argument of send(), not a payload "
-                f"argument of signal {signal_label(signal)}"
+                f"'sender' is reserved: pass the sender once, as the second argument of "
+                f"{method}() or as sender=, not also as a payload argument of signal "
+                f"{signal_label(signal)}"
             )
+        sender = pop_sender(args, payload, method)
         check_payload(signal, payload)
         return _Queued(signal, sender, payload, contextvars.copy_context())
 
-    def send(self, signal: Signal[..., Any], sender: object, /, **payload: Any) -> None:
+    def send(self, signal: Signal[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> None:
         """Queue ``signal.send_robust(sender, **payload)`` and return at once.
+
+        Takes what the signal's own send takes: the sender (by position, or
+        as ``sender=``, as a declared signal's send wants it) and the
+        payload, type-checked against a declared signal's.
 
         Never yields to the event loop, so it can be called from sync code on
         the loop's thread (a sync receiver, for instance).
@@ -535,7 +552,7 @@ class BackgroundDispatcher:
                 match it (the reserved names, ``providing_args``): raised here,
                 before anything is queued.
         """
-        queued = self._accept(signal, sender, payload)
+        queued = self._accept("send", signal, args, kwargs)
         assert self._send_stream is not None
         queued.number = self._accepted
         try:
@@ -547,8 +564,10 @@ class BackgroundDispatcher:
             ) from None
         self._accepted += 1
 
-    async def send_wait(self, signal: Signal[..., Any], sender: object, /, **payload: Any) -> None:
+    async def send_wait(self, signal: Signal[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> None:
         """Queue ``signal.send_robust(sender, **payload)``, waiting for room if full.
+
+        Takes what :meth:`send` takes.
 
         When the queue has room it returns without yielding, like
         :meth:`send`. Otherwise it waits (a cancellation point) until a worker
@@ -561,7 +580,7 @@ class BackgroundDispatcher:
                 queued.
             TypeError: as for :meth:`send`, before anything is queued.
         """
-        queued = self._accept(signal, sender, payload)
+        queued = self._accept("send_wait", signal, args, kwargs)
         assert self._send_stream is not None
         while True:
             queued.number = self._accepted

@@ -12,9 +12,10 @@ import math
 import threading
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, Generic
 
 import anyio
+from typing_extensions import ParamSpec, TypeVar
 
 from ._receivers import signal_label
 from ._send_record import ANY_SENDER, Match, Send, list_sends, quantity
@@ -23,12 +24,18 @@ from ._watching import LoopCall, Observer, acquire, check_signal, release
 
 __all__ = ["SendTimeoutError", "SignalCapture", "capture", "wait_for_send"]
 
+# The captured signal's payload and result (any, for an untyped signal).
+P = ParamSpec("P", default=...)
+R = TypeVar("R", default=Any)
+
 # How long wait_for_send and SignalCapture.wait_for wait unless told.
 _DEFAULT_TIMEOUT: Final = 5.0
 
 
-class SignalCapture(Observer):
+class SignalCapture(Observer, Generic[P, R]):
     """Records every send of one signal while it is active; see :func:`capture`.
+
+    ``SignalCapture[P, R]`` for a ``Signal[P, R]``: its sends are ``Send[R]``.
 
     Use it as a (sync) context manager, in sync or async tests. The records
     stay readable after the block, so assertions may follow it.
@@ -36,16 +43,16 @@ class SignalCapture(Observer):
     Thread-safe: sends from worker threads (``send_sync``) are recorded too.
     """
 
-    def __init__(self, signal: Signal[..., Any]) -> None:
+    def __init__(self, signal: Signal[P, R]) -> None:
         check_signal(signal, "capture")
         self.signal = signal
         self._lock = threading.Lock()
-        self._sends: list[Send] = []
+        self._sends: list[Send[R]] = []
         self._returned: set[int] = set()  # indexes already handed out by wait_for
         self._waiters: list[tuple[anyio.Event, LoopCall]] = []
         self._state = "new"
 
-    def __enter__(self) -> SignalCapture:
+    def __enter__(self) -> SignalCapture[P, R]:
         if self._state != "new":
             raise RuntimeError(f"this capture of {signal_label(self.signal)} was already used")
         self._state = "active"
@@ -72,18 +79,18 @@ class SignalCapture(Observer):
             call(event.set)
 
     @property
-    def sends(self) -> list[Send]:
+    def sends(self) -> list[Send[R]]:
         """Every send recorded, in the order the sends started (a copy)."""
         with self._lock:
             return list(self._sends)
 
-    def _matching(self, match: Match) -> list[Send]:
+    def _matching(self, match: Match) -> list[Send[R]]:
         return [send for send in self.sends if match(send)]
 
     def _fail(self, expectation: str) -> AssertionError:
         return AssertionError(f"{expectation}; {list_sends(self.sends)}")
 
-    def assert_sent(self, sender: object = ANY_SENDER, **payload: Any) -> Send:
+    def assert_sent(self, sender: object = ANY_SENDER, **payload: Any) -> Send[R]:
         """Assert at least one send matched, and return the first that did.
 
         Args:
@@ -138,7 +145,7 @@ class SignalCapture(Observer):
                 f"{quantity(count, 'time')} ({quantity(matched, 'send')} matched)"
             )
 
-    def assert_sent_once_with(self, sender: object = ANY_SENDER, **payload: Any) -> Send:
+    def assert_sent_once_with(self, sender: object = ANY_SENDER, **payload: Any) -> Send[R]:
         """Assert the signal was sent exactly once, with exactly this payload; return the send.
 
         Like ``Mock.assert_called_once_with``: the payload must have exactly
@@ -164,14 +171,14 @@ class SignalCapture(Observer):
 
     async def wait_for(
         self,
-        predicate: Callable[[Send], bool] | None = None,
+        predicate: Callable[[Send[R]], bool] | None = None,
         *,
         sender: object = ANY_SENDER,
         # A timeout parameter (not the caller's own scope) so that the error
         # can say what was sent meanwhile.
         timeout: float | None = _DEFAULT_TIMEOUT,  # noqa: ASYNC109
         **payload: Any,
-    ) -> Send:
+    ) -> Send[R]:
         """Wait for a matching send to finish, and return it.
 
         Returns the earliest matching send recorded by this capture that an
@@ -211,7 +218,7 @@ class SignalCapture(Observer):
             self.sends,
         )
 
-    async def _next(self, match: Match) -> Send:
+    async def _next(self, match: Match) -> Send[R]:
         call = LoopCall()
         while True:
             event = anyio.Event()
@@ -231,7 +238,7 @@ class SignalCapture(Observer):
                     self._waiters.remove(waiter)
 
 
-def capture(signal: Signal[..., Any]) -> SignalCapture:
+def capture(signal: Signal[P, R]) -> SignalCapture[P, R]:
     """Record every send of ``signal`` made while the returned capture is active.
 
     Use it as ``with capture(order_shipped) as shipped:``, in sync and async
@@ -269,13 +276,13 @@ class SendTimeoutError(AssertionError, TimeoutError):
 
 
 async def wait_for_send(
-    signal: Signal[..., Any],
-    predicate: Callable[[Send], bool] | None = None,
+    signal: Signal[P, R],
+    predicate: Callable[[Send[R]], bool] | None = None,
     *,
     sender: object = ANY_SENDER,
     timeout: float | None = _DEFAULT_TIMEOUT,  # noqa: ASYNC109
     **payload: Any,
-) -> Send:
+) -> Send[R]:
     """Wait for the next send of ``signal`` that matches, and return it once it has finished.
 
     Watching starts when the call is awaited, before it first yields: a send

@@ -10,8 +10,11 @@ signal is passed in only to be named in those errors.
 from __future__ import annotations
 
 import inspect
+import typing
 from collections.abc import Callable, Iterable
 from typing import Any
+
+import typing_extensions
 
 from ._receivers import describe, signal_label
 
@@ -25,6 +28,11 @@ __all__ = [
 
 # Passed by the signal itself: never a payload name.
 _RESERVED: frozenset[str] = frozenset({"sender", "signal"})
+
+# Unpack as typing and typing_extensions spell it (the same object on newer Pythons).
+_UNPACK: frozenset[object] = frozenset({typing.Unpack, typing_extensions.Unpack})
+_REQUIRED: frozenset[object] = frozenset({typing.Required, typing_extensions.Required})
+_NOT_REQUIRED: frozenset[object] = frozenset({typing.NotRequired, typing_extensions.NotRequired})
 
 
 def payload_names(providing_args: Iterable[str] | None) -> frozenset[str] | None:
@@ -97,14 +105,24 @@ def check_names(
 def read_prototype(prototype: Callable[..., Any]) -> tuple[list[str] | None, frozenset[str]]:
     """The payload a :meth:`Signal.declare` prototype declares.
 
-    Returns its payload names, in order (None for a ``**kwargs`` prototype,
-    whose payload is open), and those of them a send must provide (the ones
-    without a default).
+    Returns its payload names, in order (None for a ``**kwargs: Any``
+    prototype, whose payload is open), and those of them a send must provide
+    (the ones without a default). A ``**payload: Unpack[SomeTypedDict]``
+    prototype declares the keys of that TypedDict (its ``NotRequired`` ones
+    may be left out).
 
     Raises:
-        TypeError: no ``sender`` parameter, a ``signal`` or positional-only
-            parameter, or ``*args``.
+        TypeError: an ``async def`` prototype; no ``sender`` parameter; a
+            ``signal`` parameter; a payload parameter that is not
+            keyword-only; ``*args``; or an ``Unpack`` annotation that cannot
+            be resolved.
     """
+    if inspect.iscoroutinefunction(prototype):
+        raise TypeError(
+            f"signal prototype {describe(prototype)} cannot be 'async def': its return "
+            "annotation is what each receiver returns, so declare it with 'def' "
+            "(async receivers still fit it)"
+        )
     names: list[str] = []
     required: list[str] = []
     open_payload = False
@@ -112,7 +130,12 @@ def read_prototype(prototype: Callable[..., Any]) -> tuple[list[str] | None, fro
     for parameter in inspect.signature(prototype).parameters.values():
         kind = parameter.kind
         if kind is inspect.Parameter.VAR_KEYWORD:
-            open_payload = True
+            typed = _typed_payload(prototype, parameter)
+            if typed is None:
+                open_payload = True
+            else:
+                names.extend(typed[0])
+                required.extend(typed[1])
         elif kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.POSITIONAL_ONLY):
             what = (
                 f"*{parameter.name}"
@@ -130,6 +153,13 @@ def read_prototype(prototype: Callable[..., Any]) -> tuple[list[str] | None, fro
                 f"signal prototype {describe(prototype)} cannot have a 'signal' "
                 "parameter: the signal passes itself to receivers that take one"
             )
+        elif kind is not inspect.Parameter.KEYWORD_ONLY:
+            # A send could pass it by position, which no receiver is called with.
+            raise TypeError(
+                f"signal prototype {describe(prototype)}: payload parameter "
+                f"{parameter.name!r} must be keyword-only: put '*, ' before it "
+                "(def prototype(*, sender: ..., ...))"
+            )
         else:
             names.append(parameter.name)
             if parameter.default is inspect.Parameter.empty:
@@ -140,6 +170,54 @@ def read_prototype(prototype: Callable[..., Any]) -> tuple[list[str] | None, fro
             "(keyword-only is best: def prototype(*, sender: ..., ...))"
         )
     return (None if open_payload else names), frozenset(required)
+
+
+def _typed_payload(
+    prototype: Callable[..., Any], parameter: inspect.Parameter
+) -> tuple[list[str], list[str]] | None:
+    """The names, and the required names, of ``**parameter: Unpack[SomeTypedDict]``.
+
+    None when the parameter is not annotated with ``Unpack``: an open payload.
+    """
+    hint = parameter.annotation
+    while isinstance(hint, str) and "Unpack" in hint:
+        # A postponed annotation (from __future__ import annotations; a quoted
+        # one under it is postponed twice), resolved alone, as
+        # typing.get_type_hints would: other parameters may name local classes.
+        try:
+            hint = eval(hint, getattr(prototype, "__globals__", {}))
+        except NameError as error:
+            raise TypeError(
+                f"signal prototype {describe(prototype)}: cannot resolve the annotation "
+                f"of **{parameter.name} ({error}); define its TypedDict at module level"
+            ) from None
+    if typing.get_origin(hint) not in _UNPACK:
+        return None
+    typed_dict: Any = typing.get_args(hint)[0]
+    keys = list(typed_dict.__annotations__)
+    reserved = sorted(_RESERVED.intersection(keys))
+    if reserved:
+        raise TypeError(
+            f"signal prototype {describe(prototype)}: **{parameter.name} cannot have the "
+            f"key(s) {reserved}: 'sender' and 'signal' are passed by the signal itself"
+        )
+    return keys, [key for key in keys if _is_required(typed_dict, key)]
+
+
+def _is_required(typed_dict: Any, key: str) -> bool:
+    """Whether a send must provide ``key`` of ``typed_dict``.
+
+    ``__required_keys__`` cannot see ``NotRequired`` in a postponed annotation
+    on Python 3.11 and 3.12, so the resolved annotations decide when they can.
+    """
+    try:
+        hints = typing_extensions.get_type_hints(typed_dict, include_extras=True)
+    except NameError:
+        return key in typed_dict.__required_keys__
+    qualifier: object = typing.get_origin(hints[key])
+    if qualifier in _NOT_REQUIRED:
+        return False
+    return qualifier in _REQUIRED or key in typed_dict.__required_keys__
 
 
 def pop_sender(args: tuple[object, ...], kwargs: dict[str, Any], method: str) -> object:

@@ -12,10 +12,39 @@ import functools
 import inspect
 import types
 import weakref
-from collections.abc import Callable, Collection, Hashable
-from typing import Any
+from collections.abc import Awaitable, Callable, Collection, Hashable
+from typing import Any, Protocol, overload
+
+from typing_extensions import ParamSpec, TypeAliasType, TypeVar
 
 from ._connections import ASYNC, INLINE, STRONG, THREAD, WEAK, WEAK_METHOD
+
+# The payload receivers of a Signal[P, R] are called with, and what they return.
+P = ParamSpec("P", default=...)
+R = TypeVar("R", default=Any)
+
+#: A receiver of a ``Signal[P, R]``: called with the payload, returns R or an awaitable of R.
+Receiver = TypeAliasType("Receiver", Callable[P, Awaitable[R]] | Callable[P, R], type_params=(P, R))
+
+
+class ReceiverDecorator(Protocol[P, R]):
+    """What ``receiver(signal)`` returns: connects a function that fits ``signal``.
+
+    The function must fit the signal's payload and result; it comes back
+    with its own kind of result (a sync receiver returns ``R``, an async one
+    an awaitable of ``R``) and parameters left open, so that it can be
+    awaited, called as its own signature allows, and decorated again for a
+    signal whose payload differs.
+    """
+
+    # Two variants rather than one union, so that the result keeps the
+    # function's kind. mypy reports a function that fits neither against the
+    # first, pyright against the last.
+    @overload
+    def __call__(self, function: Callable[P, R], /) -> Callable[..., R]: ...
+    @overload
+    def __call__(self, function: Callable[P, Awaitable[R]], /) -> Callable[..., Awaitable[R]]: ...
+
 
 # asyncio's pre-3.12 marker (set by asgiref's ``markcoroutinefunction`` and by
 # ``asyncio.coroutine``-era helpers); ``inspect.iscoroutinefunction`` only knows

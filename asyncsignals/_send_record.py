@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import reprlib
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from typing import Any, Final, Generic
+
+from typing_extensions import TypeVar
 
 from ._receivers import signal_label
 from ._signal import Signal
@@ -26,13 +28,19 @@ class _AnySender:
 
 ANY_SENDER: Final = _AnySender()
 
+# What the receivers of the recorded signal return (Any for an untyped signal).
+R = TypeVar("R", default=Any)
+
 _repr = reprlib.Repr()
 _repr.maxstring = _repr.maxother = _repr.maxlong = 200
 _repr.maxlist = _repr.maxtuple = _repr.maxdict = _repr.maxset = 20
 
 
-class Send:
+class Send(Generic[R]):
     """One send of a signal, as a capture, a wait or a stream saw it.
+
+    ``Send[R]`` for a signal whose receivers return ``R``: what a capture of
+    a declared signal records.
 
     Recorded when the send starts, completed when it returns or raises.
 
@@ -64,7 +72,7 @@ class Send:
         return tuple(self._receivers)
 
     @property
-    def results(self) -> list[tuple[Callable[..., Any], Any]] | None:
+    def results(self) -> list[tuple[Callable[..., Any], R | Exception]] | None:
         """What the send returned: ``[(receiver, result), ...]``.
 
         None while the send is running and when it raised (see :attr:`error`).

@@ -8,9 +8,9 @@ import threading
 import weakref
 from collections.abc import Awaitable, Callable, Hashable, Iterable
 from contextvars import copy_context
-from typing import Any, Generic, TypeAlias, cast, overload
+from typing import Any, Generic, cast, overload
 
-from typing_extensions import ParamSpec, TypeVar
+from typing_extensions import ParamSpec, TypeAliasType, TypeVar
 
 from ._connections import ConnectionStore, Snapshot
 from ._hooks import SendHook, everywhere, send_observed
@@ -23,6 +23,8 @@ from ._payload import (
     reserved_name_error,
 )
 from ._receivers import (
+    Receiver,
+    ReceiverDecorator,
     check_accepts,
     dispatch_uid_key,
     inspect_receiver,
@@ -40,7 +42,7 @@ from ._run import (
 )
 from ._sync import send_from_sync
 
-__all__ = ["Signal", "receiver"]
+__all__ = ["Results", "Signal", "receiver"]
 
 # A signal's payload, as the parameters its receivers take, and what they return.
 # Unparametrized (Signal()), any payload and any result: Django's untyped style.
@@ -49,12 +51,13 @@ R = TypeVar("R", default=Any)
 # The same for functions generic in a signal's payload (Signal.declare, receiver).
 DeclaredP = ParamSpec("DeclaredP")
 DeclaredR = TypeVar("DeclaredR")
-
-#: A receiver of a ``Signal[P, R]``: called with the payload, returns R or an awaitable of R.
-Receiver: TypeAlias = Callable[P, Awaitable[R]] | Callable[P, R]
+# For receiver(): their defaults (any payload, any result) are what it checks a
+# function against for a list of signals, whose payloads may differ.
+ReceiverP = ParamSpec("ReceiverP", default=...)
+ReceiverR = TypeVar("ReceiverR", default=Any)
 
 #: What a send returns: ``(receiver, result)`` in connection order.
-Results: TypeAlias = list[tuple[Callable[..., Any], R]]
+Results = TypeAliasType("Results", list[tuple[Callable[..., Any], R]], type_params=(R,))
 
 
 def hooks_of(signal: Signal[..., Any]) -> tuple[SendHook, ...]:
@@ -233,7 +236,7 @@ class Signal(Generic[P, R]):
         Type checkers then check every ``send`` (pass ``sender=`` by
         keyword), every receiver given to ``connect`` or ``@receiver``, and
         infer the results; at runtime the same names are enforced as with
-        ``providing_args``. A ``**kwargs`` parameter leaves the payload open.
+        ``providing_args``. A ``**kwargs: Any`` parameter leaves the payload open.
 
         The options are those of :class:`Signal` (``name`` defaults to the
         prototype's name); with options, use it as a decorator factory::
@@ -242,8 +245,14 @@ class Signal(Generic[P, R]):
             def checkout_step(*, sender: Cart, total: int) -> None:
                 raise NotImplementedError
 
+        A ``**payload: Unpack[SomeTypedDict]`` parameter declares the
+        TypedDict's keys as the payload (its ``NotRequired`` keys may be left
+        out), and the runtime enforces them too.
+
         Raises:
-            TypeError: the prototype has no ``sender`` parameter, has a
+            TypeError: the prototype is ``async def``; has no ``sender``
+                parameter; has a payload parameter that is not keyword-only
+                (only ``sender`` may be an ordinary parameter); has a
                 ``signal`` or positional-only parameter, or ``*args``.
             ValueError: an option is invalid, as for :class:`Signal`.
         """
@@ -303,8 +312,13 @@ class Signal(Generic[P, R]):
         *,
         to_thread: bool = False,
         timeout: float | None = None,
-    ) -> Receiver[P, R]:
+    ) -> Callable[..., Any]:
         """Connect ``receiver`` to this signal and return it.
+
+        The type checker checks ``receiver`` against the signal's payload and
+        result. It is returned as it was given (typed ``Callable[..., Any]``:
+        one signature cannot give back both kinds of receiver, sync and
+        async, as themselves; ``@receiver`` does).
 
         Args:
             receiver: A sync or async callable, called with keyword arguments.
@@ -596,28 +610,30 @@ def _declare(
 
 
 def receiver(
-    signal: Signal[DeclaredP, DeclaredR] | Iterable[Signal[DeclaredP, DeclaredR]],
+    signal: Signal[ReceiverP, ReceiverR] | Iterable[Signal[Any, Any]],
     **connect_kwargs: Any,
-) -> Callable[[Receiver[DeclaredP, DeclaredR]], Receiver[DeclaredP, DeclaredR]]:
+) -> ReceiverDecorator[ReceiverP, ReceiverR]:
     """Decorator: connect the function to ``signal`` (or to each of a list).
 
     ``connect_kwargs`` are passed to :meth:`Signal.connect`; the function is
     returned unchanged. For a declared signal the type checker checks the
-    function against the signal's payload.
+    function against the signal's payload (see :class:`ReceiverDecorator`);
+    for a list of signals whose payloads differ, it asks for a receiver that
+    takes any payload (``sender`` and ``**kwargs``, see :class:`OpenReceiver`).
     """
-    signals = [signal] if isinstance(signal, Signal) else list(signal)
+    signals: list[object] = [signal] if isinstance(signal, Signal) else list(signal)
     if not signals:
         raise TypeError("receiver() needs at least one signal to connect to, got none")
     for each in signals:
-        if not isinstance(each, Signal):  # pyright: ignore[reportUnnecessaryIsInstance] (checks what callers pass)
+        if not isinstance(each, Signal):
             raise TypeError(f"receiver() expects a Signal or a list of them, got {each!r}")
 
-    def decorator(function: Receiver[DeclaredP, DeclaredR]) -> Receiver[DeclaredP, DeclaredR]:
-        for each in signals:
+    def decorator(function: Receiver[..., Any]) -> Receiver[..., Any]:
+        for each in cast("list[Signal[..., Any]]", signals):
             each.connect(function, **connect_kwargs)
         return function
 
-    return decorator
+    return cast("ReceiverDecorator[ReceiverP, ReceiverR]", decorator)
 
 
 # Public names show their public path in reprs and tracebacks.

@@ -78,6 +78,7 @@ from types import TracebackType
 from typing import Any
 
 import anyio
+from typing_extensions import ParamSpec
 
 try:
     import redis.asyncio as aioredis
@@ -88,6 +89,7 @@ except ImportError as _missing_dependency:
     ) from _missing_dependency
 
 from ._lifespan import Lifespan
+from ._payload import pop_sender
 from ._redis_codecs import TypedJSON
 from ._redis_consumer import Consumer
 from ._redis_envelope import Deduplicator, Envelope, Origin, current_event
@@ -103,6 +105,9 @@ from ._redis_wire import (
     text,
 )
 from ._signal import Signal
+
+# The payload of the signal an event is published for, as its own send takes it.
+P = ParamSpec("P")
 
 __all__ = [
     "BridgeClosedError",
@@ -452,8 +457,12 @@ class RedisBridge:
 
     # -- publishing ---------------------------------------------------------
 
-    async def publish(self, signal: Signal[..., Any], sender: object, /, **payload: Any) -> str:
+    async def publish(self, signal: Signal[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> str:
         """Add an event of ``signal`` to its stream; return the entry's id.
+
+        Takes what the signal's own send takes: the sender (by position or
+        as ``sender=``) and the payload, type-checked against a declared
+        signal's.
 
         The event carries a new event id, the time, this bridge as its
         origin and, with OpenTelemetry installed, the current span's trace
@@ -472,6 +481,9 @@ class RedisBridge:
                 a name; nothing was published.
             ValueError: the event is larger than ``max_message_bytes``.
         """
+        # A positional sender with sender= too is the payload's error, raised by encode.
+        sender = args[0] if len(args) == 1 else pop_sender(args, kwargs, "publish")
+        payload = kwargs
         if not self._lifespan.running:
             raise self._lifespan.closed_error() from self._consumer.failure
         export = self._exports.get(signal)

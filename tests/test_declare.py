@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NotRequired, Required
 
 import pytest
+from typing_extensions import TypedDict, Unpack
 
 from asyncsignals import Signal
 
@@ -13,6 +14,26 @@ pytestmark = pytest.mark.anyio
 
 class Order:
     pass
+
+
+class Shipment(TypedDict):
+    order: Order
+    tracking_number: str
+    carrier: NotRequired[str]
+
+
+class ReservedKeys(TypedDict):
+    signal: str
+
+
+class PartlyRequired(TypedDict, total=False):
+    order: Required[Order]
+    note: str
+
+
+# Its annotation names a class that does not exist: NotRequired cannot be read from it.
+class Unresolvable(TypedDict):
+    order: Nowhere  # type: ignore[name-defined]  # noqa: F821
 
 
 @Signal.declare
@@ -112,7 +133,7 @@ async def test_open_prototype_leaves_the_payload_unchecked() -> None:
     """A prototype with **kwargs declares an open payload: any names may be sent."""
 
     @Signal.declare
-    def audit_event(*, sender: object, **details: Any) -> None:
+    def audit_event(*, sender: object, **details: Any) -> dict[str, Any]:
         raise NotImplementedError
 
     assert audit_event.providing_args is None
@@ -133,6 +154,9 @@ async def test_open_prototype_leaves_the_payload_unchecked() -> None:
         ("def p(sender, /, *, order): ...", "cannot have the positional-only parameter 'sender'"),
         ("def p(*args, sender): ...", r"cannot have \*args"),
         ("def p(*, sender, signal): ...", "cannot have a 'signal' parameter"),
+        ("def p(sender, order): ...", "payload parameter 'order' must be keyword-only"),
+        ("def p(order, *, sender): ...", "payload parameter 'order' must be keyword-only"),
+        ("async def p(*, sender, order): ...", "cannot be 'async def'"),
     ],
 )
 def test_bad_prototypes_are_refused(prototype_source: str, message: str) -> None:
@@ -214,3 +238,92 @@ def test_declare_checks_its_options_like_signal(
         Signal.declare(prototype, **options)
     with pytest.raises(error):
         Signal.declare(**options)(prototype)
+
+
+def test_sender_may_be_an_ordinary_parameter() -> None:
+    """Only the payload must be keyword-only: an ordinary ``sender`` parameter is accepted."""
+
+    def order_placed(sender: object, *, order: Order) -> None:
+        raise NotImplementedError
+
+    assert Signal.declare(order_placed).providing_args == frozenset({"order"})
+
+
+async def test_unpacked_typeddict_payload_names_are_enforced() -> None:
+    """A ``**payload: Unpack[TypedDict]`` prototype provides the TypedDict's keys, no others."""
+
+    @Signal.declare
+    def order_shipped(*, sender: object, **payload: Unpack[Shipment]) -> str:
+        raise NotImplementedError
+
+    def note(sender: object, **kwargs: Any) -> str:
+        return ",".join(sorted(kwargs))
+
+    assert order_shipped.providing_args == frozenset({"order", "tracking_number", "carrier"})
+    order_shipped.connect(note)
+    try:
+        results = await order_shipped.send(sender=None, order=Order(), tracking_number="1Z")
+        assert results == [(note, "order,signal,tracking_number")]
+        await order_shipped.send(sender=None, order=Order(), tracking_number="1Z", carrier="ups")
+        with pytest.raises(TypeError, match=r"missing argument\(s\) \['tracking_number'\]"):
+            await order_shipped.send(sender=None, order=Order())  # type: ignore[call-arg]
+        with pytest.raises(TypeError, match=r"unknown argument\(s\) \['extra'\]"):
+            await order_shipped.send(  # type: ignore[call-arg]
+                sender=None, order=Order(), tracking_number="1Z", extra=1
+            )
+    finally:
+        order_shipped.disconnect(note)
+
+
+def test_unpacked_typeddict_in_a_postponed_annotation_is_read() -> None:
+    """``**payload: "Unpack[Shipment]"`` (postponed annotations) is resolved like a live one."""
+    namespace: dict[str, Any] = {"Unpack": Unpack, "Shipment": Shipment}
+    exec("def p(*, sender: 'Local', **payload: 'Unpack[Shipment]') -> None: ...", namespace)
+    assert Signal.declare(namespace["p"]).providing_args == frozenset(
+        {"order", "tracking_number", "carrier"}
+    )
+
+
+def test_unresolvable_unpack_annotation_is_refused() -> None:
+    """An ``Unpack`` annotation naming a TypedDict that cannot be found is a clear TypeError."""
+    namespace: dict[str, Any] = {"Unpack": Unpack}
+    exec("def p(*, sender, **payload: 'Unpack[Missing]') -> None: ...", namespace)
+    with pytest.raises(TypeError, match=r"cannot resolve the annotation of \*\*payload"):
+        Signal.declare(namespace["p"])
+
+
+def test_unpacked_typeddict_cannot_use_reserved_names() -> None:
+    """A TypedDict payload with a ``signal`` or ``sender`` key is refused."""
+
+    def p(*, sender: object, **payload: Unpack[ReservedKeys]) -> None:
+        raise NotImplementedError
+
+    with pytest.raises(TypeError, match=r"\*\*payload cannot have the key\(s\) \['signal'\]"):
+        Signal.declare(p)
+
+
+def test_open_payload_annotation_other_than_unpack() -> None:
+    """``**kwargs`` annotated with a plain type, or a postponed one, leaves the payload open."""
+
+    def live(*, sender: object, **details: int) -> None:
+        raise NotImplementedError
+
+    namespace: dict[str, Any] = {}
+    exec("def postponed(*, sender, **details: 'int') -> None: ...", namespace)
+    assert Signal.declare(live).providing_args is None
+    assert Signal.declare(namespace["postponed"]).providing_args is None
+
+
+@pytest.mark.parametrize(
+    ("payload", "required"),
+    [(PartlyRequired, {"order"}), (Unresolvable, {"order"})],
+    ids=["total-false-with-required", "unresolvable-annotations"],
+)
+def test_unpacked_typeddict_required_keys(payload: Any, required: set[str]) -> None:
+    """``Required`` in a ``total=False`` TypedDict is required; so is a key of unknown type."""
+    namespace: dict[str, Any] = {"Unpack": Unpack, "Payload": payload}
+    exec("def p(*, sender, **payload: Unpack[Payload]) -> None: ...", namespace)
+    signal = Signal.declare(namespace["p"])
+    with pytest.raises(TypeError) as missing:
+        signal.send_sync(sender=None)
+    assert f"missing argument(s) {sorted(required)}" in str(missing.value)

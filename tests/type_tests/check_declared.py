@@ -11,7 +11,9 @@ import functools
 from collections.abc import Callable
 from typing import Any, assert_type
 
-from asyncsignals import Signal, receiver
+from asyncsignals import BackgroundDispatcher, Signal, receiver
+from asyncsignals.redis import RedisBridge
+from asyncsignals.testing import Send, capture, wait_for_send
 
 
 class Order:
@@ -96,9 +98,84 @@ order_shipped.connect(returns_a_number)  # type: ignore[arg-type]  # pyright: ig
 order_shipped.connect(wants_another_sender)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
 
 
-@receiver(order_shipped)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+@receiver(order_shipped)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType, reportCallIssue, reportUntypedFunctionDecorator]
 def decorated_wrongly(*, sender: Shop) -> str:
     return "?"
+
+
+@receiver(order_shipped)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType, reportCallIssue, reportUntypedFunctionDecorator]
+async def decorated_async_wrongly(*, sender: Shop, order: Order, tracking_number: int) -> str:
+    return "?"
+
+
+# -- what a decorated receiver is -------------------------------------------
+
+
+# Stacked: checked against each signal (order_cancelled's receivers return None).
+@receiver(order_cancelled)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType, reportCallIssue, reportUntypedFunctionDecorator]
+@receiver(order_shipped)
+def stacked_on_a_signal_returning_none(sender: Shop, **kwargs: Any) -> str:
+    return "?"
+
+
+@receiver(order_shipped)
+async def awaitable(*, sender: Shop, order: Order, tracking_number: str) -> str:
+    return tracking_number
+
+
+async def decorated_receivers_keep_their_kind(shop: Shop, order: Order) -> None:
+    assert_type(decorated(sender=shop, order=order, tracking_number="1Z"), str)
+    assert_type(await awaitable(sender=shop, order=order, tracking_number="1Z"), str)
+    # Decorated for a list, whose payloads may differ: checked at connect only.
+    assert_type(decorated_async, Callable[..., Any])
+    await decorated(sender=shop, order=order, tracking_number="1Z")  # type: ignore[misc]  # pyright: ignore[reportGeneralTypeIssues]
+
+
+# -- the limits of a signature as a declaration ----------------------------
+
+
+# The body "..." of a prototype that returns a value is mypy's empty-body error
+# (mypy allows it only in protocols, abstract methods, overloads and stubs):
+# hence "raise NotImplementedError" in the documented form.
+@Signal.declare
+def with_an_empty_body(*, sender: Shop, order: Order) -> str: ...  # type: ignore[empty-body]
+
+
+@Signal.declare
+def order_placed(sender: Shop, *, order: Order) -> None:
+    """An ordinary sender: send(shop, order=...) type-checks, but see below."""
+    raise NotImplementedError
+
+
+async def sends_by_position(shop: Shop, order: Order) -> None:
+    await order_placed.send(shop, order=order)
+    await order_shipped.send(shop, order=order, tracking_number="1Z")  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
+
+
+def takes_sender_by_keyword(*, sender: Shop, order: Order) -> None:
+    pass
+
+
+def takes_sender_either_way(sender: Shop, order: Order) -> None:
+    pass
+
+
+# A prototype's ordinary sender asks receivers for an ordinary one too.
+order_placed.connect(takes_sender_either_way)
+order_placed.connect(takes_sender_by_keyword)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+
+
+def takes_the_signal(sender: Shop, signal: object, **kwargs: Any) -> str:
+    return "?"
+
+
+def takes_the_signal_if_given(sender: Shop, signal: object = None, **kwargs: Any) -> str:
+    return "?"
+
+
+# A declared payload has no 'signal': a receiver takes it with a default.
+order_shipped.connect(takes_the_signal_if_given)
+order_shipped.connect(takes_the_signal)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
 
 
 # -- sending -----------------------------------------------------------------
@@ -150,3 +227,27 @@ async def check_the_options() -> None:
     await checkout_step.send(sender=Shop(), total="3")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
     await refund_issued.send(sender=Shop(), amount=5)
     await refund_issued.send(sender=Shop(), total=5)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
+
+
+# -- the helpers around signals take the signal's types ---------------------
+
+
+async def helpers(dispatcher: BackgroundDispatcher, bridge: RedisBridge, shop: Shop) -> None:
+    order = Order()
+    dispatcher.send(order_shipped, sender=shop, order=order, tracking_number="1Z")
+    dispatcher.send(order_shipped, sender=shop, order=order)  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
+    await dispatcher.send_wait(order_shipped, sender=shop, order=order, tracking_number=1)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+    # The sender goes by keyword, as to the signal's own send.
+    dispatcher.send(order_shipped, shop, order=order, tracking_number="1Z")  # type: ignore[call-arg]  # pyright: ignore[reportCallIssue]
+    await bridge.publish(order_shipped, sender=shop, order=order, tracking_number="1Z")
+    await bridge.publish(order_shipped, sender=shop, order="#1", tracking_number="1Z")  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
+
+    with capture(order_shipped) as shipped:
+        assert_type(shipped.sends, list[Send[str]])
+        sent = shipped.assert_sent(tracking_number="1Z")
+        assert_type(sent, Send[str])
+        assert_type(await shipped.wait_for(), Send[str])
+    waited = await wait_for_send(order_cancelled, lambda send: send.results == [])
+    assert_type(waited, Send[None])
+    assert_type(waited.results, list[tuple[Callable[..., Any], Exception | None]] | None)
+    await wait_for_send(order_cancelled, lambda send: send.results[0][1] is None)  # type: ignore[index]  # pyright: ignore[reportOptionalSubscript]
