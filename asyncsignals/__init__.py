@@ -8,7 +8,8 @@ from ._background import (
     ShutdownReport,
 )
 from ._instrument import Instrument, SendEvent, add_instrument, remove_instrument
-from ._signal import Signal, receiver
+from ._receivers import Receiver, ReceiverDecorator
+from ._signal import Results, Signal, receiver
 
 # Kept equal to the version in pyproject.toml (a test compares the two).
 __version__ = "0.1.0"
@@ -19,6 +20,9 @@ __all__ = [
     "DispatcherClosedError",
     "DispatcherFullError",
     "Instrument",
+    "Receiver",
+    "ReceiverDecorator",
+    "Results",
     "SendEvent",
     "ShutdownReport",
     "Signal",

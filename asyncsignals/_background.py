@@ -433,31 +433,8 @@ class BackgroundDispatcher:
                 for queued, started in not_completed
             ),
         )
-        for each in report.not_completed:
-            logger.error(
-                "background send of signal %s from sender %s did not complete: %s; %s",
-                signal_label(each.signal),
-                reprlib.repr(each.sender),
-                "cancelled while running" if each.started else "cancelled before it started",
-                self._describe(each),
-            )
-        if report.not_completed:
-            logger.error(
-                "%s: %d of %d background sends did not complete at shutdown (%s)",
-                self._display_name,
-                len(report.not_completed),
-                report.accepted,
-                how_it_ended,
-            )
+        _log_not_completed(report, self._display_name, how_it_ended, self.describe)
         return report
-
-    def _describe(self, send: BackgroundSend) -> str:
-        if self.describe is not None:
-            try:
-                return self.describe(send)
-            except Exception as exc:  # the report must not fail because of it
-                return f"{_summary(send.payload)} (describe raised {type(exc).__name__})"
-        return _summary(send.payload)
 
     async def _work(self) -> None:
         assert self._receive_stream is not None
@@ -611,3 +588,38 @@ for _public in (
 ):
     _public.__module__ = "asyncsignals"
 del _public
+
+
+def _log_not_completed(
+    report: ShutdownReport,
+    name: str,
+    how_it_ended: str,
+    describe: Callable[[BackgroundSend], str] | None,
+) -> None:
+    """Log each send the shutdown left undone, then their count."""
+    for each in report.not_completed:
+        logger.error(
+            "background send of signal %s from sender %s did not complete: %s; %s",
+            signal_label(each.signal),
+            reprlib.repr(each.sender),
+            "cancelled while running" if each.started else "cancelled before it started",
+            _described(each, describe),
+        )
+    if report.not_completed:
+        logger.error(
+            "%s: %d of %d background sends did not complete at shutdown (%s)",
+            name,
+            len(report.not_completed),
+            report.accepted,
+            how_it_ended,
+        )
+
+
+def _described(send: BackgroundSend, describe: Callable[[BackgroundSend], str] | None) -> str:
+    """The user's description of a send left undone, or a summary of its payload."""
+    if describe is not None:
+        try:
+            return describe(send)
+        except Exception as exc:  # the report must not fail because of it
+            return f"{_summary(send.payload)} (describe raised {type(exc).__name__})"
+    return _summary(send.payload)

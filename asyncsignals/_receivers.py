@@ -428,3 +428,7 @@ def describe(receiver: object) -> str:
     module = getattr(target, "__module__", None)
     name = qualname if module in (None, "builtins") else f"{module}.{qualname}"
     return f"{name}()"
+
+
+# Public names (exported by asyncsignals) show their public path.
+ReceiverDecorator.__module__ = "asyncsignals"

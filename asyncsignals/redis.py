@@ -70,9 +70,6 @@ not on the heap); ``publish`` caps each stream at about ``maxlen`` entries
 from __future__ import annotations
 
 import asyncio
-import math
-import os
-import socket
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
@@ -93,6 +90,7 @@ from ._payload import pop_sender
 from ._redis_codecs import TypedJSON
 from ._redis_consumer import Consumer
 from ._redis_envelope import Deduplicator, Envelope, Origin, current_event
+from ._redis_options import check_limits, checked_client, process_name
 from ._redis_wire import (
     FIELD,
     Codec,
@@ -289,7 +287,7 @@ class RedisBridge:
                 "It names the streams (asyncsignals:<app>:...) and the consumer group, so "
                 "that applications with a signal of the same name keep their events apart"
             )
-        _check_limits(
+        check_limits(
             batch_size=batch_size,
             max_concurrent=max_concurrent,
             max_message_bytes=max_message_bytes,
@@ -301,7 +299,7 @@ class RedisBridge:
             start_from=start_from,
             grace_period=grace_period,
         )
-        client = _checked_client(redis, block)
+        client = checked_client(redis, block)
         self._client = client
         self._owns_client = isinstance(redis, str)
         self.app = app
@@ -310,7 +308,7 @@ class RedisBridge:
         # that made it: workers forked from a parent that built it at import
         # time (a preloading server) each get a name of their own.
         self._names_its_process = consumer is None
-        self.consumer: str = consumer if consumer is not None else _process_name()
+        self.consumer: str = consumer if consumer is not None else process_name()
         self.stream_prefix: str = stream_prefix
         self.maxlen = maxlen
         self.claim_idle = claim_idle
@@ -522,7 +520,7 @@ class RedisBridge:
                 "(redis.asyncio) does not run on trio. Run the bridge on asyncio (or uvloop)."
             ) from None
         if self._names_its_process:
-            self.consumer = _process_name()
+            self.consumer = process_name()
         if self._lifespan.state == "closed":
             self._lifespan = self._new_run()
             self._consumer.renew(self._lifespan)
@@ -575,77 +573,6 @@ class RedisBridge:
                 with anyio.CancelScope(shield=True):
                     await self._client.aclose()
         self._lifespan.raise_failures(f"{self._consumer.display_name} failed")
-
-
-def _check_limits(
-    *,
-    batch_size: int,
-    max_concurrent: int,
-    max_message_bytes: int,
-    maxlen: int | None,
-    max_deliveries: int | None,
-    claim_idle: float,
-    block: float,
-    send_timeout: float | None,
-    start_from: Start,
-    grace_period: float,
-) -> None:
-    """Refuse, with a ValueError naming it, a bridge option out of its range."""
-    for argument, value in (
-        ("batch_size", batch_size),
-        ("max_concurrent", max_concurrent),
-        ("max_message_bytes", max_message_bytes),
-    ):
-        if value < 1:
-            raise ValueError(f"{argument} must be at least 1, got {value!r}")
-    if maxlen is not None and maxlen < 1:
-        raise ValueError(f"maxlen must be at least 1 or None (no trimming), got {maxlen!r}")
-    if max_deliveries is not None and max_deliveries < 1:
-        raise ValueError(
-            f"max_deliveries must be at least 1 or None (retry for ever), got {max_deliveries!r}"
-        )
-    timeouts = [("claim_idle", claim_idle), ("block", block)]
-    if send_timeout is not None:
-        timeouts.append(("send_timeout", send_timeout))
-    for argument, seconds in timeouts:
-        if not (0 < seconds < math.inf):
-            raise ValueError(f"{argument} must be a number of seconds > 0, got {seconds!r}")
-    if start_from not in ("new", "beginning"):
-        raise ValueError(f"start_from must be 'new' or 'beginning', got {start_from!r}")
-    if not grace_period >= 0:
-        raise ValueError(f"grace_period must be a number of seconds >= 0, got {grace_period!r}")
-
-
-def _checked_client(redis: aioredis.Redis | str, block: float) -> aioredis.Redis:
-    """The bridge's client: ``redis``, or one for that URL, once checked for the bridge's reads.
-
-    Raises:
-        ValueError: the client decodes responses, or times out reads that block
-            for ``block`` seconds.
-    """
-    client = aioredis.from_url(redis) if isinstance(redis, str) else redis
-    options: Mapping[str, Any] = client.connection_pool.connection_kwargs
-    # Either protocol will do (the replies of both are read), but
-    # decoded responses would let a hostile entry break decoding.
-    if options.get("decode_responses"):
-        raise ValueError(
-            "RedisBridge needs a client with decode_responses=False (the default), "
-            "or a URL: it reads raw bytes so that a hostile entry cannot break decoding"
-        )
-    socket_timeout: float | None = options.get("socket_timeout")
-    if socket_timeout is not None and block >= socket_timeout:
-        raise ValueError(
-            f"block={block!r} s is not shorter than the client's socket_timeout="
-            f"{socket_timeout!r} s: every read that waits for new events would time out "
-            "as if Redis were down. Pass a shorter block, or make the client with a "
-            "longer socket_timeout (or none), leaving a margin for the network"
-        )
-    return client
-
-
-def _process_name() -> str:
-    """The default consumer name: this host and process."""
-    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 # Public names show their public path in reprs and tracebacks.
