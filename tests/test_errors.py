@@ -427,10 +427,11 @@ async def test_exception_that_cannot_take_a_note_is_raised_as_itself(
         assert raised.value is error
 
 
+@pytest.mark.parametrize("receiver_count", [1, 2])
 @pytest.mark.parametrize("concurrent", [True, False])
 @pytest.mark.parametrize("method", ["send", "send_robust"])
 async def test_a_receivers_group_of_interrupts_propagates_as_itself(
-    concurrent: bool, method: str
+    concurrent: bool, method: str, receiver_count: int
 ) -> None:
     """A receiver raising a BaseExceptionGroup of interrupts: it reaches the caller unchanged."""
     group = BaseExceptionGroup("interrupted", [KeyboardInterrupt()])
@@ -441,6 +442,8 @@ async def test_a_receivers_group_of_interrupts_propagates_as_itself(
 
     signal = Signal(concurrent=concurrent)
     signal.connect(interrupted)
+    if receiver_count == 2:
+        signal.connect(idle_async)
     with pytest.raises(BaseExceptionGroup) as raised:
         await getattr(signal, method)(None)
     assert raised.value is group
