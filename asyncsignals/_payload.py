@@ -88,7 +88,7 @@ def check_names(
     if "signal" in named:
         raise reserved_name_error(signal)
     unknown = sorted(named.keys() - provided)
-    missing = sorted((required or provided) - named.keys())
+    missing = sorted((provided if required is None else required) - named.keys())
     if not unknown and not missing:
         return
     problems: list[str] = []

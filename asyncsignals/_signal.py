@@ -617,9 +617,10 @@ def receiver(
 
     ``connect_kwargs`` are passed to :meth:`Signal.connect`; the function is
     returned unchanged. For a declared signal the type checker checks the
-    function against the signal's payload (see :class:`ReceiverDecorator`);
-    for a list of signals whose payloads differ, it asks for a receiver that
-    takes any payload (``sender`` and ``**kwargs``, see :class:`OpenReceiver`).
+    function against the signal's payload (see :class:`ReceiverDecorator`).
+    A list of signals is not checked statically (their payloads may differ):
+    each signal checks the function when it connects, and refuses one that
+    cannot take its payload with a ``TypeError``.
     """
     signals: list[object] = [signal] if isinstance(signal, Signal) else list(signal)
     if not signals:

@@ -109,6 +109,31 @@ async def test_optional_payload_names_may_be_left_out() -> None:
     ]
 
 
+async def test_a_payload_of_optional_names_only_may_be_left_out_whole() -> None:
+    """Every payload name optional: a send may give some of them, or none."""
+
+    @Signal.declare
+    def page_viewed(*, sender: object, page: int = 1, query: str = "") -> None:
+        raise NotImplementedError
+
+    received: list[dict[str, Any]] = []
+
+    def receiver(sender: object, page: int = 1, query: str = "") -> None:
+        received.append({"page": page, "query": query})
+
+    page_viewed.connect(receiver)
+    await page_viewed.send(sender=None)
+    await page_viewed.send(sender=None, page=2)
+    page_viewed.send_sync(sender=None, query="tea")
+    with pytest.raises(TypeError, match=r"unknown argument\(s\) \['pages'\]"):
+        await page_viewed.send(sender=None, pages=2)  # type: ignore[call-arg]
+    assert received == [
+        {"page": 1, "query": ""},
+        {"page": 2, "query": ""},
+        {"page": 1, "query": "tea"},
+    ]
+
+
 def test_connect_refuses_a_receiver_that_needs_an_optional_name() -> None:
     """A receiver requiring a name that a send may leave out is refused at connect."""
 
