@@ -50,7 +50,7 @@ class Limits:
     at once.
     """
 
-    __slots__ = ("_last", "_lock", "_per_loop", "max_concurrency", "timeout")
+    __slots__ = ("_last", "_lock", "_per_loop", "max_concurrency", "timeout", "unlimited")
 
     def __init__(self, timeout: float | None, max_concurrency: int | None) -> None:
         """Raises ValueError for a timeout or a limit that is not a positive number."""
@@ -64,6 +64,8 @@ class Limits:
                 f"max_concurrency must be a positive int or None, not {max_concurrency!r}"
             )
         self.max_concurrency = max_concurrency
+        #: Neither a timeout nor a concurrency limit: nothing to put on a receiver.
+        self.unlimited = self.timeout is None and max_concurrency is None
         # The limiter of the loop that used it last, and one for every loop
         # that has sent.
         self._last: tuple[object, anyio.CapacityLimiter] | None = None

@@ -172,11 +172,8 @@ class Signal(Generic[P, R]):
 
     def _set_hooks(self, hooks: tuple[SendHook, ...]) -> None:
         self._hooks = hooks
-        # Whether a lone async receiver is run by send itself: nothing to put
-        # on it (no limits, no hooks).
-        self._direct = (
-            not hooks and self._limits.timeout is None and self._limits.max_concurrency is None
-        )
+        # A lone async receiver is run by send itself when nothing is put on it.
+        self._direct = not hooks and self._limits.unlimited
 
     def __repr__(self) -> str:
         if self.name:
@@ -422,8 +419,10 @@ class Signal(Generic[P, R]):
 
         Yields and cancellation: a send adds no checkpoint of its own. It
         yields where a receiver yields, and where it waits for receivers
-        running in tasks or threads; a send whose receivers never suspend
-        completes like a function call, even in a cancelled scope. Cancelling
+        running in tasks or threads (several concurrent async receivers run
+        in tasks: waiting for them is one even if none suspends); otherwise a
+        send whose receivers never suspend completes like a function call,
+        even in a cancelled scope. Cancelling
         the caller cancels the running receivers (a ``to_thread`` one is
         waited for) and propagates as itself: a receiver that catches the
         cancellation and returns, or raises from its ``finally``, does not end
