@@ -423,8 +423,14 @@ def test_sends_from_asyncio_and_from_trio_while_trio_runs_as_a_guest() -> None:
 
     signal.connect(on_event, weak=False)
 
+    trio_started = asyncio.Event()
+    trio_may_send = trio.Event()
+    tokens: list[trio.lowlevel.TrioToken] = []
+
     async def trio_side() -> list[tuple[Any, Any]]:
-        await trio.sleep(0.01)
+        tokens.append(trio.lowlevel.current_trio_token())
+        trio_started.set()
+        await trio_may_send.wait()
         return await signal.send("trio")
 
     async def asyncio_side() -> tuple[Any, Any]:
@@ -435,9 +441,10 @@ def test_sends_from_asyncio_and_from_trio_while_trio_runs_as_a_guest() -> None:
             run_sync_soon_threadsafe=loop.call_soon_threadsafe,
             done_callback=guest_done.set_result,
         )
-        # Between trio's ticks, while its run is in progress.
-        await asyncio.sleep(0.001)
+        # Between trio's ticks, while its run waits in trio_may_send.
+        await trio_started.wait()
         from_asyncio = await signal.send("asyncio")
+        tokens[0].run_sync_soon(trio_may_send.set)
         outcome = await guest_done
         return from_asyncio, outcome.unwrap()
 
