@@ -7,7 +7,7 @@ from typing import Any, NotRequired, Required
 import pytest
 from typing_extensions import TypedDict, Unpack
 
-from asyncsignals import Signal
+from asyncsignals import BackgroundDispatcher, Signal
 
 pytestmark = pytest.mark.anyio
 
@@ -29,6 +29,11 @@ class ReservedKeys(TypedDict):
 class PartlyRequired(TypedDict, total=False):
     order: Required[Order]
     note: str
+
+
+class AllOptional(TypedDict, total=False):
+    page: int
+    query: str
 
 
 # Its annotation names a class that does not exist: NotRequired cannot be read from it.
@@ -121,17 +126,26 @@ async def test_a_payload_of_optional_names_only_may_be_left_out_whole() -> None:
     def receiver(sender: object, page: int = 1, query: str = "") -> None:
         received.append({"page": page, "query": query})
 
+    @Signal.declare
+    def filtered(*, sender: object, **payload: Unpack[AllOptional]) -> None:
+        raise NotImplementedError
+
     page_viewed.connect(receiver)
     await page_viewed.send(sender=None)
-    await page_viewed.send(sender=None, page=2)
+    await page_viewed.send_robust(sender=None, page=2)
     page_viewed.send_sync(sender=None, query="tea")
+    async with BackgroundDispatcher() as dispatcher:
+        await dispatcher.send_wait(page_viewed, sender=None)
     with pytest.raises(TypeError, match=r"unknown argument\(s\) \['pages'\]"):
         await page_viewed.send(sender=None, pages=2)  # type: ignore[call-arg]
     assert received == [
         {"page": 1, "query": ""},
         {"page": 2, "query": ""},
         {"page": 1, "query": "tea"},
+        {"page": 1, "query": ""},
     ]
+    # A TypedDict payload whose keys are all optional.
+    assert await filtered.send(sender=None) == []
 
 
 def test_connect_refuses_a_receiver_that_needs_an_optional_name() -> None:
