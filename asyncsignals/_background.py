@@ -29,7 +29,7 @@ from ._backends import current_backend
 from ._context import await_in_context
 from ._instrument import background_send
 from ._lifespan import Lifespan
-from ._payload import pop_sender
+from ._payload import pop_sender, sender_given_twice
 from ._receivers import signal_label
 from ._signal import Signal, check_payload
 
@@ -501,11 +501,7 @@ class BackgroundDispatcher:
         if not self._lifespan.running:
             raise self._lifespan.closed_error()
         if args and "sender" in payload:
-            raise TypeError(
-                f"'sender' is reserved: pass the sender once, as the second argument of "
-                f"{method}() or as sender=, not also as a payload argument of signal "
-                f"{signal_label(signal)}"
-            )
+            raise sender_given_twice(signal, method)
         sender = pop_sender(args, payload, method)
         check_payload(signal, payload)
         return _Queued(signal, sender, payload, contextvars.copy_context())

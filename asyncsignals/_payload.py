@@ -24,6 +24,7 @@ __all__ = [
     "pop_sender",
     "read_prototype",
     "reserved_name_error",
+    "sender_given_twice",
 ]
 
 # Passed by the signal itself: never a payload name.
@@ -66,6 +67,15 @@ def reserved_name_error(signal: object) -> TypeError:
     return TypeError(
         f"'signal' is reserved: {signal_label(signal)} passes itself as signal=; "
         "rename that payload argument"
+    )
+
+
+def sender_given_twice(signal: object, method: str) -> TypeError:
+    """The error for a sender passed by position and as ``sender=`` too (dispatcher, bridge)."""
+    return TypeError(
+        f"'sender' is reserved: pass the sender once, as the second argument of "
+        f"{method}() or as sender=, not also as a payload argument of signal "
+        f"{signal_label(signal)}"
     )
 
 

@@ -15,6 +15,7 @@ import collections
 import contextlib
 import contextvars
 import dataclasses
+import functools
 import threading
 from collections.abc import Generator, Mapping
 from typing import TYPE_CHECKING, Final
@@ -136,8 +137,13 @@ class Deduplicator:
         return f"<Deduplicator {len(self._ids)} of window={self.window}>"
 
 
+@functools.cache
 def _trace_propagator() -> TraceContextTextMapPropagator | None:
-    """W3C trace context propagation, when OpenTelemetry is installed (it is optional)."""
+    """W3C trace context propagation, when OpenTelemetry is installed (it is optional).
+
+    Looked up once: a failed import searches the path again each time, which
+    would cost every publish about as much as its round trip to Redis.
+    """
     try:
         from opentelemetry.trace.propagation.tracecontext import (  # noqa: PLC0415
             TraceContextTextMapPropagator,

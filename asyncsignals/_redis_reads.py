@@ -12,8 +12,9 @@ dead-letters it by id. A read thus brings in at most ``count`` entries of
 at most ``max_message_bytes`` each.
 
 Scripts cannot block: a bridge with nothing to read waits in a blocking
-read of one entry (:meth:`BoundedReads.wait_for_group`), the one read not
-bounded here; the decoder checks the size of what it returns.
+``XREADGROUP`` or ``XREAD`` of one entry (the consumer's, not made here),
+the one read not bounded here; the decoder checks the size of what it
+returns.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, cast
 
+from ._payload import sender_given_twice
 from ._redis_envelope import Envelope, Origin, trace_context
 from ._signal import Signal, check_payload
 
@@ -272,10 +273,7 @@ def encode(
         ValueError: the event is larger than ``max_message_bytes``.
     """
     if "sender" in payload:
-        raise TypeError(
-            f"'sender' is reserved: it is the second argument of publish(), not a payload "
-            f"argument of signal {export.name}"
-        )
+        raise sender_given_twice(export.signal, "publish")
     check_payload(export.signal, payload)
     if export.senders is not None:
         sender_name = export.sender_names.get(id(sender))

@@ -41,7 +41,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis_helpers.server import free_port, server_command
 
-from asyncsignals import Signal
+from asyncsignals import Signal, _redis_envelope
 from asyncsignals._redis_maintenance import remove_idle_consumers, trimming_of
 from asyncsignals._redis_wire import stream_entries, text, trimmed_unread
 from asyncsignals.redis import (
@@ -1995,7 +1995,8 @@ async def test_without_opentelemetry_events_carry_no_trace_and_still_run(
     bridge = make_bridge(redis_url, prefix)
     bridge.export(order_shipped)
     traced = v2_event(trace={"traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"})
-    monkeypatch.setitem(sys.modules, "opentelemetry.trace.propagation.tracecontext", None)
+    # As when its import fails (the lookup is made once per process).
+    monkeypatch.setattr(_redis_envelope, "_trace_propagator", lambda: None)
     async with bridge:
         with provider.get_tracer("tests").start_as_current_span("publishing"):
             await bridge.publish(order_shipped, "shop", order_id=1)
@@ -2232,7 +2233,7 @@ async def test_typed_json_brings_back_each_common_type_exactly_through_redis(
 
 
 async def test_a_signal_exported_with_a_codec_of_its_own_uses_it_over_the_bridges(
-    redis_url: str, prefix: str
+    redis_url: str, client: aioredis.Redis, prefix: str
 ) -> None:
     """The bridge's codec serves the signals exported without one; export(codec=) overrides."""
     refunded: Signal[..., Any] = Signal(providing_args=["amount"], name="refunded")
@@ -2247,6 +2248,12 @@ async def test_a_signal_exported_with_a_codec_of_its_own_uses_it_over_the_bridge
         await eventually(lambda: bridge.delivered == 2)
     assert refunds == [("shop", {"amount": Decimal("2.5")})]
     assert typed_calls == [("shop", {"amount": Decimal("2.5"), "pair": (1, 2)})]
+    # Stored as the signal's own codec wrote it (a string), not as TypedJSON's tagged value.
+    entries: list[tuple[Any, dict[bytes, bytes]]] = await client.xrange(
+        stream_of(prefix, "refunded")
+    )  # type: ignore[assignment]
+    [(_, fields)] = entries
+    assert json.loads(fields[b"event"])["payload"] == {"amount": "2.5"}
 
 
 class Subclassed(str):
