@@ -1981,6 +1981,14 @@ async def test_receivers_spans_join_the_publishers_trace_across_processes(
     assert receiver.parent.span_id == send.context.span_id
 
 
+def test_the_trace_propagator_is_none_without_opentelemetry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The lookup the bridge makes once: None when OpenTelemetry's propagator cannot be imported."""
+    monkeypatch.setitem(sys.modules, "opentelemetry.trace.propagation.tracecontext", None)
+    assert _redis_envelope._trace_propagator.__wrapped__() is None  # pyright: ignore[reportPrivateUsage]
+
+
 async def test_without_opentelemetry_events_carry_no_trace_and_still_run(
     redis_url: str,
     client: aioredis.Redis,
