@@ -440,6 +440,8 @@ def test_sends_from_asyncio_and_from_trio_while_trio_runs_as_a_guest() -> None:
             trio_side,
             run_sync_soon_threadsafe=loop.call_soon_threadsafe,
             done_callback=guest_done.set_result,
+            # uvloop sets the signal wake-up fd that trio would otherwise take
+            host_uses_signal_set_wakeup_fd=True,
         )
         # Between trio's ticks, while its run waits in trio_may_send.
         await trio_started.wait()
