@@ -35,7 +35,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from types import CoroutineType, MethodType
 from typing import Any
 
-from ._backends import Backend, CancelWatch, current_backend
+from ._backends import ASYNCIO, Backend, CancelWatch, current_backend
 from ._connections import ASYNC, THREAD, WEAK, WEAK_METHOD, Connection, InlineConnection
 from ._context import NOT_STARTED, await_in_context
 from ._failures import annotate, combined, report, settle_failure
@@ -74,6 +74,9 @@ Results = list[tuple[Callable[..., Any], Any]]
 #: entry points use :func:`pending_receiver` and :func:`pending_awaitables`.
 Pending = tuple[int, Any, int, Any, float | None]
 
+# What next() gives for a coroutine that returned (None) at its first step.
+DONE: Any = object()
+
 # -- calling receivers ------------------------------------------------------
 
 
@@ -94,8 +97,11 @@ def run_sync_only(
     shared helper would cost a call per receiver); a change to one belongs
     in both.
     """
-    arguments = {"sender": sender, **named}
-    arguments_with_signal = {"signal": signal, **arguments}
+    # The keywords for receivers that take ``signal=``; those for the others
+    # are made when the first of them is reached (one dict in a send where
+    # every receiver takes it, or none does).
+    arguments_with_signal = {"signal": signal, "sender": sender, **named}
+    arguments: dict[str, Any] | None = None
     results: Results = []
     pending: list[Pending] = []
     result: Any = None
@@ -113,8 +119,14 @@ def run_sync_only(
                 receiver = MethodType(target.function, receiver)
             else:
                 receiver = target
+            if takes_signal:
+                kwargs = arguments_with_signal
+            elif arguments is None:
+                kwargs = arguments = {"sender": sender, **named}
+            else:
+                kwargs = arguments
             try:
-                result = receiver(**(arguments_with_signal if takes_signal else arguments))
+                result = receiver(**kwargs)
             except Exception as exc:
                 if not robust:
                     annotate(signal, exc, receiver)
@@ -235,50 +247,80 @@ def run_in_order(
     here: when no receiver suspends, the results are returned as they are,
     else an awaitable that goes on from there and returns them.
     """
-    backend = current_backend()
-    watch = CancelWatch(backend)
+    results: Results = []
+    # The backend is looked up only once a receiver suspends: before that,
+    # the watch has nothing to count (see CancelWatch).
+    watch = CancelWatch(ASYNCIO)
     context = contextvars.copy_context()
-    steps = _in_order(signal, limits, connections, sender, named, robust, backend, watch)
+    steps = _in_order(results, signal, limits, connections, sender, named, robust, watch)
     try:
-        first = context.run(COROUTINE.send, steps, None)
-    except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
-    return await_in_context(context, steps, watch, first)
+        # The loop fills ``results`` and returns None, so its end comes out
+        # of next() as DONE, with no StopIteration made and caught.
+        first = context.run(next, steps.__await__(), DONE)
+        if first is DONE:
+            return results
+        watch.backend = current_backend()
+        return _finish(await_in_context(context, steps, watch, first), results)
+    finally:
+        del results  # see asyncsignals._failures.report: no cycle through a kept exception
+
+
+async def _finish(steps: Awaitable[None], results: Results) -> Results:
+    """``results``, once ``steps`` have filled them."""
+    await steps
+    try:
+        return results
+    finally:
+        del results
 
 
 async def _in_order(
+    results: Results,
     signal: object,
     limits: Limits,
     connections: Sequence[Connection],
     sender: object,
     named: dict[str, Any],
     robust: bool,
-    backend: Backend,
     watch: CancelWatch,
-) -> Results:
-    arguments = {"sender": sender, **named}
-    arguments_with_signal = {"signal": signal, **arguments}
-    limiter = limits.limiter(backend)
+) -> None:
+    # As in run_sync_only: one dict when every receiver takes signal=, or none.
+    arguments_with_signal = {"signal": signal, "sender": sender, **named}
+    arguments: dict[str, Any] | None = None
+    limiter = None if limits.max_concurrency is None else limits.limiter(current_backend())
+    # A receiver with no time limit of its own, of a signal with none, is
+    # awaited as it is (guarded() would return it unchanged).
+    plain = limits.unlimited
     default_timeout = limits.timeout
-    results: Results = []
+    append = results.append
+    weak, async_kind = WEAK, ASYNC
     value: Any = None
     try:
         for target, hold, kind, takes_signal, _, own_timeout in connections:
-            receiver = target() if hold else target
-            if receiver is None:
-                continue
-            if hold == WEAK_METHOD:
-                receiver = MethodType(target.function, receiver)
-            kwargs = arguments_with_signal if takes_signal else arguments
-            # Each receiver's cancel() of the task it runs in is its own:
-            # counted from its own first suspension (see CancelWatch).
-            watch.suspended = False
+            if hold == weak:  # the most common: one test for it
+                receiver = target()
+                if receiver is None:
+                    continue
+            elif hold:
+                receiver = target.method()
+                if receiver is None:
+                    continue
+            else:
+                receiver = target
+            if takes_signal:
+                kwargs = arguments_with_signal
+            elif arguments is None:
+                kwargs = arguments = {"sender": sender, **named}
+            else:
+                kwargs = arguments
             try:
-                if kind == THREAD:
-                    value = await in_a_thread(signal, receiver, kwargs, backend, limiter)
+                if kind == async_kind and plain and own_timeout is None:
+                    value = await receiver(**kwargs)
+                elif kind == THREAD:
+                    value = await in_a_thread(signal, receiver, kwargs, current_backend(), limiter)
                 else:
                     value = receiver(**kwargs)
-                    if kind == ASYNC or is_awaitable(value):
+                    if kind == async_kind or is_awaitable(value):
                         # Limits.timeout_of, without a call
                         timeout = default_timeout if own_timeout is None else own_timeout
                         if (timeout is None or timeout is UNTIMED) and limiter is None:
@@ -293,20 +335,26 @@ async def _in_order(
                 if not await settle_failure(signal, watch, exc, receiver, sender, robust):
                     raise
                 value = exc
+                watch.suspended = False
             except BaseExceptionGroup as group:
                 await watch.raise_instead_of(group)
                 raise
             else:
                 # A receiver that absorbed the caller's cancellation ends the
-                # send. (The watch's own test first: a coroutine to await
-                # for each receiver that never suspended would cost a
-                # sequential send a quarter more.)
-                if watch.delivered is not None or watch.suspended:
+                # send. Only one that suspended can have been cancelled (the
+                # watch saw it suspend before anything was thrown in): the
+                # watch's own test first, for a coroutine to await for each
+                # receiver that never suspended would cost a sequential send
+                # a quarter more.
+                if watch.suspended:
                     await watch.raise_if_caller_cancelled()
-            results.append((receiver, value))
-        return results
+                    # The next receiver's cancel() of the task it runs in is
+                    # its own: counted from its own first suspension.
+                    watch.suspended = False
+            append((receiver, value))
     finally:
-        del results, value  # see asyncsignals._failures.report: no cycle through a kept exception
+        # See asyncsignals._failures.report: no cycle through a kept exception.
+        del results, append, value
 
 
 def run_solo(
@@ -329,32 +377,44 @@ def run_solo(
     else:
         receiver = target
     context = contextvars.copy_context()
+    results: Results = []
+    steps = _solo(
+        results,
+        receiver,
+        {"signal": signal, "sender": sender, **named}
+        if takes_signal
+        else {"sender": sender, **named},
+    )
     try:
-        if takes_signal:
-            steps = context.run(receiver, signal=signal, sender=sender, **named)
-        else:
-            steps = context.run(receiver, sender=sender, **named)
-    except Exception as exc:  # as in run_inline
+        # The receiver called and its first step taken, in the copy. The end
+        # comes out of next() as DONE: no StopIteration caught here (and none
+        # made when the receiver returns None).
+        first = context.run(next, steps.__await__(), DONE)
+        if first is DONE:
+            return results
+    except Exception as exc:  # nothing suspended: as in run_inline
         if not robust:
             annotate(signal, exc, receiver)
             raise
         return [(receiver, report(signal, exc, receiver, sender))]
-    first = NOT_STARTED
-    if type(steps) is COROUTINE:
-        try:
-            first = context.run(COROUTINE.send, steps, None)
-        except StopIteration as stop:
-            return [(receiver, stop.value)]
-        except Exception as exc:  # nothing suspended: as in start_one
-            if not robust:
-                annotate(signal, exc, receiver)
-                raise
-            return [(receiver, report(signal, exc, receiver, sender))]
+    finally:
+        del results  # see asyncsignals._failures.report: no cycle through a kept exception
     # The caller's pending cancellations are counted from here (see start_one).
     watch = CancelWatch(current_backend())
     return _await_one(
         signal, sender, [(receiver, None)], 0, receiver, steps, context, watch, robust, first
     )
+
+
+async def _solo(results: Results, receiver: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+    """Call and await a lone receiver; its value both put in ``results`` and returned.
+
+    Put there for the send that it did not suspend (:func:`run_solo` takes
+    it from there), returned to the send that awaits it.
+    """
+    value = await receiver(**kwargs)
+    results.append((receiver, value))
+    return value
 
 
 # -- awaiting what was left pending -----------------------------------------
