@@ -13,7 +13,7 @@ from typing import Any, assert_type
 
 from asyncsignals import BackgroundDispatcher, Signal, receiver
 from asyncsignals.redis import RedisBridge
-from asyncsignals.testing import Send, capture, wait_for_send
+from asyncsignals.testing import Send, SendStream, capture, sends, wait_for_send
 
 
 class Order:
@@ -181,7 +181,7 @@ order_shipped.connect(takes_the_signal)  # type: ignore[arg-type]  # pyright: ig
 # -- sending -----------------------------------------------------------------
 
 
-async def sends(shop: Shop, order: Order) -> None:
+async def sending(shop: Shop, order: Order) -> None:
     results = await order_shipped.send(sender=shop, order=order, tracking_number="1Z")
     assert_type(results, list[tuple[Callable[..., Any], str]])
     robust = await order_shipped.send_robust(sender=shop, order=order, tracking_number="1Z")
@@ -251,3 +251,18 @@ async def helpers(dispatcher: BackgroundDispatcher, bridge: RedisBridge, shop: S
     assert_type(waited, Send[None])
     assert_type(waited.results, list[tuple[Callable[..., Any], Exception | None]] | None)
     await wait_for_send(order_cancelled, lambda send: send.results[0][1] is None)  # type: ignore[index]  # pyright: ignore[reportOptionalSubscript]
+
+
+async def streams(shop: Shop) -> None:
+    async with sends(order_shipped, lambda send: send.results is not None) as stream:
+        async for sent in stream:
+            assert_type(sent, Send[str])
+            assert_type(sent.results, list[tuple[Callable[..., Any], str | Exception]] | None)
+    async with sends(order_cancelled, sender=shop, max_buffer=5) as cancellations:
+        assert_type(await anext(cancellations), Send[None])
+    async with sends(order_cancelled, lambda send: send.results[0][1] is None):  # type: ignore[index]  # pyright: ignore[reportOptionalSubscript]
+        pass
+    # The stream of an untyped signal, or one not parametrized, takes any result.
+    untyped_stream: SendStream = cancellations
+    async for untyped in untyped_stream:
+        assert_type(untyped, Send[Any])
