@@ -8,7 +8,7 @@ error that disappears fails the check.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, assert_type
 
 from asyncsignals import BackgroundDispatcher, Signal, receiver
@@ -126,9 +126,59 @@ async def awaitable(*, sender: Shop, order: Order, tracking_number: str) -> str:
 async def decorated_receivers_keep_their_kind(shop: Shop, order: Order) -> None:
     assert_type(decorated(sender=shop, order=order, tracking_number="1Z"), str)
     assert_type(await awaitable(sender=shop, order=order, tracking_number="1Z"), str)
-    # Decorated for a list, whose payloads may differ: checked at connect only.
-    assert_type(decorated_async, Callable[..., Any])
+    # Decorated for a list: checked at connect only, and of any result for mypy.
+    assert_type(decorated_async, Callable[..., Awaitable[str]])  # type: ignore[assert-type]
     await decorated(sender=shop, order=order, tracking_number="1Z")  # type: ignore[misc]  # pyright: ignore[reportGeneralTypeIssues]
+
+
+# -- a list of signals --------------------------------------------------------
+
+
+@Signal.declare
+def order_returned(*, sender: Shop, order: Order, reason: str = "") -> str:
+    """A customer sent an order back; each receiver returns a note, as for order_shipped."""
+    raise NotImplementedError
+
+
+untyped = Signal(name="untyped")
+
+
+# Payloads that differ and one result: a **kwargs receiver of that result fits.
+@receiver([order_shipped, order_returned])
+def noted_for_both(sender: Shop, **kwargs: Any) -> str:
+    return "noted"
+
+
+@receiver([order_shipped, order_returned, untyped])
+async def noted_for_all(sender: Shop, **kwargs: Any) -> str:
+    return "noted"
+
+
+# A result that is not the one the signals share: pyright infers that result
+# and catches it; mypy checks nothing for a list (nor a tuple) of signals.
+@receiver([order_shipped, order_returned])  # pyright: ignore[reportArgumentType, reportCallIssue, reportUntypedFunctionDecorator]
+def returns_nothing_to_a_list(sender: Shop, **kwargs: Any) -> None:
+    pass
+
+
+@receiver((order_shipped, untyped))  # pyright: ignore[reportArgumentType, reportCallIssue, reportUntypedFunctionDecorator]
+async def returns_a_number_to_a_tuple(sender: Shop, **kwargs: Any) -> int:
+    return 1
+
+
+# The hole: signals whose results differ (str and None) have no one result
+# to check, so neither checker checks this one, although order_shipped's
+# results then hold a None that its type says is a str.
+@receiver([order_shipped, order_cancelled])
+def returns_nothing_to_signals_that_differ(sender: Shop, **kwargs: Any) -> None:
+    pass
+
+
+# Stacked instead, each signal checks it: both checkers reject it.
+@receiver(order_shipped)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType, reportCallIssue, reportUntypedFunctionDecorator]
+@receiver(order_cancelled)
+def stacked_returns_nothing(sender: Shop, **kwargs: Any) -> None:
+    pass
 
 
 # -- the limits of a signature as a declaration ----------------------------
