@@ -228,6 +228,21 @@ order_shipped.connect(takes_the_signal_if_given)
 order_shipped.connect(takes_the_signal)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
 
 
+class CallablePayload:
+    def __call__(self, *, sender: Shop, order: Order) -> str:
+        raise NotImplementedError
+
+
+def declares_from_a_callable_object() -> None:
+    # The checkers take any callable as a prototype; the runtime refuses, with a
+    # TypeError, one that is not a function (an object, a functools.partial).
+    declared = Signal.declare(CallablePayload())
+    assert_type(
+        declared.send_sync(sender=Shop(), order=Order()), list[tuple[Callable[..., Any], str]]
+    )
+    Signal.declare(functools.partial(with_prefix, "note: "))
+
+
 # -- sending -----------------------------------------------------------------
 
 
