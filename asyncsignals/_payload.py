@@ -9,6 +9,7 @@ signal is passed in only to be named in those errors.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import typing
 from collections.abc import Callable, Iterable
@@ -16,7 +17,7 @@ from typing import Any
 
 import typing_extensions
 
-from ._receivers import describe, signal_label
+from ._receivers import describe, is_async_callable, signal_label
 
 __all__ = [
     "check_names",
@@ -122,12 +123,15 @@ def read_prototype(prototype: Callable[..., Any]) -> tuple[list[str] | None, fro
     may be left out).
 
     Raises:
-        TypeError: an ``async def`` prototype; no ``sender`` parameter; a
-            ``signal`` parameter; a payload parameter that is not
-            keyword-only; ``*args``; or an ``Unpack`` annotation that cannot
-            be resolved.
+        TypeError: a prototype that is not a function (a callable object,
+            a ``functools.partial``, a class); an ``async def`` prototype; no
+            ``sender`` parameter; a ``signal`` parameter; a payload parameter
+            that is not keyword-only; ``*args``; or an ``Unpack`` annotation
+            that cannot be resolved.
     """
-    if inspect.iscoroutinefunction(prototype):
+    if not (inspect.isfunction(prototype) or inspect.ismethod(prototype)):
+        raise _not_a_function(prototype)
+    if is_async_callable(prototype):
         raise TypeError(
             f"signal prototype {describe(prototype)} cannot be 'async def': its return "
             "annotation is what each receiver returns, so declare it with 'def' "
@@ -180,6 +184,24 @@ def read_prototype(prototype: Callable[..., Any]) -> tuple[list[str] | None, fro
             "(keyword-only is best: def prototype(*, sender: ..., ...))"
         )
     return (None if open_payload else names), frozenset(required)
+
+
+def _not_a_function(prototype: Callable[..., Any]) -> TypeError:
+    """The error for a prototype that is not a function, which has no name to give the signal."""
+    described = describe(prototype)  # before the check narrows it to partial[Unknown]
+    if isinstance(prototype, functools.partial):
+        what = f"a {described}"
+    elif isinstance(prototype, type):
+        what = f"the class {prototype.__module__}.{prototype.__qualname__}"
+    elif inspect.isbuiltin(prototype):
+        what = f"the built-in {prototype.__qualname__}()"
+    else:
+        what = f"a callable {type(prototype).__module__}.{type(prototype).__qualname__} object"
+    return TypeError(
+        f"Signal.declare() takes a function, not {what}: the function's name is the "
+        "signal's and its signature is the payload; declare the payload with 'def' "
+        "(def prototype(*, sender: ..., ...) -> ...)"
+    )
 
 
 def _typed_payload(

@@ -52,7 +52,8 @@ R = TypeVar("R", default=Any)
 DeclaredP = ParamSpec("DeclaredP")
 DeclaredR = TypeVar("DeclaredR")
 # For receiver(): their defaults (any payload, any result) are what it checks a
-# function against for a list of signals, whose payloads may differ.
+# function against for a list of signals, whose payloads may differ (the result
+# that the list's signals share, where the checker infers one).
 ReceiverP = ParamSpec("ReceiverP", default=...)
 ReceiverR = TypeVar("ReceiverR", default=Any)
 
@@ -608,7 +609,9 @@ def _declare(
 
 
 def receiver(
-    signal: Signal[ReceiverP, ReceiverR] | Iterable[Signal[Any, Any]],
+    signal: (
+        Signal[ReceiverP, ReceiverR] | Iterable[Signal[Any, ReceiverR]] | Iterable[Signal[Any, Any]]
+    ),
     **connect_kwargs: Any,
 ) -> ReceiverDecorator[ReceiverP, ReceiverR]:
     """Decorator: connect the function to ``signal`` (or to each of a list).
@@ -616,8 +619,10 @@ def receiver(
     ``connect_kwargs`` are passed to :meth:`Signal.connect`; the function is
     returned unchanged. For a declared signal the type checker checks the
     function against the signal's payload (see :class:`ReceiverDecorator`).
-    A list of signals is not checked statically (their payloads may differ):
-    each signal checks the function when it connects, and refuses one that
+    For a list of signals (their payloads may differ) pyright checks only
+    the function's result, against the one its signals share, and mypy
+    nothing; stack ``@receiver`` once per signal to have each one check it.
+    Each signal checks the function when it connects, and refuses one that
     cannot take its payload with a ``TypeError``.
     """
     signals: list[object] = [signal] if isinstance(signal, Signal) else list(signal)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncGenerator, Callable
-from typing import Any
+from typing import Any, Generic
 
 import anyio
+from typing_extensions import ParamSpec, TypeVar
 
 from ._receivers import signal_label
 from ._send_record import ANY_SENDER, Match, Send, quantity
@@ -20,25 +21,32 @@ from ._watching import LoopCall, Observer, acquire, check_signal, release
 
 __all__ = ["SendStream", "sends"]
 
+# The streamed signal's payload and result (any, for an untyped signal).
+P = ParamSpec("P", default=...)
+R = TypeVar("R", default=Any)
 
-class SendStream(Observer):
-    """The sends of a signal as an async iterator; see :func:`sends`."""
 
-    def __init__(self, signal: Signal[..., Any], match: Match, max_buffer: int) -> None:
+class SendStream(Observer, Generic[P, R]):
+    """The sends of a signal as an async iterator; see :func:`sends`.
+
+    ``SendStream[P, R]`` for a ``Signal[P, R]``: it yields ``Send[R]``.
+    """
+
+    def __init__(self, signal: Signal[P, R], match: Match, max_buffer: int) -> None:
         self.signal = signal
         self.max_buffer = max_buffer
         self._match = match
-        self._send_stream, self._receive_stream = anyio.create_memory_object_stream[Send](
+        self._send_stream, self._receive_stream = anyio.create_memory_object_stream[Send[R]](
             max_buffer
         )
         self._call = LoopCall()
         self._dropped = 0
 
-    def finished(self, send: Send) -> None:
+    def finished(self, send: Send[R]) -> None:
         if self._match(send):
             self._call(lambda: self._push(send))
 
-    def _push(self, send: Send) -> None:
+    def _push(self, send: Send[R]) -> None:
         if self._dropped:
             self._dropped += 1
             return
@@ -53,10 +61,10 @@ class SendStream(Observer):
         except anyio.ClosedResourceError:
             pass  # the stream's block has exited
 
-    def __aiter__(self) -> SendStream:
+    def __aiter__(self) -> SendStream[P, R]:
         return self
 
-    async def __anext__(self) -> Send:
+    async def __anext__(self) -> Send[R]:
         """The next matching send, in the order the sends finished.
 
         Raises:
@@ -82,19 +90,21 @@ class SendStream(Observer):
 
 @contextlib.asynccontextmanager
 async def sends(
-    signal: Signal[..., Any],
-    predicate: Callable[[Send], bool] | None = None,
+    signal: Signal[P, R],
+    predicate: Callable[[Send[R]], bool] | None = None,
     *,
     sender: object = ANY_SENDER,
     max_buffer: int = 100,
     **payload: Any,
-) -> AsyncGenerator[SendStream, None]:
+) -> AsyncGenerator[SendStream[P, R], None]:
     """Stream the matching sends of ``signal`` to an ``async for`` loop.
 
     Use it as ``async with sends(order_shipped) as stream: async for sent in
     stream: ...``. Watching starts before the block is entered, so no send
     made after that is missed; each matching :class:`Send` is delivered once
-    it has finished, in the order the sends finished.
+    it has finished, in the order the sends finished. For a ``Signal[P, R]``
+    the stream is a ``SendStream[P, R]``: each send is a ``Send[R]``, whose
+    results are typed.
 
     Args:
         signal: The signal to watch.

@@ -18,10 +18,9 @@ import asyncio
 import logging
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 from asyncsignals import Signal, receiver
-
-order_shipped = Signal(providing_args=["order", "tracking_number"], name="order_shipped")
 
 
 @dataclass
@@ -30,11 +29,17 @@ class Order:
     customer: str
 
 
+# The declaration is the payload: mypy and pyright check every send and
+# receiver against it, and the runtime enforces the same names.
+@Signal.declare
+def order_shipped(*, sender: object, order: Order, tracking_number: str) -> str:
+    """An order left the warehouse; each receiver returns a note. Never called."""
+    raise NotImplementedError
+
+
 @receiver(order_shipped)
-def log_shipment(sender: object, **kwargs: object) -> str:
-    order = kwargs["order"]
-    assert isinstance(order, Order)
-    print(f"audit: order {order.id} shipped, tracking {kwargs['tracking_number']}")
+def log_shipment(*, sender: object, order: Order, tracking_number: str) -> str:
+    print(f"audit: order {order.id} shipped, tracking {tracking_number}")
     return "logged"
 
 
@@ -46,14 +51,14 @@ async def notify_warehouse(*, sender: object, order: Order, tracking_number: str
 
 
 @receiver(order_shipped)
-async def email_confirmation(sender: object, order: Order, **kwargs: object) -> str:
+async def email_confirmation(sender: object, order: Order, **kwargs: Any) -> str:
     await asyncio.sleep(0.02)  # the mail server
     print(f"email: told {order.customer} that order {order.id} is on its way")
     return f"mail to {order.customer}"
 
 
 @receiver(order_shipped)
-def update_loyalty_points(sender: object, order: Order, **kwargs: object) -> int:
+def update_loyalty_points(sender: object, order: Order, **kwargs: Any) -> str:
     raise ConnectionError("loyalty service unreachable")
 
 
@@ -90,9 +95,8 @@ async def main() -> None:
 
     print("== disconnect the failing receiver and send again")
     order_shipped.disconnect(update_loyalty_points)
-    results = await order_shipped.send(sender=None, order=order, tracking_number="1Z999")
-    for rcv, response in results:
-        print(f"  {rcv.__name__}: {response!r}")
+    for rcv, note in await order_shipped.send(sender=None, order=order, tracking_number="1Z999"):
+        print(f"  {rcv.__name__}: {note!r}")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,3 +48,14 @@ def test_order_shipped_example() -> None:
     assert "warehouse:" not in fail_fast
     assert "update_loyalty_points" not in after_disconnect
     assert "notify_warehouse: 'released'" in after_disconnect
+
+
+def test_examples_are_typed_and_type_checked() -> None:
+    """The examples declare their signals, and mypy --strict and pyright strict check them."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]
+    assert "examples" in config["mypy"]["files"]
+    assert "examples" in config["pyright"]["include"]
+    for example in sorted((ROOT / "examples").glob("*.py")):
+        source = example.read_text()
+        assert "@Signal.declare" in source, f"{example.name} declares no signal"
+        assert "Signal(" not in source, f"{example.name} makes an untyped signal"

@@ -8,12 +8,12 @@ error that disappears fails the check.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, assert_type
 
 from asyncsignals import BackgroundDispatcher, Signal, receiver
 from asyncsignals.redis import RedisBridge
-from asyncsignals.testing import Send, capture, wait_for_send
+from asyncsignals.testing import Send, SendStream, capture, sends, wait_for_send
 
 
 class Order:
@@ -126,9 +126,59 @@ async def awaitable(*, sender: Shop, order: Order, tracking_number: str) -> str:
 async def decorated_receivers_keep_their_kind(shop: Shop, order: Order) -> None:
     assert_type(decorated(sender=shop, order=order, tracking_number="1Z"), str)
     assert_type(await awaitable(sender=shop, order=order, tracking_number="1Z"), str)
-    # Decorated for a list, whose payloads may differ: checked at connect only.
-    assert_type(decorated_async, Callable[..., Any])
+    # Decorated for a list: checked at connect only, and of any result for mypy.
+    assert_type(decorated_async, Callable[..., Awaitable[str]])  # type: ignore[assert-type]
     await decorated(sender=shop, order=order, tracking_number="1Z")  # type: ignore[misc]  # pyright: ignore[reportGeneralTypeIssues]
+
+
+# -- a list of signals --------------------------------------------------------
+
+
+@Signal.declare
+def order_returned(*, sender: Shop, order: Order, reason: str = "") -> str:
+    """A customer sent an order back; each receiver returns a note, as for order_shipped."""
+    raise NotImplementedError
+
+
+untyped = Signal(name="untyped")
+
+
+# Payloads that differ and one result: a **kwargs receiver of that result fits.
+@receiver([order_shipped, order_returned])
+def noted_for_both(sender: Shop, **kwargs: Any) -> str:
+    return "noted"
+
+
+@receiver([order_shipped, order_returned, untyped])
+async def noted_for_all(sender: Shop, **kwargs: Any) -> str:
+    return "noted"
+
+
+# A result that is not the one the signals share: pyright infers that result
+# and catches it; mypy checks nothing for a list (nor a tuple) of signals.
+@receiver([order_shipped, order_returned])  # pyright: ignore[reportArgumentType, reportCallIssue, reportUntypedFunctionDecorator]
+def returns_nothing_to_a_list(sender: Shop, **kwargs: Any) -> None:
+    pass
+
+
+@receiver((order_shipped, untyped))  # pyright: ignore[reportArgumentType, reportCallIssue, reportUntypedFunctionDecorator]
+async def returns_a_number_to_a_tuple(sender: Shop, **kwargs: Any) -> int:
+    return 1
+
+
+# The hole: signals whose results differ (str and None) have no one result
+# to check, so neither checker checks this one, although order_shipped's
+# results then hold a None that its type says is a str.
+@receiver([order_shipped, order_cancelled])
+def returns_nothing_to_signals_that_differ(sender: Shop, **kwargs: Any) -> None:
+    pass
+
+
+# Stacked instead, each signal checks it: both checkers reject it.
+@receiver(order_shipped)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType, reportCallIssue, reportUntypedFunctionDecorator]
+@receiver(order_cancelled)
+def stacked_returns_nothing(sender: Shop, **kwargs: Any) -> None:
+    pass
 
 
 # -- the limits of a signature as a declaration ----------------------------
@@ -178,10 +228,25 @@ order_shipped.connect(takes_the_signal_if_given)
 order_shipped.connect(takes_the_signal)  # type: ignore[arg-type]  # pyright: ignore[reportArgumentType]
 
 
+class CallablePayload:
+    def __call__(self, *, sender: Shop, order: Order) -> str:
+        raise NotImplementedError
+
+
+def declares_from_a_callable_object() -> None:
+    # The checkers take any callable as a prototype; the runtime refuses, with a
+    # TypeError, one that is not a function (an object, a functools.partial).
+    declared = Signal.declare(CallablePayload())
+    assert_type(
+        declared.send_sync(sender=Shop(), order=Order()), list[tuple[Callable[..., Any], str]]
+    )
+    Signal.declare(functools.partial(with_prefix, "note: "))
+
+
 # -- sending -----------------------------------------------------------------
 
 
-async def sends(shop: Shop, order: Order) -> None:
+async def sending(shop: Shop, order: Order) -> None:
     results = await order_shipped.send(sender=shop, order=order, tracking_number="1Z")
     assert_type(results, list[tuple[Callable[..., Any], str]])
     robust = await order_shipped.send_robust(sender=shop, order=order, tracking_number="1Z")
@@ -251,3 +316,18 @@ async def helpers(dispatcher: BackgroundDispatcher, bridge: RedisBridge, shop: S
     assert_type(waited, Send[None])
     assert_type(waited.results, list[tuple[Callable[..., Any], Exception | None]] | None)
     await wait_for_send(order_cancelled, lambda send: send.results[0][1] is None)  # type: ignore[index]  # pyright: ignore[reportOptionalSubscript]
+
+
+async def streams(shop: Shop) -> None:
+    async with sends(order_shipped, lambda send: send.results is not None) as stream:
+        async for sent in stream:
+            assert_type(sent, Send[str])
+            assert_type(sent.results, list[tuple[Callable[..., Any], str | Exception]] | None)
+    async with sends(order_cancelled, sender=shop, max_buffer=5) as cancellations:
+        assert_type(await anext(cancellations), Send[None])
+    async with sends(order_cancelled, lambda send: send.results[0][1] is None):  # type: ignore[index]  # pyright: ignore[reportOptionalSubscript]
+        pass
+    # The stream of an untyped signal, or one not parametrized, takes any result.
+    untyped_stream: SendStream = cancellations
+    async for untyped in untyped_stream:
+        assert_type(untyped, Send[Any])

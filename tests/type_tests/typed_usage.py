@@ -16,7 +16,7 @@ import anyio
 from typing_extensions import TypedDict, Unpack
 
 from asyncsignals import BackgroundDispatcher, Signal, receiver
-from asyncsignals.testing import capture, wait_for_send
+from asyncsignals.testing import capture, sends, wait_for_send
 
 
 @dataclass
@@ -164,3 +164,10 @@ async def helpers_are_typed_from_the_signal(shop: Shop, order: Order) -> None:
         restocked = await wait_for_send(stock_changed, sku="blue")
         assert_type(restocked.results, list[tuple[Callable[..., Any], Exception | None]] | None)
         assert restocked.payload == {"sku": "blue", "quantity": 1}
+
+    async with sends(order_shipped, lambda send: send.payload["order"] is order) as stream:
+        await order_shipped.send(sender=shop, order=order, tracking_number="3")
+        streamed = await anext(stream)
+    assert_type(streamed.results, list[tuple[Callable[..., Any], str | Exception]] | None)
+    assert streamed.results is not None
+    assert sorted(str(note).upper() for _, note in streamed.results)[0] == "AUDITED TEA"
