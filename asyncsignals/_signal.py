@@ -248,7 +248,8 @@ class Signal(Generic[P, R]):
         out), and the runtime enforces them too.
 
         Raises:
-            TypeError: the prototype is ``async def``; has no ``sender``
+            TypeError: the prototype is not a function (a callable object,
+                a ``functools.partial``, a class); is ``async def``; has no ``sender``
                 parameter; has a payload parameter that is not keyword-only
                 (only ``sender`` may be an ordinary parameter); has a
                 ``signal`` or positional-only parameter, or ``*args``.
