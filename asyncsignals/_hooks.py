@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol, overload
+from typing import Any, Final, Protocol, overload
 
 from ._connections import ASYNC, STRONG, Connection, Snapshot, awaited_snapshot, live_receiver
 from ._limits import UNTIMED, Limits, timed_receiver
@@ -94,6 +94,10 @@ def remove_everywhere(hook: SendHook) -> None:
         _everywhere = tuple(each for each in _everywhere if each is not hook)
 
 
+# The originals of a send whose receivers no hook wraps (never changed).
+_NO_ORIGINALS: Final[dict[Callable[..., Any], Any]] = {}
+
+
 class Observation:
     """The hooks' watches of one send, and what they let it run."""
 
@@ -121,6 +125,15 @@ class Observation:
             return results
         finally:
             del results  # no cycle through an exception kept in the results
+
+    def ended(self, outcome: Results | Awaitable[Results]) -> Results | Awaitable[Results]:
+        """The send gave ``outcome``: its results (told to the watches), or an awaitable of them.
+
+        The awaitable tells the watches how the send ended.
+        """
+        if isinstance(outcome, list):
+            return self.finished(outcome)
+        return _finish(self, outcome)
 
     def failed(self, error: BaseException) -> None:
         """The send raised ``error``: tell every watch."""
@@ -151,11 +164,11 @@ def observe(
         watches.append(watch)
         muted = muted or watch.muted
         sees_receivers = sees_receivers or watch.sees_receivers
-    originals: dict[Callable[..., Any], Any] = {}
     if muted:
-        return Observation(watches, None, originals)
+        return Observation(watches, None, _NO_ORIGINALS)
     if not sees_receivers:
-        return Observation(watches, snapshot, originals)
+        return Observation(watches, snapshot, _NO_ORIGINALS)
+    originals: dict[Callable[..., Any], Any] = {}
     kept: list[Connection] = []
     connections, _, _, _ = snapshot
     for connection in connections:
@@ -227,9 +240,7 @@ def send_observed(
         observation.failed(error)
         raise
     try:
-        if isinstance(outcome, list):
-            return observation.finished(outcome)
-        return _finish(observation, outcome)
+        return observation.ended(outcome)
     finally:
         del outcome  # no cycle through an exception kept in the results
 

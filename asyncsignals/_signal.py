@@ -13,7 +13,7 @@ from typing import Any, Generic, cast, overload
 from typing_extensions import ParamSpec, TypeAliasType, TypeVar
 
 from ._connections import ConnectionStore, Snapshot
-from ._hooks import SendHook, everywhere, send_observed
+from ._hooks import SendHook, everywhere, observe, send_observed
 from ._limits import Limits, check_timeout
 from ._payload import (
     check_names,
@@ -565,8 +565,20 @@ def _start(
     """
     limits = signal._limits  # pyright: ignore[reportPrivateUsage] (the class's own send)
     if hooks:
-        send = functools.partial(_start, signal, (), sender, named, robust)
-        return send_observed(signal, hooks, snapshot, sender, named, limits, send)
+        # As send_observed, with no callable of this send's own to make.
+        observation = observe(signal, hooks, snapshot, sender, named, limits)
+        observed = observation.snapshot
+        try:
+            outcome = (
+                [] if observed is None else _start(signal, (), sender, named, robust, observed)
+            )
+        except BaseException as error:
+            observation.failed(error)
+            raise
+        try:
+            return observation.ended(outcome)
+        finally:
+            del outcome  # see asyncsignals._failures.report: no cycle through a kept exception
     connections, awaits, inline, _ = snapshot
     if awaits and not signal._concurrent:  # pyright: ignore[reportPrivateUsage]
         return run_in_order(signal, limits, connections, sender, named, robust)
