@@ -1987,6 +1987,8 @@ async def test_entries_with_a_malformed_envelope_are_dead_lettered(
         v2_event(origin={"app": "shop"}),
         v2_event(origin={"app": 1, "consumer": "c"}),
         v2_event(origin={"app": None, "consumer": None}),
+        v2_event(origin={"app": ["shop"], "consumer": "c"}),
+        v2_event(origin={"app": "shop", "consumer": {"c": 1}}),
         v2_event(origin="c"),
         v2_event(trace={"traceparent": 1}),
         v2_event(trace=["x"]),
@@ -2007,7 +2009,7 @@ async def test_entries_with_a_malformed_envelope_are_dead_lettered(
         )
         await eventually(lambda: bridge.delivered == 1 and bridge.dead_lettered == len(malformed))
     reasons = [fields[b"reason"].decode() for fields in await dead_letters(client, prefix)]
-    assert sum("id must be a string" in reason for reason in reasons) == 9
+    assert sum("id must be a string" in reason for reason in reasons) == 11
     assert sum("wire version" in reason for reason in reasons) == 1
 
 
