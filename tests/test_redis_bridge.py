@@ -1217,6 +1217,16 @@ def test_bad_options_raise(options: dict[str, Any], message: str) -> None:
         RedisBridge(UNUSED_URL, app=APP, **options)
 
 
+@pytest.mark.parametrize(
+    "option", ["batch_size", "max_concurrent", "max_message_bytes", "maxlen", "max_deliveries"]
+)
+@pytest.mark.parametrize("value", [True, 2.0, 2.5, "2"])
+def test_counts_that_are_not_whole_numbers_raise(option: str, value: Any) -> None:
+    """A count option given a bool, a float or a str is a TypeError naming it."""
+    with pytest.raises(TypeError, match=f"{option} must be a whole number .*got {value!r}"):
+        RedisBridge(UNUSED_URL, app=APP, **{option: value})
+
+
 def user_client(url: str, **options: Any) -> aioredis.Redis:
     """A client made as users make one, ``Redis(host=..., port=...)``, for the Redis at ``url``."""
     parts = urlsplit(url)
