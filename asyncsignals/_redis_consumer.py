@@ -318,7 +318,6 @@ class Consumer:
                     break
                 after = last
         await self._claim(streams)
-        block = round(self._options.block * 1000)
         new = dict.fromkeys(streams, ">")
         while True:
             found = await self._reads.read_group(
@@ -329,18 +328,29 @@ class Consumer:
                 self._options.max_message_bytes,
             )
             if not found:
-                # Nothing new: wait for the next entry (a script cannot wait).
-                found = stream_entries(
-                    await self._client.xreadgroup(
-                        self._options.group,
-                        self._options.consumer,
-                        cast("dict[KeyT, StreamIdT]", new),
-                        count=1,
-                        block=block,
-                    )
-                )
+                found = await self._wait_for_an_entry(new, grouped=True)
             for stream, entries in found:
                 await self._queue(streams[stream], entries)
+
+    async def _wait_for_an_entry(
+        self, after: Mapping[str, str], *, grouped: bool
+    ) -> list[tuple[str, list[tuple[Any, Any]]]]:
+        """Nothing new: wait up to ``block`` for the next entry, read whole (a script cannot wait).
+
+        ``grouped``: through the consumer group (work mode), else XREAD
+        (broadcast), each stream after its id in ``after``.
+        """
+        options = self._options
+        streams = cast("dict[KeyT, StreamIdT]", after)
+        block = round(options.block * 1000)
+        reply: Any
+        if grouped:
+            reply = await self._client.xreadgroup(
+                options.group, options.consumer, streams, count=1, block=block
+            )
+        else:
+            reply = await self._client.xread(streams, count=1, block=block)
+        return stream_entries(reply)
 
     async def _claim(self, streams: Mapping[str, Export]) -> None:
         """Take over entries idle longer than ``claim_idle`` on other consumers."""
@@ -399,18 +409,12 @@ class Consumer:
     async def _read_broadcast(self) -> None:
         streams = self._consumed("broadcast")
         after = self._broadcast_after
-        block = round(self._options.block * 1000)
         while True:
             found = await self._reads.read(
                 after, self._options.batch_size, self._options.max_message_bytes
             )
             if not found:
-                # Nothing new: wait for the next entry (a script cannot wait).
-                found = stream_entries(
-                    await self._client.xread(
-                        cast("dict[KeyT, StreamIdT]", after), count=1, block=block
-                    )
-                )
+                found = await self._wait_for_an_entry(after, grouped=False)
             for stream, entries in found:
                 last = await self._queue(streams[stream], entries)
                 assert last is not None
