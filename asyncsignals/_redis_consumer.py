@@ -2,9 +2,10 @@
 
 :class:`Consumer` does, while a bridge runs, everything the bridge does with
 what it reads: work mode through the consumer group (claiming what stopped
-consumers left), broadcast mode with XREAD, each entry queued for one of
-the workers, which hand it to its :class:`Delivery` (run as a send, then
-acknowledged or dead-lettered); the group's upkeep runs beside. Its owner,
+consumers left), broadcast mode with XREAD, each entry queued for the
+workers (``_redis_workers``), which hand it to its :class:`Delivery` (run
+as a send, then acknowledged or dead-lettered); the group's upkeep runs
+beside. Its owner,
 ``asyncsignals.redis.RedisBridge``, keeps what users call; this module never
 imports it, and reads the bridge's options through :class:`ConsumerOptions`.
 
