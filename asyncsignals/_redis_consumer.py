@@ -2,9 +2,10 @@
 
 :class:`Consumer` does, while a bridge runs, everything the bridge does with
 what it reads: work mode through the consumer group (claiming what stopped
-consumers left), broadcast mode with XREAD, each entry queued for one of
-the workers, which hand it to its :class:`Delivery` (run as a send, then
-acknowledged or dead-lettered); the group's upkeep runs beside. Its owner,
+consumers left), broadcast mode with XREAD, each entry queued for the
+workers (``_redis_workers``), which hand it to its :class:`Delivery` (run
+as a send, then acknowledged or dead-lettered); the group's upkeep runs
+beside. Its owner,
 ``asyncsignals.redis.RedisBridge``, keeps what users call; this module never
 imports it, and reads the bridge's options through :class:`ConsumerOptions`.
 
@@ -14,12 +15,12 @@ redis-py is installed (and named the extra if not).
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -38,6 +39,7 @@ from ._redis_wire import (
     stream_entries,
     text,
 )
+from ._redis_workers import SendTimer, Workers
 from ._signal import Signal
 
 if TYPE_CHECKING:
@@ -104,9 +106,9 @@ class Consumer:
         self.delivery = Delivery(options, client, self._release, lambda: self.display_name)
         self._upkeep = GroupUpkeep(options, client, lambda: self.display_name)
         self._readers: anyio.CancelScope | None = None
-        self._working = 0
-        self._send_stream: MemoryObjectSendStream[Entry] | None = None
-        self._receive_stream: MemoryObjectReceiveStream[Entry] | None = None
+        self._workers = Workers(
+            self._deliver_one, self.delivery.time_out, self._delivery_over, self._workers_done
+        )
 
     @property
     def display_name(self) -> str:
@@ -130,17 +132,15 @@ class Consumer:
 
     def workers(self) -> list[Callable[[], Awaitable[None]]]:
         """Open the local queue; return the tasks that read into it and deliver from it."""
-        self._send_stream, self._receive_stream = anyio.create_memory_object_stream[Entry](
-            self._options.batch_size
-        )
+        options = self._options
         self._readers = anyio.CancelScope()
-        self._working = self._options.max_concurrent
         self.delivery.start()
-        return [
+        tasks = [
             self._read,
-            self._acknowledge,
-            *[self._work] * self._options.max_concurrent,
+            self.delivery.acknowledge_completed,
+            *self._workers.open(options.batch_size, options.max_concurrent, options.send_timeout),
         ]
+        return [functools.partial(self._noting_failure, task) for task in tasks]
 
     def stop_reading(self) -> None:
         """Read nothing more; the workers then finish what is running."""
@@ -149,8 +149,6 @@ class Consumer:
 
     def close(self) -> None:
         """Once the workers are done: what was read and not completed stays pending."""
-        assert self._receive_stream is not None
-        self._receive_stream.close()
         left = len(self._held)
         self._held.clear()
         self._finished.clear()
@@ -193,7 +191,6 @@ class Consumer:
 
     async def _read(self) -> None:
         assert self._readers is not None
-        assert self._send_stream is not None
         try:
             with self._readers:
                 async with anyio.create_task_group() as readers:
@@ -203,12 +200,9 @@ class Consumer:
                         readers.start_soon(self._keep_going, self._keep_held_entries_fresh)
                     if self._consumed("broadcast"):
                         readers.start_soon(self._keep_going, self._read_broadcast)
-        except BaseException as exc:
-            self._note_failure(exc)
-            raise
         finally:
             # The workers then take what is queued (skipping it) and stop.
-            self._send_stream.close()
+            self._workers.close()
 
     async def _keep_going(self, loop: Callable[[], Awaitable[None]]) -> None:
         """Run ``loop``, restarting it after Redis failures with growing waits."""
@@ -258,7 +252,6 @@ class Consumer:
         that dies while it runs is known to have died of that entry. Those
         that ran alone ``max_deliveries`` times already are dead-lettered.
         """
-        assert self._send_stream is not None
         deliveries = await self._deliveries(export, entries) if redelivered else {}
         last: str | None = None
         for raw_id, fields in entries:
@@ -282,24 +275,14 @@ class Consumer:
                 )
                 continue
             if not redelivered:
-                await self._enqueue(entry)
+                await self._workers.put(entry)
                 continue
             finished = self._finished[key] = anyio.Event()
-            await self._enqueue(entry)
+            await self._workers.put(entry)
             # Bounded: an entry whose send hangs must not stop the reading.
             with anyio.move_on_after(self._options.claim_idle):
                 await finished.wait()
         return last
-
-    async def _enqueue(self, entry: Entry) -> None:
-        assert self._send_stream is not None
-        # The read that brought the entry in yielded already: no checkpoint
-        # of its own while the queue has room (each one cost as much as a
-        # quarter of an entry's delivery).
-        try:
-            self._send_stream.send_nowait(entry)
-        except anyio.WouldBlock:
-            await self._send_stream.send(entry)
 
     async def _deliveries(self, export: Export, entries: list[tuple[Any, Any]]) -> dict[str, int]:
         """How many times Redis has delivered each of ``entries`` (pending on this consumer)."""
@@ -336,7 +319,6 @@ class Consumer:
                     break
                 after = last
         await self._claim(streams)
-        block = round(self._options.block * 1000)
         new = dict.fromkeys(streams, ">")
         while True:
             found = await self._reads.read_group(
@@ -347,18 +329,29 @@ class Consumer:
                 self._options.max_message_bytes,
             )
             if not found:
-                # Nothing new: wait for the next entry (a script cannot wait).
-                found = stream_entries(
-                    await self._client.xreadgroup(
-                        self._options.group,
-                        self._options.consumer,
-                        cast("dict[KeyT, StreamIdT]", new),
-                        count=1,
-                        block=block,
-                    )
-                )
+                found = await self._wait_for_an_entry(new, grouped=True)
             for stream, entries in found:
                 await self._queue(streams[stream], entries)
+
+    async def _wait_for_an_entry(
+        self, after: Mapping[str, str], *, grouped: bool
+    ) -> list[tuple[str, list[tuple[Any, Any]]]]:
+        """Nothing new: wait up to ``block`` for the next entry, read whole (a script cannot wait).
+
+        ``grouped``: through the consumer group (work mode), else XREAD
+        (broadcast), each stream after its id in ``after``.
+        """
+        options = self._options
+        streams = cast("dict[KeyT, StreamIdT]", after)
+        block = round(options.block * 1000)
+        reply: Any
+        if grouped:
+            reply = await self._client.xreadgroup(
+                options.group, options.consumer, streams, count=1, block=block
+            )
+        else:
+            reply = await self._client.xread(streams, count=1, block=block)
+        return stream_entries(reply)
 
     async def _claim(self, streams: Mapping[str, Export]) -> None:
         """Take over entries idle longer than ``claim_idle`` on other consumers."""
@@ -417,18 +410,12 @@ class Consumer:
     async def _read_broadcast(self) -> None:
         streams = self._consumed("broadcast")
         after = self._broadcast_after
-        block = round(self._options.block * 1000)
         while True:
             found = await self._reads.read(
                 after, self._options.batch_size, self._options.max_message_bytes
             )
             if not found:
-                # Nothing new: wait for the next entry (a script cannot wait).
-                found = stream_entries(
-                    await self._client.xread(
-                        cast("dict[KeyT, StreamIdT]", after), count=1, block=block
-                    )
-                )
+                found = await self._wait_for_an_entry(after, grouped=False)
             for stream, entries in found:
                 last = await self._queue(streams[stream], entries)
                 assert last is not None
@@ -436,54 +423,28 @@ class Consumer:
 
     # -- delivering ---------------------------------------------------------
 
-    def _note_failure(self, exc: BaseException) -> None:
-        """Keep the first of what stops the bridge in :attr:`failure`."""
-        if self.failure is None and not isinstance(exc, anyio.get_cancelled_exc_class()):
-            self.failure = exc
-
-    async def _acknowledge(self) -> None:
+    async def _noting_failure(self, task: Callable[[], Awaitable[None]]) -> None:
+        """Run ``task``, keeping the first of what stops the bridge in :attr:`failure`."""
         try:
-            await self.delivery.acknowledge_completed()
+            await task()
         except BaseException as exc:
-            self._note_failure(exc)
+            if self.failure is None and not isinstance(exc, anyio.get_cancelled_exc_class()):
+                self.failure = exc
             raise
 
-    async def _work(self) -> None:
-        try:
-            await self._deliver_queued()
-        except BaseException as exc:
-            self._note_failure(exc)
-            raise
-        finally:
-            self._working -= 1
-            if not self._working:
-                # The last worker: what they completed is acknowledged, then
-                # the acknowledging stops.
-                self.delivery.finish()
+    def _workers_done(self) -> None:
+        # What the workers completed is acknowledged, then the acknowledging stops.
+        self.delivery.finish()
 
-    async def _deliver_queued(self) -> None:
-        assert self._receive_stream is not None
-        receive = self._receive_stream
-        async for first in receive:
-            # What is queued already is taken without a checkpoint of its
-            # own (receive's): the sends yield where their receivers do.
-            entry: Entry | None = first
-            while entry is not None:
-                try:
-                    await self._deliver_one(entry)
-                finally:
-                    finished = self._finished.pop((entry.export.stream, entry.id), None)
-                    if finished is not None:
-                        finished.set()
-                try:
-                    entry = receive.receive_nowait()
-                except (anyio.WouldBlock, anyio.EndOfStream):
-                    entry = None
-
-    async def _deliver_one(self, entry: Entry) -> None:
+    async def _deliver_one(self, entry: Entry, timer: SendTimer) -> None:
         if not self._lifespan.running:
             return  # stays pending; counted at exit
-        await self.delivery.deliver(entry)
+        await self.delivery.deliver(entry, timer)
+
+    def _delivery_over(self, entry: Entry) -> None:
+        finished = self._finished.pop((entry.export.stream, entry.id), None)
+        if finished is not None:
+            finished.set()
 
     def _release(self, entry: Entry) -> None:
         """``entry`` is no longer held by this process: acknowledged, or left pending."""

@@ -11,7 +11,6 @@ through a callback, when an entry is no longer held.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -26,6 +25,8 @@ from ._redis_wire import Entry, RejectedMessageError, dead_letter_copy, decode
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
+
+    from ._redis_workers import SendTimer
 
 __all__ = ["Delivery", "DeliveryOptions"]
 
@@ -80,11 +81,14 @@ class Delivery:
         self._completed: anyio.Event | None = None
         self._finishing = False
 
-    async def deliver(self, entry: Entry) -> None:
+    async def deliver(self, entry: Entry, timer: SendTimer) -> None:
         """Run ``entry``'s send; then queue its acknowledgement, or dead-letter it.
 
-        An entry that cannot be acknowledged or dead-lettered (Redis
-        unreachable, or out of memory) stays pending, logged.
+        The send is marked on ``timer``, whose watchdog cancels it at its
+        deadline: the cancellation then propagates, for the worker to call
+        :meth:`time_out`. An entry that cannot be acknowledged or
+        dead-lettered (Redis unreachable, or out of memory) stays pending,
+        logged.
         """
         export = entry.export
         try:
@@ -92,13 +96,13 @@ class Delivery:
         except RejectedMessageError as exc:
             await self.reject(entry, str(exc))
             return
-        timeout = self._options.send_timeout
         results: list[tuple[Any, Any]] | None = None
         failure: Exception | None = None
         # The send copies this context for its receivers: they see the
         # envelope, and the publisher's span as the parent of their own.
         delivering = current_envelope.set(message.envelope)
-        with in_trace(message.trace), anyio.move_on_after(math.inf if timeout is None else timeout):
+        with in_trace(message.trace):
+            timer.start()
             try:
                 results = await export.signal.send_robust(message.sender, **message.payload)
             except Exception as exc:
@@ -110,13 +114,12 @@ class Delivery:
                 )
                 failure = exc
             finally:
+                timer.stop()
                 current_envelope.reset(delivering)
         if failure is not None:
             await self.reject(entry, f"send failed: {type(failure).__name__}: {failure}")
             return
-        if results is None:
-            self._time_out(entry)
-            return
+        assert results is not None
         self.delivered += 1
         self._count_failures(entry, results)
         # From Python 3.12 the errors' tracebacks reach this frame (it stepped
@@ -124,7 +127,7 @@ class Delivery:
         del results
         self._acknowledge(entry)
 
-    def _time_out(self, entry: Entry) -> None:
+    def time_out(self, entry: Entry) -> None:
         """The send of ``entry`` outlasted ``send_timeout`` and was cancelled."""
         self.timed_out += 1
         # No longer held: it looks idle, and is claimed (by any consumer,

@@ -148,9 +148,8 @@ async def remove_idle_consumers(
     check and the removal are one script, so a consumer that comes back
     and reads in between keeps its pending entries.
     """
-    removed: list[bytes | str] = await client.eval(
-        _REMOVE_IDLE_CONSUMERS, 1, stream, group, min_idle, keep
-    )
+    script = client.register_script(_REMOVE_IDLE_CONSUMERS)
+    removed: list[bytes | str] = await script(keys=[stream], args=[group, min_idle, keep])
     return sorted(map(text, removed))
 
 
@@ -172,7 +171,7 @@ async def trimming_of(client: aioredis.Redis, stream: str, group: str) -> Trimmi
     """
     try:
         groups: Sequence[Mapping[Any, Any]] = await client.xinfo_groups(stream)
-        reply: list[Any] = await client.eval(_STREAM_INFO, 1, stream)
+        reply: list[Any] = await client.register_script(_STREAM_INFO)(keys=[stream])
     except ResponseError as exc:
         if "no such key" not in str(exc):
             raise

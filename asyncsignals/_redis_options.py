@@ -32,7 +32,26 @@ def check_limits(
     start_from: Start,
     grace_period: float,
 ) -> None:
-    """Refuse, with a ValueError naming it, a bridge option out of its range."""
+    """Refuse, naming it, a bridge option of the wrong type or out of its range.
+
+    Raises:
+        TypeError: a count (a batch size, a length, a number of deliveries)
+            is not an int: a bool, a float or a str.
+        ValueError: an option is out of its range.
+    """
+    for argument, count, optional in (
+        ("batch_size", batch_size, False),
+        ("max_concurrent", max_concurrent, False),
+        ("max_message_bytes", max_message_bytes, False),
+        ("maxlen", maxlen, True),
+        ("max_deliveries", max_deliveries, True),
+    ):
+        if optional and count is None:
+            continue
+        # bool is an int to Python, never a count to a reader of the call.
+        if not isinstance(count, int) or isinstance(count, bool):
+            allowed = "a whole number (an int), or None" if optional else "a whole number (an int)"
+            raise TypeError(f"{argument} must be {allowed}, got {count!r}")
     for argument, value in (
         ("batch_size", batch_size),
         ("max_concurrent", max_concurrent),

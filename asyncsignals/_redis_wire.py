@@ -22,7 +22,7 @@ import random
 import sys
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, cast
+from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, Protocol, cast
 
 from ._payload import sender_given_twice
 from ._redis_envelope import Envelope, Origin, trace_context
@@ -164,9 +164,12 @@ class Entry:
     deliveries: int = 1
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
-class Message:
-    """A decoded entry: the send to make, what receivers may know of it, its trace."""
+class Message(NamedTuple):
+    """A decoded entry: the send to make, what receivers may know of it, its trace.
+
+    A named tuple, read by name: one per entry, made in half the time of a
+    frozen dataclass.
+    """
 
     sender: object
     payload: dict[str, Any]
@@ -404,7 +407,10 @@ def decode(entry: Entry, max_message_bytes: int) -> Message:
     keys = _KEYS.get(version) if type(version) is int else None
     if keys is None:
         raise RejectedMessageError(f"unknown wire version {version!r}")
-    if frozenset(checked.keys() - {_TRACE}) != keys or (version == 1 and _TRACE in checked):
+    # The common case (no trace) compared as is, without a set made for it.
+    if checked.keys() != keys and (
+        version == 1 or _TRACE not in checked or frozenset(checked.keys() - {_TRACE}) != keys
+    ):
         raise RejectedMessageError(
             f"malformed: expected a JSON object with keys {', '.join(sorted(keys))}"
         )
@@ -441,31 +447,45 @@ def _envelope(entry: Entry, message: dict[str, object]) -> tuple[Envelope, Mappi
         return Envelope(entry.id, milliseconds / 1000, None, entry.deliveries), {}
     event_id = message["id"]
     published_at = message["published_at"]
-    origin: Any = message["origin"]
-    trace: Any = message.get(_TRACE, {})
+    origin = cast("dict[str, object]", message["origin"])
+    trace = cast("dict[str, object]", message.get(_TRACE, _NO_TRACE))
     if not (
         isinstance(event_id, str)
         and type(published_at) in (int, float)
-        and isinstance(origin, dict)
-        and origin.keys() == {"app", "consumer"}
-        and (origin["app"] is None or isinstance(origin["app"], str))
-        and isinstance(origin["consumer"], str)
-        and isinstance(trace, dict)
-        and all(isinstance(value, str) for value in trace.values())  # pyright: ignore[reportUnknownVariableType]
+        and type(origin) is dict
+        and origin.keys() == _ORIGIN_KEYS
+        and type(trace) is dict
+        and (not trace or all(type(value) is str for value in trace.values()))
     ):
-        raise RejectedMessageError(
-            "malformed: id must be a string, published_at a number, origin an object "
-            "with app and consumer, trace an object of strings"
-        )
+        raise RejectedMessageError(_MALFORMED_ENVELOPE)
+    app = origin["app"]
+    consumer = origin["consumer"]
+    if not ((app is None or type(app) is str) and type(consumer) is str):
+        raise RejectedMessageError(_MALFORMED_ENVELOPE)
+    sent_by = _origins.get((app, consumer)) or _origin(app, consumer)
     return (
-        Envelope(
-            event_id,
-            float(cast("float", published_at)),
-            Origin(origin["app"], origin["consumer"]),
-            entry.deliveries,
-        ),
+        Envelope(event_id, float(cast("float", published_at)), sent_by, entry.deliveries),
         cast("dict[str, str]", trace),
     )
+
+
+_NO_TRACE: Final[dict[str, str]] = {}
+_ORIGIN_KEYS: Final = frozenset({"app", "consumer"})
+_MALFORMED_ENVELOPE: Final = (
+    "malformed: id must be a string, published_at a number, origin an object "
+    "with app and consumer, trace an object of strings"
+)
+# The publishers' origins, made once each: a consumer reads the events of
+# a few publishers (an Origin is immutable, so one serves every event).
+_origins: dict[tuple[str | None, str], Origin] = {}
+_MOST_ORIGINS: Final = 1024
+
+
+def _origin(app: str | None, consumer: str) -> Origin:
+    if len(_origins) >= _MOST_ORIGINS:
+        _origins.clear()  # publishers restarted under new names: start over
+    origin = _origins[app, consumer] = Origin(app, consumer)
+    return origin
 
 
 def dead_letter_copy(

@@ -21,8 +21,11 @@ events/s for ``--seconds`` seconds, each carrying its publish time; it
 gives p50 and p99 latency from the publish to the handler (one host's
 clock). Cases run in interleaved rounds (each round every case once, the
 order rotated from round to round) and the table shows each measure's
-median over the rounds, and the bridge's ratio to the floor. Writes
-``benchmarks/results/redis-bridge-<date>.md`` and prints it. Needs a Redis
+median over the rounds, and the bridge's ratio to the floor, with the
+range of the ratios round by round (how noisy the host was). Writes
+``benchmarks/results/redis-bridge-<date>.md`` and prints it, and draws the
+three ratios per consumer count in ``docs/redis-bridge-ratios.png`` (with
+matplotlib, of the ``bench`` extra). Needs a Redis
 (default ``redis://127.0.0.1:6379/0``); the keys it uses are deleted
 afterwards. Publisher, Redis and consumers share the host's CPUs.
 """
@@ -52,6 +55,15 @@ from asyncsignals import Signal
 from asyncsignals.redis import RedisBridge
 
 RESULTS = Path(__file__).parent / "results"
+CHART = Path(__file__).parent.parent / "docs" / "redis-bridge-ratios.png"
+# Each ratio of the bridge to the floor: its name, how it is computed, its target.
+RATIOS: tuple[
+    tuple[str, str, Callable[[dict[str, float], dict[str, float]], float], float], ...
+] = (
+    ("CPU/event", "at most", lambda bridge, floor: bridge["cpu_us"] / floor["cpu_us"], 1.5),
+    ("events/s", "at least", lambda bridge, floor: bridge["rate"] / floor["rate"], 0.8),
+    ("paced p99", "at most", lambda bridge, floor: bridge["p99"] / floor["p99"], 1.3),
+)
 IMPLEMENTATIONS = ("floor", "bridge")
 APP = "bench"
 SIGNAL = "benchmark_event"
@@ -258,8 +270,11 @@ async def redis_version(url: str) -> str:
         await client.aclose()
 
 
-def measure(args: argparse.Namespace) -> dict[tuple[str, int], dict[str, float]]:
-    """Every case, in interleaved rounds; the median of each measure."""
+Samples = dict[tuple[str, int], list[dict[str, float]]]
+
+
+def measure(args: argparse.Namespace) -> Samples:
+    """Every case, in interleaved rounds: each round's measures."""
     samples: dict[tuple[str, int], list[dict[str, float]]] = {}
     cases = [(implementation, n) for n in args.consumers for implementation in IMPLEMENTATIONS]
     for round_number in range(args.rounds):
@@ -292,13 +307,60 @@ def measure(args: argparse.Namespace) -> dict[tuple[str, int], dict[str, float]]
             }
             print(f"round {round_number + 1}: {implementation} x{consumers}: {sample}", flush=True)
             samples.setdefault((implementation, consumers), []).append(sample)
+    return samples
+
+
+def medians_of(samples: Samples) -> dict[tuple[str, int], dict[str, float]]:
     return {
         case: {key: statistics.median(s[key] for s in runs) for key in runs[0]}
         for case, runs in samples.items()
     }
 
 
-def table(args: argparse.Namespace, medians: dict[tuple[str, int], dict[str, float]]) -> str:
+def ratio_ranges(samples: Samples, consumers: int) -> list[tuple[float, float]]:
+    """Each ratio's lowest and highest over the rounds (a round's bridge to its floor)."""
+    pairs = list(zip(samples[("bridge", consumers)], samples[("floor", consumers)], strict=True))
+    return [
+        (min(ratio(b, f) for b, f in pairs), max(ratio(b, f) for b, f in pairs))
+        for _, _, ratio, _ in RATIOS
+    ]
+
+
+def chart(args: argparse.Namespace, samples: Samples, path: Path) -> None:
+    """The three ratios per consumer count (medians, the rounds' range as error bars)."""
+    # The bench extra's, needed here only.
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    medians = medians_of(samples)
+    figure, axes = plt.subplots(1, len(RATIOS), figsize=(10, 3.4))
+    for index, (axis, (name, bound, ratio, target)) in enumerate(zip(axes, RATIOS, strict=True)):
+        values = [ratio(medians[("bridge", n)], medians[("floor", n)]) for n in args.consumers]
+        ranges = [ratio_ranges(samples, n)[index] for n in args.consumers]
+        errors = [
+            [value - low for value, (low, _) in zip(values, ranges, strict=True)],
+            [high - value for value, (_, high) in zip(values, ranges, strict=True)],
+        ]
+        labels = [str(n) for n in args.consumers]
+        axis.bar(labels, values, yerr=errors, capsize=4, color="#4c72b0")
+        axis.axhline(target, color="#c44e52", linestyle="--", label=f"target: {bound} {target:g}x")
+        axis.axhline(1.0, color="grey", linewidth=0.8)
+        axis.set_title(f"{name}, bridge / floor")
+        axis.set_xlabel("consumer processes")
+        axis.legend(loc="upper right", fontsize=8)
+        axis.set_ylim(0, max(*(high for _, high in ranges), target) * 1.25)
+    figure.suptitle(
+        f"Redis bridge against a hand-written consumer (medians of {args.rounds} rounds)"
+    )
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def table(args: argparse.Namespace, samples: Samples, load: tuple[float, float]) -> str:
+    medians = medians_of(samples)
     version = anyio.run(redis_version, args.url, backend="asyncio")
     lines = [
         f"# Redis bridge against a hand-written consumer, {datetime.date.today().isoformat()}",
@@ -310,7 +372,8 @@ def table(args: argparse.Namespace, medians: dict[tuple[str, int], dict[str, flo
         "Saturated: events/s and consumer CPU per event draining a burst of "
         f"{args.events} events; paced: latency at {args.rate:g} events/s. Floor: XREADGROUP "
         "of 16, json.loads, the handler, one XACK per batch. Targets: CPU/event at most 1.5x "
-        "the floor, events/s at least 0.8x, paced p99 at most 1.3x.",
+        "the floor, events/s at least 0.8x, paced p99 at most 1.3x. "
+        f"Load average (1 min) of the host: {load[0]:.1f} before, {load[1]:.1f} after.",
         "",
         "| consumers | implementation | events/s | CPU µs/event | p50 ms | p99 ms "
         "| events/s ratio | CPU ratio | p99 ratio |",
@@ -330,6 +393,17 @@ def table(args: argparse.Namespace, medians: dict[tuple[str, int], dict[str, flo
                 f"| {consumers} | {implementation} | {row['rate']:,.0f} | {row['cpu_us']:.0f} "
                 f"| {row['p50']:.2f} | {row['p99']:.2f} {ratios}"
             )
+    lines += [
+        "",
+        "Each ratio's range over the rounds (a round's bridge to the same round's floor):",
+        "",
+        "| consumers | " + " | ".join(name for name, _, _, _ in RATIOS) + " |",
+        "| ---: |" + " ---: |" * len(RATIOS),
+    ]
+    for consumers in args.consumers:
+        ranges = ratio_ranges(samples, consumers)
+        cells = [f"{low:.2f} to {high:.2f}" for low, high in ranges]
+        lines.append(f"| {consumers} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -349,13 +423,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.consume:
         consume(*args.consume)
         return 0
-    report = table(args, measure(args))
+    load_before = os.getloadavg()[0]
+    samples = measure(args)
+    report = table(args, samples, (load_before, os.getloadavg()[0]))
     print(report)
     if not args.no_write:
         RESULTS.mkdir(exist_ok=True)
         path = RESULTS / f"redis-bridge-{datetime.date.today().isoformat()}.md"
         path.write_text(report)
-        print(f"written to {path.relative_to(Path(__file__).parent.parent)}")
+        (path.with_suffix(".json")).write_text(
+            json.dumps([[*case, runs] for case, runs in samples.items()], indent=1)
+        )
+        chart(args, samples, CHART)
+        for written in (path, CHART):
+            print(f"written to {written.relative_to(Path(__file__).parent.parent)}")
     return 0
 
 

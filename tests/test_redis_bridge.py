@@ -556,6 +556,86 @@ async def test_a_hung_broadcast_send_is_dropped_after_send_timeout(
     assert "it is dropped (broadcast)" in caplog.text
 
 
+async def test_each_send_has_its_own_deadline(
+    redis_url: str, prefix: str, order_shipped: Signal[..., Any]
+) -> None:
+    """A send that started later is not cancelled at an earlier send's deadline."""
+    hung = anyio.Event()
+
+    async def hang_or_take_a_while(sender: object, order_id: int, **kwargs: Any) -> None:
+        if order_id == 1:
+            hung.set()
+            await anyio.sleep_forever()
+        await anyio.sleep(0.6)
+
+    order_shipped.connect(hang_or_take_a_while, weak=False, dispatch_uid="test")
+    bridge = make_bridge(redis_url, prefix, send_timeout=1.0, claim_idle=60)
+    bridge.export(order_shipped)
+    async with bridge:
+        await bridge.publish(order_shipped, "shop", order_id=1)
+        await hung.wait()
+        await anyio.sleep(0.6)
+        # Runs from 0.6 s to 1.2 s after the first, past its deadline (1 s).
+        await bridge.publish(order_shipped, "shop", order_id=2)
+        await eventually(lambda: bridge.timed_out == 1)
+        await eventually(lambda: bridge.delivered == 1)
+    assert bridge.timed_out == 1
+
+
+async def test_sends_that_suspend_run_max_concurrent_at_once(
+    redis_url: str, prefix: str, order_shipped: Signal[..., Any]
+) -> None:
+    """Entries read in one batch whose receivers suspend each get a worker, up to the limit."""
+    running: set[int] = set()
+    most = 0
+    all_in = anyio.Event()
+
+    async def wait_for_the_others(sender: object, order_id: int, **kwargs: Any) -> None:
+        nonlocal most
+        running.add(order_id)
+        most = max(most, len(running))
+        if len(running) == 4:
+            all_in.set()
+        await all_in.wait()
+        await anyio.sleep(0.01)
+        running.discard(order_id)
+
+    order_shipped.connect(wait_for_the_others, weak=False, dispatch_uid="test")
+    bridge = make_bridge(redis_url, prefix, max_concurrent=4, start_from="beginning")
+    bridge.export(order_shipped)
+    async with bridge:
+        await bridge.publish(order_shipped, "shop", order_id=0)
+        await eventually(lambda: len(running) == 1)
+        for order_id in range(1, 9):
+            await bridge.publish(order_shipped, "shop", order_id=order_id)
+        await eventually(lambda: bridge.delivered == 9)
+    assert most == 4
+
+
+async def test_entries_whose_receivers_never_suspend_run_a_batch_in_one_task(
+    redis_url: str, client: aioredis.Redis, prefix: str, order_shipped: Signal[..., Any]
+) -> None:
+    """A batch of entries whose sends complete without suspending wakes one worker, not one each."""
+    tasks: list[object] = []
+
+    def note_the_task(sender: object, order_id: int, **kwargs: Any) -> None:
+        tasks.append(asyncio.current_task())
+
+    order_shipped.connect(note_the_task, weak=False, dispatch_uid="test")
+    publisher = make_bridge(redis_url, prefix)
+    publisher.export(order_shipped, consume=False)
+    async with publisher:
+        for order_id in range(16):
+            await publisher.publish(order_shipped, "shop", order_id=order_id)
+    bridge = make_bridge(redis_url, prefix, start_from="beginning", batch_size=16)
+    bridge.export(order_shipped)
+    async with bridge:
+        await eventually(lambda: bridge.delivered == 16)
+    assert len(tasks) == 16
+    assert len(set(tasks)) == 1
+    assert await pending(client, stream_of(prefix)) == 0
+
+
 def test_send_timeout_none_sets_no_limit() -> None:
     """send_timeout=None lets every send run as long as it takes."""
     assert RedisBridge(UNUSED_URL, app=APP, send_timeout=None).send_timeout is None
@@ -1135,6 +1215,16 @@ def test_bad_options_raise(options: dict[str, Any], message: str) -> None:
     """Each option out of range is a ValueError naming it."""
     with pytest.raises(ValueError, match=message):
         RedisBridge(UNUSED_URL, app=APP, **options)
+
+
+@pytest.mark.parametrize(
+    "option", ["batch_size", "max_concurrent", "max_message_bytes", "maxlen", "max_deliveries"]
+)
+@pytest.mark.parametrize("value", [True, 2.0, 2.5, "2"])
+def test_counts_that_are_not_whole_numbers_raise(option: str, value: Any) -> None:
+    """A count option given a bool, a float or a str is a TypeError naming it."""
+    with pytest.raises(TypeError, match=f"{option} must be a whole number .*got {value!r}"):
+        RedisBridge(UNUSED_URL, app=APP, **{option: value})
 
 
 def user_client(url: str, **options: Any) -> aioredis.Redis:
@@ -1907,6 +1997,8 @@ async def test_entries_with_a_malformed_envelope_are_dead_lettered(
         v2_event(origin={"app": "shop"}),
         v2_event(origin={"app": 1, "consumer": "c"}),
         v2_event(origin={"app": None, "consumer": None}),
+        v2_event(origin={"app": ["shop"], "consumer": "c"}),
+        v2_event(origin={"app": "shop", "consumer": {"c": 1}}),
         v2_event(origin="c"),
         v2_event(trace={"traceparent": 1}),
         v2_event(trace=["x"]),
@@ -1927,7 +2019,7 @@ async def test_entries_with_a_malformed_envelope_are_dead_lettered(
         )
         await eventually(lambda: bridge.delivered == 1 and bridge.dead_lettered == len(malformed))
     reasons = [fields[b"reason"].decode() for fields in await dead_letters(client, prefix)]
-    assert sum("id must be a string" in reason for reason in reasons) == 9
+    assert sum("id must be a string" in reason for reason in reasons) == 11
     assert sum("wire version" in reason for reason in reasons) == 1
 
 
