@@ -7,9 +7,10 @@ from ._background import (
     DispatcherFullError,
     ShutdownReport,
 )
+from ._decorator import receiver
 from ._instrument import Instrument, SendEvent, add_instrument, remove_instrument
 from ._receivers import Receiver, ReceiverDecorator
-from ._signal import Results, Signal, receiver
+from ._signal import Results, Signal
 
 # Kept equal to the version in pyproject.toml (a test compares the two).
 __version__ = "0.1.0"

@@ -24,7 +24,6 @@ from ._payload import (
 )
 from ._receivers import (
     Receiver,
-    ReceiverDecorator,
     check_accepts,
     dispatch_uid_key,
     inspect_receiver,
@@ -42,20 +41,15 @@ from ._run import (
 )
 from ._sync import send_from_sync
 
-__all__ = ["Results", "Signal", "receiver"]
+__all__ = ["Results", "Signal"]
 
 # A signal's payload, as the parameters its receivers take, and what they return.
 # Unparametrized (Signal()), any payload and any result: Django's untyped style.
 P = ParamSpec("P", default=...)
 R = TypeVar("R", default=Any)
-# The same for functions generic in a signal's payload (Signal.declare, receiver).
+# The same for functions generic in a signal's payload (Signal.declare).
 DeclaredP = ParamSpec("DeclaredP")
 DeclaredR = TypeVar("DeclaredR")
-# For receiver(): their defaults (any payload, any result) are what it checks a
-# function against for a list of signals, whose payloads may differ (the result
-# that the list's signals share, where the checker infers one).
-ReceiverP = ParamSpec("ReceiverP", default=...)
-ReceiverR = TypeVar("ReceiverR", default=Any)
 
 #: What a send returns: ``(receiver, result)`` in connection order.
 Results = TypeAliasType("Results", list[tuple[Callable[..., Any], R]], type_params=(R,))
@@ -621,38 +615,5 @@ def _declare(
     return cast("Signal[DeclaredP, DeclaredR]", signal)
 
 
-def receiver(
-    signal: (
-        Signal[ReceiverP, ReceiverR] | Iterable[Signal[Any, ReceiverR]] | Iterable[Signal[Any, Any]]
-    ),
-    **connect_kwargs: Any,
-) -> ReceiverDecorator[ReceiverP, ReceiverR]:
-    """Decorator: connect the function to ``signal`` (or to each of a list).
-
-    ``connect_kwargs`` are passed to :meth:`Signal.connect`; the function is
-    returned unchanged. For a declared signal the type checker checks the
-    function against the signal's payload (see :class:`ReceiverDecorator`).
-    For a list of signals (their payloads may differ) pyright checks only
-    the function's result, against the one its signals share, and mypy
-    nothing; stack ``@receiver`` once per signal to have each one check it.
-    Each signal checks the function when it connects, and refuses one that
-    cannot take its payload with a ``TypeError``.
-    """
-    signals: list[object] = [signal] if isinstance(signal, Signal) else list(signal)
-    if not signals:
-        raise TypeError("receiver() needs at least one signal to connect to, got none")
-    for each in signals:
-        if not isinstance(each, Signal):
-            raise TypeError(f"receiver() expects a Signal or a list of them, got {each!r}")
-
-    def decorator(function: Receiver[..., Any]) -> Receiver[..., Any]:
-        for each in cast("list[Signal[..., Any]]", signals):
-            each.connect(function, **connect_kwargs)
-        return function
-
-    return cast("ReceiverDecorator[ReceiverP, ReceiverR]", decorator)
-
-
 # Public names show their public path in reprs and tracebacks.
 Signal.__module__ = "asyncsignals"
-receiver.__module__ = "asyncsignals"
