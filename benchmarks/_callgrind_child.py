@@ -5,6 +5,10 @@ that ``asyncsignals`` is imported from ``PYTHONPATH`` (the working tree, or a
 revision checked out elsewhere) while the harness is always this one: the
 package is imported first, and only then is this harness put on the path.
 Prints, as JSON, where ``asyncsignals`` came from, so the caller can check.
+
+The case is a dispatcher of the main harness on one of its scenarios
+(``--implementation``, ``--scenario``), or a rung of one row of the costs
+ladder (``--costs-row``, ``--implementation``: the rung's name).
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ def main() -> int:
     """Send ``--warmup`` times, then ``--sends`` times with the collector off."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--implementation", required=True)
-    parser.add_argument("--scenario", required=True)
+    parser.add_argument("--scenario")
+    parser.add_argument("--costs-row")
     parser.add_argument("--backend", required=True)
     parser.add_argument("--sends", type=int, required=True)
     parser.add_argument("--warmup", type=int, required=True)
@@ -37,8 +42,13 @@ def main() -> int:
 
     assert arguments.backend in BACKENDS
     backend = cast(Backend, arguments.backend)
-    (implementation,) = [i for i in implementations() if i.name == arguments.implementation]
-    (scenario,) = [s for s in scenarios() if s.key == arguments.scenario]
+    if arguments.costs_row is not None:
+        from benchmarks.costs import rung_case
+
+        implementation, scenario = rung_case(arguments.costs_row, arguments.implementation)
+    else:
+        (implementation,) = [i for i in implementations() if i.name == arguments.implementation]
+        (scenario,) = [s for s in scenarios() if s.key == arguments.scenario]
     send, senders, receivers = prepare(implementation, scenario, backend)
 
     async def run() -> None:

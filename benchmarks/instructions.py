@@ -138,10 +138,48 @@ def per_send(short: int, long: int, short_sends: int, long_sends: int) -> float:
     return (long - short) / (long_sends - short_sends)
 
 
+@dataclass(frozen=True)
+class Counting:
+    """How many sends each of a count's two callgrind runs makes."""
+
+    sends: int = 3000
+    baseline: int = 1000
+    warmup: int = 200
+
+    def describe(self) -> str:
+        """The method, in a sentence, for a report's header."""
+        return (
+            f"per send = (Ir({self.sends} sends) - Ir({self.baseline} sends)) / "
+            f"{self.sends - self.baseline}, after {self.warmup} warm-up sends, "
+            "PYTHONHASHSEED=0, collector off."
+        )
+
+
+def working_tree() -> Source:
+    """This checkout's own asyncsignals."""
+    return Source(_working_tree_label(), REPOSITORY)
+
+
+def check_valgrind() -> None:
+    """Exit with a message when valgrind cannot be run."""
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is not installed (callgrind counts the instructions)")
+
+
 def _count(
-    source: Source, implementation: str, scenario: str, backend: Backend, sends: int, warmup: int
+    source: Source,
+    case: list[str],
+    backend: Backend,
+    sends: int,
+    warmup: int,
+    keep: Path | None = None,
 ) -> int:
-    """Ir of one child run under callgrind; checks the child imported ``source``'s package."""
+    """Ir of one child run under callgrind; checks the child imported ``source``'s package.
+
+    ``case``: the child's arguments that name what it sends through
+    (``--implementation=...``, ``--scenario=...`` or ``--costs-row=...``).
+    ``keep``: where to copy callgrind's output file, for callgrind_annotate.
+    """
     with tempfile.TemporaryDirectory() as directory:
         output = Path(directory) / "callgrind.out"
         environment = {
@@ -158,8 +196,7 @@ def _count(
                 sys.executable,
                 "-P",  # no script directory on sys.path: asyncsignals from PYTHONPATH
                 str(CHILD),
-                f"--implementation={implementation}",
-                f"--scenario={scenario}",
+                *case,
                 f"--backend={backend}",
                 f"--sends={sends}",
                 f"--warmup={warmup}",
@@ -171,13 +208,39 @@ def _count(
             text=True,
         )
         if completed.returncode:
-            raise RuntimeError(
-                f"{implementation} {scenario} failed under callgrind:\n{completed.stderr}"
-            )
+            raise RuntimeError(f"{' '.join(case)} failed under callgrind:\n{completed.stderr}")
         imported = Path(json.loads(completed.stdout.splitlines()[-1])["asyncsignals"])
         if imported != (source.path / "asyncsignals").resolve():
             raise RuntimeError(f"asyncsignals came from {imported}, not from {source.path}")
+        if keep is not None:
+            shutil.copyfile(output, keep)
         return parse_total(output.read_text())
+
+
+def count_per_send(
+    source: Source,
+    case: list[str],
+    backend: Backend,
+    counting: Counting,
+    keep: Path | None = None,
+) -> float:
+    """Instructions per send of ``case``: two callgrind runs, subtracted.
+
+    ``keep``: a path stem; the two runs' output files are copied to
+    ``keep.short`` and ``keep.long``.
+    """
+    counts = [
+        _count(
+            source,
+            case,
+            backend,
+            sends,
+            counting.warmup,
+            None if keep is None else keep.with_name(f"{keep.name}.{length}"),
+        )
+        for sends, length in ((counting.baseline, "short"), (counting.sends, "long"))
+    ]
+    return per_send(counts[0], counts[1], counting.baseline, counting.sends)
 
 
 @dataclass(frozen=True)
@@ -191,13 +254,9 @@ class Job:
 
 def measure_one(job: Job, arguments: argparse.Namespace) -> float:
     """Instructions per send of ``job``: two callgrind runs, subtracted."""
-    counts = [
-        _count(
-            job.source, job.implementation, job.scenario, arguments.backend, sends, arguments.warmup
-        )
-        for sends in (arguments.baseline, arguments.sends)
-    ]
-    value = per_send(counts[0], counts[1], arguments.baseline, arguments.sends)
+    counting = Counting(arguments.sends, arguments.baseline, arguments.warmup)
+    case = [f"--implementation={job.implementation}", f"--scenario={job.scenario}"]
+    value = count_per_send(job.source, case, arguments.backend, counting)
     _progress(
         f"{job.source.label:32} {job.implementation:14} {job.scenario:26} {value:12,.0f} Ir/send"
     )
@@ -227,8 +286,7 @@ def table(
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m benchmarks.instructions``."""
     arguments = _parser().parse_args(argv)
-    if shutil.which("valgrind") is None:
-        raise SystemExit("valgrind is not installed (callgrind counts the instructions)")
+    check_valgrind()
     if arguments.sends <= arguments.baseline:
         raise SystemExit("--sends must be larger than --baseline")
     keys: list[str] = arguments.scenario or list(DEFAULT_SCENARIOS)
@@ -245,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in ("loop", "asyncsignals"):
             if not supports(by_name[name], rows[key], backend):
                 raise SystemExit(f"{name} does not run {key} on {backend}")
-    working = Source(_working_tree_label(), REPOSITORY)
+    working = working_tree()
     with tempfile.TemporaryDirectory() as directory, ExitStack() as trees:
         sources = [working]
         sources += [
@@ -266,9 +324,8 @@ def main(argv: list[str] | None = None) -> int:
         f"# Instructions per send ({backend}, callgrind)",
         "",
         f"Command: `{command}`  ",
-        f"Python {sys.version.split()[0]}; per send = (Ir({arguments.sends} sends) - "
-        f"Ir({arguments.baseline} sends)) / {arguments.sends - arguments.baseline}, "
-        f"after {arguments.warmup} warm-up sends, PYTHONHASHSEED=0, collector off.",
+        f"Python {sys.version.split()[0]}; "
+        + Counting(arguments.sends, arguments.baseline, arguments.warmup).describe(),
         "",
         *table(keys, floor, sources, counts),
     ]
