@@ -165,8 +165,11 @@ class Workers:
         timer = SendTimer(loop.time)
         self._timers.append(timer)
         try:
-            while not await self._deliver_until_spent(timer, loop):
+            # A scope the watchdog cancelled is spent: each round gets a new one.
+            while True:
                 timer.scope = anyio.CancelScope()
+                if await self._deliver_until_spent(timer, loop):
+                    break
         finally:
             self._timers.remove(timer)
             self._running -= 1

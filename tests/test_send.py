@@ -520,3 +520,54 @@ async def test_a_lone_async_receiver_takes_signal_only_when_it_accepts_it(weak: 
     signal.connect(named_only, weak=weak)
     assert await signal.send_robust(None, value=2) == [(named_only, "named")]
     assert seen == [{"signal": signal, "value": 1}, {"value": 2}]
+
+
+@pytest.mark.parametrize("concurrent", [True, False], ids=["concurrent", "sequential"])
+@pytest.mark.parametrize("kind", ["sync", "async"])
+async def test_receivers_that_take_signal_and_ones_that_do_not_each_get_their_keywords(
+    kind: str, concurrent: bool
+) -> None:
+    """In one send, each receiver gets ``signal=`` exactly when it takes it, in any order."""
+    signal = Signal(concurrent=concurrent)
+    seen: list[tuple[str, dict[str, Any]]] = []
+
+    def make(name: str, takes_signal: bool) -> Callable[..., Any]:
+        if kind == "sync":
+            if takes_signal:
+
+                def receiver(sender: object, **kwargs: Any) -> str:
+                    seen.append((name, kwargs))
+                    return name
+            else:
+
+                def receiver(sender: object, value: int) -> str:  # type: ignore[misc]
+                    seen.append((name, {"value": value}))
+                    return name
+
+            return receiver
+        if takes_signal:
+
+            async def async_receiver(sender: object, **kwargs: Any) -> str:
+                seen.append((name, kwargs))
+                return name
+        else:
+
+            async def async_receiver(sender: object, value: int) -> str:  # type: ignore[misc]
+                seen.append((name, {"value": value}))
+                return name
+
+        return async_receiver
+
+    shapes = [("plain 1", False), ("takes 1", True), ("plain 2", False), ("takes 2", True)]
+    receivers = [make(name, takes) for name, takes in shapes]
+    for each in receivers:
+        signal.connect(each, weak=False)
+    for send in (signal.send, signal.send_robust):
+        seen.clear()
+        results = await send(None, value=7)
+        assert results == [(r, name) for r, (name, _) in zip(receivers, shapes, strict=True)]
+        expected = [
+            (name, {"signal": signal, "value": 7} if takes else {"value": 7})
+            for name, takes in shapes
+        ]
+        assert sorted(seen, key=lambda pair: pair[0]) == sorted(expected, key=lambda pair: pair[0])
