@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import anyio.lowlevel
@@ -133,10 +133,28 @@ def find(request: web.Request) -> Order:
     return order
 
 
+async def read_new_order(request: web.Request) -> tuple[str, int]:
+    """The item and quantity of a new order; 400 Bad Request, saying why, for anything else."""
+    expected = 'an order is {"item": str, "quantity": int >= 1 (default 1)}'
+    try:
+        body: object = await request.json()
+    except ValueError:
+        raise web.HTTPBadRequest(text=f"the body is not JSON: {expected}") from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text=expected)
+    fields = cast("dict[str, object]", body)
+    item, quantity = fields.get("item"), fields.get("quantity", 1)
+    if not isinstance(item, str):
+        raise web.HTTPBadRequest(text=f"item {item!r}: {expected}")
+    if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 1:
+        raise web.HTTPBadRequest(text=f"quantity {quantity!r}: {expected}")
+    return item, quantity
+
+
 @routes.post("/orders")
 async def create_order(request: web.Request) -> web.Response:
-    body = await request.json()
-    order = await request.app[BOOK].create(str(body["item"]), int(body.get("quantity", 1)))
+    item, quantity = await read_new_order(request)
+    order = await request.app[BOOK].create(item, quantity)
     return web.json_response(dataclasses.asdict(order), status=201)
 
 

@@ -31,7 +31,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 from fastapi import FastAPI, HTTPException
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from asyncsignals import BackgroundDispatcher, Signal, receiver
 
@@ -50,7 +50,7 @@ class Order:
 
 class NewOrder(BaseModel):
     item: str
-    quantity: int = 1
+    quantity: int = Field(default=1, ge=1)
 
 
 # The signals, declared: each signature is the payload, which mypy and pyright

@@ -157,6 +157,38 @@ async def test_aiohttp_order_flow_and_graceful_shutdown(
     assert "background sends: 5 accepted, 5 completed, 0 did not complete" in caplog.text
 
 
+BAD_ORDERS = [
+    pytest.param(b"not json", id="not-json"),
+    pytest.param(b"[1]", id="not-an-object"),
+    pytest.param(b'{"quantity": 2}', id="no-item"),
+    pytest.param(b'{"item": "cup", "quantity": "many"}', id="quantity-not-an-int"),
+    pytest.param(b'{"item": "cup", "quantity": -3}', id="quantity-not-positive"),
+]
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize("body", BAD_ORDERS)
+async def test_both_services_refuse_a_bad_order_before_any_signal_is_sent(body: bytes) -> None:
+    """A malformed order is a client error (422, 400), and creates nothing."""
+    book = fastapi_app.OrderBook(email_delay=0.05)
+    async with fastapi_client(book) as client:
+        response = await client.post(
+            "/orders", content=body, headers={"content-type": "application/json"}
+        )
+        assert response.status_code == 422
+    assert book.orders == {}
+    aiohttp_book = aiohttp_app.OrderBook(email_delay=0.05)
+    app = aiohttp_app.create_app(book=aiohttp_book, grace_period=5)
+    async with TestClient(TestServer(app)) as aiohttp_client:
+        refused = await aiohttp_client.post(
+            "/orders", data=body, headers={"content-type": "application/json"}
+        )
+        assert refused.status == 400
+        assert "order" in (await refused.text())
+    assert aiohttp_book.orders == {}
+    assert aiohttp_book.audit_log == []
+
+
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_aiohttp_shutdown_reports_emails_cut_off_by_the_grace_period(
     caplog: pytest.LogCaptureFixture,
