@@ -41,6 +41,9 @@ from benchmarks._scenarios import TIMES, scenarios
 BENCHMARKS = Path(__file__).resolve().parent
 REPOSITORY = BENCHMARKS.parent
 CHILD = BENCHMARKS / "_callgrind_child.py"
+# The timed run's columns that are asyncsignals itself: the plain send, the
+# sequential mode, and the send under a no-op instrument.
+ASYNCSIGNALS_DISPATCHERS = ("asyncsignals", "asyncsignals-sequential", "asyncsignals-instrumented")
 DEFAULT_SCENARIOS = ("send/1/async", "send/10/sync")
 
 
@@ -74,6 +77,12 @@ def _parser() -> argparse.ArgumentParser:
         help="also measure asyncsignals at this git revision (repeatable)",
     )
     parser.add_argument("--backend", choices=BACKENDS, default="asyncio")
+    parser.add_argument(
+        "--dispatcher",
+        choices=ASYNCSIGNALS_DISPATCHERS,
+        default="asyncsignals",
+        help="which of asyncsignals' columns to count (default: asyncsignals, the plain send)",
+    )
     parser.add_argument(
         "--sends", type=int, default=3000, help="sends in the longer run (default 3000)"
     )
@@ -264,12 +273,16 @@ def measure_one(job: Job, arguments: argparse.Namespace) -> float:
 
 
 def table(
-    keys: list[str], floor: dict[str, float], sources: list[Source], counts: dict[str, list[float]]
+    keys: list[str],
+    floor: dict[str, float],
+    sources: list[Source],
+    counts: dict[str, list[float]],
+    dispatcher: str = "asyncsignals",
 ) -> list[str]:
     """Markdown: instructions per send, ÷ the floor, and ÷ the first source for the others."""
     header = ["scenario", "floor (hand loop)"]
     for index, source in enumerate(sources):
-        header += [f"asyncsignals, {source.label}", "÷ floor"]
+        header += [f"{dispatcher}, {source.label}", "÷ floor"]
         if index:
             header.append(f"÷ {sources[0].label}")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -300,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     by_name = {i.name: i for i in implementations()}
     backend: Backend = arguments.backend
     for key in keys:
-        for name in ("loop", "asyncsignals"):
+        for name in ("loop", arguments.dispatcher):
             if not supports(by_name[name], rows[key], backend):
                 raise SystemExit(f"{name} does not run {key} on {backend}")
     working = working_tree()
@@ -312,13 +325,15 @@ def main(argv: list[str] | None = None) -> int:
         ]
         # The floor is the harness's own code: counted once, whatever the revision.
         jobs = [Job(working, "loop", key) for key in keys]
-        jobs += [Job(source, "asyncsignals", key) for source in sources for key in keys]
+        jobs += [Job(source, arguments.dispatcher, key) for source in sources for key in keys]
         with ThreadPoolExecutor(max(1, arguments.jobs)) as pool:
             values = dict(
                 zip(jobs, pool.map(lambda job: measure_one(job, arguments), jobs), strict=True)
             )
     floor = {key: values[Job(working, "loop", key)] for key in keys}
-    counts = {key: [values[Job(source, "asyncsignals", key)] for source in sources] for key in keys}
+    counts = {
+        key: [values[Job(source, arguments.dispatcher, key)] for source in sources] for key in keys
+    }
     command = " ".join(["python -m benchmarks.instructions", *(argv or sys.argv[1:])])
     lines = [
         f"# Instructions per send ({backend}, callgrind)",
@@ -327,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Python {sys.version.split()[0]}; "
         + Counting(arguments.sends, arguments.baseline, arguments.warmup).describe(),
         "",
-        *table(keys, floor, sources, counts),
+        *table(keys, floor, sources, counts, arguments.dispatcher),
     ]
     print("\n".join(lines))
     return 0

@@ -268,3 +268,39 @@ def test_a_lone_receiver_collected_after_its_lookup_is_skipped() -> None:
     signal = Signal()
     for target, hold in ((function_ref, WEAK), (method_ref, WEAK_METHOD)):
         assert run_solo(signal, (target, hold, ASYNC, True, 0, None), None, {}, False) == []
+
+
+async def test_a_sequential_send_skips_a_bound_method_whose_object_dies_before_its_turn() -> None:
+    """Weakly held, a bound method is skipped once its object is collected mid-send."""
+    signal = Signal(concurrent=False)
+
+    class Holder:
+        async def method(self, sender: object, **kwargs: Any) -> str:
+            return "method"
+
+    holders = [Holder()]
+
+    async def first(sender: object, **kwargs: Any) -> str:
+        holders.clear()  # the object's last reference
+        gc.collect()
+        return "first"
+
+    async def last(sender: object, **kwargs: Any) -> str:
+        return "last"
+
+    signal.connect(first, weak=False)
+    signal.connect(holders[0].method)
+    signal.connect(last, weak=False)
+    assert await signal.send(None) == [(first, "first"), (last, "last")]
+
+
+def test_the_bridge_s_cache_of_publishers_stays_bounded() -> None:
+    """Publishers restarted under new names do not grow the decoder's cache of origins."""
+    from asyncsignals import _redis_wire
+    from asyncsignals.redis import Origin
+
+    most = _redis_wire._MOST_ORIGINS  # pyright: ignore[reportPrivateUsage]
+    for number in range(most + 10):
+        origin = _redis_wire._origin("app", f"worker-{number}")  # pyright: ignore[reportPrivateUsage]
+        assert origin == Origin("app", f"worker-{number}")
+    assert len(_redis_wire._origins) <= most  # pyright: ignore[reportPrivateUsage]
